@@ -1,0 +1,60 @@
+"""Analysis: observations (+ control + signatures) in, verdict out. Pure functions only.
+
+It never touches the network or the database, so a stored run can be re-judged when rules or signatures
+improve (`probe reanalyze`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..models import Observations, Verdict
+from .facts import Facts, SignatureHit, derive
+from .rules import RULES, RULES_VERSION, Rule
+
+__all__ = ["RULES", "RULES_VERSION", "Facts", "Rule", "SignatureHit", "analyse", "first_rule"]
+
+# A signature matcher (see probe.signatures) turns observations into at most one hit.
+Matcher = Callable[[Observations], SignatureHit | None]
+
+
+def first_rule(facts: Facts) -> Rule:
+    for rule in RULES:
+        if rule.when(facts):
+            return rule
+    raise AssertionError("the last rule matches everything")
+
+
+def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
+    hit = matcher(obs) if matcher else None
+    facts = derive(obs, hit)
+    rule = first_rule(facts)
+    return Verdict(
+        status=rule.status,
+        layer=rule.layer,
+        detail=rule.detail(facts),
+        rule=rule.id,
+        control=facts.control,
+        fingerprint=hit.id if hit else None,
+        evidence=_evidence(rule, facts),
+    )
+
+
+def _evidence(rule: Rule, f: Facts) -> str:
+    parts = [rule.explain]
+    if f.probe_addrs or f.bogons or f.dns_failure:
+        parts.append("dns: " + (", ".join(f.probe_addrs + f.bogons) or str(f.dns_failure)))
+    if f.control_addrs or f.control_dns_failure:
+        parts.append("control dns: " + (", ".join(f.control_addrs) or str(f.control_dns_failure)))
+    if f.injected:
+        parts.append("late replies: " + "; ".join(f.injected))
+    if f.tcp_failures:
+        parts.append("tcp: " + ", ".join(f"{ip} {fail}" for ip, fail in f.tcp_failures.items()))
+    if f.tls_failure:
+        decoy = "" if f.decoy_ok is None else f" (decoy SNI: {f.decoy_failure or 'ok'})"
+        parts.append(f"tls: {f.tls_failure}{decoy}")
+    if f.final is not None:
+        parts.append(f"http: {f.final.status or f.http_failure} {f.final.url}")
+    if f.signature:
+        parts.append(f"signature {f.signature.id} in {f.signature.where}")
+    return "; ".join(parts)

@@ -1,0 +1,195 @@
+"""From raw observations to the handful of facts the verdict rules read.
+
+Pure: no network, no database, no clock. Each fact answers one question a rule asks ("did every probe address
+fail TCP?", "did the control reach the page?"), so the rules stay one line each and can be tested as data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..failures import is_local
+from ..models import ControlState, HttpHop, Observations, TlsHandshake
+from .httpdiff import HttpComparison, compare
+
+DNS_LOOKUP_FAILURES = {"dns_nxdomain_error", "dns_no_answer"}
+# Failures that mean "this machine has no route", not "someone interfered".
+ROUTING_FAILURES = {"network_unreachable"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureHit:
+    id: str
+    layer: str  # "dns" or "http"
+    where: str  # "body", "header.location", "dns" ...
+    server_side: bool = False  # a false-positive signature: the site itself, not a censor
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Facts:
+    control: ControlState
+    local_failure: str | None
+    # DNS
+    probe_addrs: tuple[str, ...]
+    bogons: tuple[str, ...]
+    dns_failure: str | None  # set when no probe resolver gave any address
+    injected: tuple[str, ...]  # "resolver: first -> late" for replies that contradict the first
+    control_addrs: tuple[str, ...]
+    control_dns_failure: str | None
+    dns_consistent: bool | None  # None: nothing to compare with
+    # TCP
+    tcp_failures: dict[str, str]  # probe-origin address -> failure (routing failures left out)
+    tcp_connected: tuple[str, ...]
+    control_tcp_ok: tuple[str, ...]  # endpoints the helper connected to
+    # TLS
+    tls_failure: str | None  # the real-SNI handshake's failure on the first address that tried
+    decoy_ok: bool | None  # None: no decoy tried
+    decoy_failure: str | None
+    tls_verified: bool
+    control_tls_ok: bool | None
+    # HTTP
+    final: HttpHop | None
+    http_failure: str | None
+    control_http_ok: bool | None  # None: no helper answer
+    control_http_failure: str | None
+    comparison: HttpComparison | None
+    signature: SignatureHit | None = None
+
+
+def control_state(obs: Observations) -> ControlState:
+    helper_ok = obs.control is not None and obs.control.failure is None
+    doh_ok = any(q.failure is None or q.failure in DNS_LOOKUP_FAILURES for q in obs.control_dns)
+    if helper_ok or doh_ok:
+        return "ok"
+    return "failed" if (obs.control is not None or obs.control_dns) else "none"
+
+
+def _first_local(obs: Observations) -> str | None:
+    steps = [*obs.dns, *obs.tcp, *obs.tls, *obs.http]
+    return next((s.failure for s in steps if is_local(s.failure)), None)
+
+
+def _injections(obs: Observations) -> tuple[str, ...]:
+    out = []
+    for q in obs.dns:
+        for late in q.late_answers:
+            if sorted(late.get("answers", [])) != sorted(q.answers) or late.get("rcode") != q.rcode:
+                first = ",".join(q.answers) or q.rcode or "?"
+                out.append(f"{q.resolver} {q.query_type}: {first} then {','.join(late.get('answers', [])) or late.get('rcode')}")
+    return tuple(out)
+
+
+def _dns_failure(obs: Observations) -> str | None:
+    if any(q.answers for q in obs.dns) or not obs.dns:
+        return None
+    failures = [q.failure for q in obs.dns if q.failure]
+    if "dns_nxdomain_error" in failures:
+        return "dns_nxdomain_error"
+    # A name with no AAAA is normal; "no answer" only when the A query says so too.
+    a_failures = [q.failure for q in obs.dns if q.query_type == "A" and q.failure]
+    return a_failures[0] if a_failures else (failures[0] if failures else "dns_no_answer")
+
+
+def _control_dns(obs: Observations) -> tuple[tuple[str, ...], str | None]:
+    addrs: list[str] = []
+    if obs.control and obs.control.failure is None:
+        addrs.extend(obs.control.dns_addrs)
+    for q in obs.control_dns:
+        addrs.extend(q.answers)
+    failure = None
+    if not addrs:
+        fails = [q.failure for q in obs.control_dns if q.failure]
+        if obs.control and obs.control.failure is None and obs.control.dns_failure:
+            fails.append(obs.control.dns_failure)
+        failure = "dns_nxdomain_error" if "dns_nxdomain_error" in fails else (fails[0] if fails else None)
+    return tuple(dict.fromkeys(addrs)), failure
+
+
+def _usable_tcp_failures(obs: Observations) -> dict[str, str]:
+    """Probe-origin TCP failures that can be evidence: no routing errors, and IPv6 only if IPv6 works here."""
+    v6_works = any(c.failure is None and ":" in c.ip for c in obs.tcp)
+    out = {}
+    for c in obs.tcp:
+        if c.origin != "probe" or c.failure is None or c.failure in ROUTING_FAILURES or is_local(c.failure):
+            continue
+        if ":" in c.ip and not v6_works:
+            continue
+        out[c.ip] = c.failure
+    return out
+
+
+def _tls(obs: Observations) -> tuple[TlsHandshake | None, TlsHandshake | None]:
+    main = [h for h in obs.tls if not h.decoy]
+    failing = next((h for h in main if h.failure), None)
+    chosen = failing or (main[0] if main else None)
+    decoy = next((h for h in obs.tls if h.decoy and chosen and h.ip == chosen.ip), None)
+    return chosen, decoy
+
+
+def _same_network(a: str, b: str) -> bool:
+    """Addresses in one /24 (IPv4) or /48 (IPv6) as a stand-in for 'same ASN' until ASN data is known."""
+    try:
+        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    if x.version != y.version:
+        return False
+    prefix = 24 if x.version == 4 else 48
+    return ipaddress.ip_network(f"{a}/{prefix}", strict=False) == ipaddress.ip_network(f"{b}/{prefix}", strict=False)
+
+
+def derive(obs: Observations, signature: SignatureHit | None = None) -> Facts:
+    probe_addrs = tuple(dict.fromkeys(a for q in obs.dns for a in q.answers if a not in obs.bogons))
+    if not obs.dns and obs.tcp:  # an IP-literal URL: nothing was resolved
+        probe_addrs = tuple(dict.fromkeys(c.ip for c in obs.tcp if c.origin == "probe"))
+    control_addrs, control_dns_failure = _control_dns(obs)
+    dns_failure = _dns_failure(obs)
+    main_tls, decoy = _tls(obs)
+    tls_verified = any(h.failure is None and not h.decoy for h in obs.tls)
+    dns_consistent: bool | None = None
+    if obs.dns and (control_addrs or control_dns_failure):
+        if dns_failure and control_dns_failure == dns_failure == "dns_nxdomain_error":
+            dns_consistent = True
+        elif probe_addrs and control_addrs:
+            dns_consistent = bool(set(probe_addrs) & set(control_addrs)) or tls_verified or any(
+                _same_network(a, b) for a in probe_addrs for b in control_addrs
+            )
+        else:
+            dns_consistent = False
+    c = obs.control if obs.control is not None and obs.control.failure is None else None
+    final = obs.http[-1] if obs.http else None
+    comparison = None
+    if final is not None and final.status is not None and c is not None and c.http_status is not None:
+        comparison = compare(
+            status=final.status, body_length=final.body_length, header_names=[k for k, _ in final.headers],
+            title=final.title, body_sha256=final.body_sha256, c_status=c.http_status,
+            c_body_length=c.http_body_length, c_header_names=c.http_headers.keys(), c_title=c.http_title,
+            c_body_sha256=c.http_body_sha256,
+        )
+    control_tls = [v for v in c.tls_handshake.values()] if c else []
+    return Facts(
+        control=control_state(obs),
+        local_failure=_first_local(obs),
+        probe_addrs=probe_addrs,
+        bogons=obs.bogons,
+        dns_failure=dns_failure,
+        injected=_injections(obs),
+        control_addrs=control_addrs,
+        control_dns_failure=control_dns_failure,
+        dns_consistent=dns_consistent,
+        tcp_failures=_usable_tcp_failures(obs),
+        tcp_connected=tuple(x.ip for x in obs.tcp if x.origin == "probe" and x.failure is None),
+        control_tcp_ok=tuple(k for k, v in (c.tcp_connect.items() if c else ()) if v.get("status")),
+        tls_failure=main_tls.failure if main_tls else None,
+        decoy_ok=None if decoy is None else decoy.failure is None or decoy.failure == "ssl_failed_handshake",
+        decoy_failure=decoy.failure if decoy else None,
+        tls_verified=tls_verified,
+        control_tls_ok=None if not control_tls else any(v.get("status") for v in control_tls),
+        final=final,
+        http_failure=next((h.failure for h in obs.http if h.failure), None),
+        control_http_ok=None if c is None else (c.http_status is not None and c.http_failure is None),
+        control_http_failure=c.http_failure if c else None,
+        comparison=comparison,
+        signature=signature,
+    )

@@ -1,0 +1,1 @@
+"""The uncensored side: a DoH client, a test-helper client, and the helper server itself."""

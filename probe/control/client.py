@@ -1,0 +1,127 @@
+"""Control client: what an uncensored vantage sees for the same URL.
+
+Two sources, both optional and both overridable: DNS over HTTPS resolvers (RFC 8484; the DNS message is built
+by dnspython and carried by our own httpx client) and a Web Connectivity test helper (ours, `probe helper
+serve`, or OONI's: same protocol, ts-017). Failures of the control are recorded, never raised: a missing control
+makes verdicts weaker (`error`/`anomaly`), never stronger.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Literal
+
+import dns.message
+import httpx
+import trio
+
+from ..failures import TIMEOUT, classify
+from ..models import ControlResult, DnsQuery, Target
+from ..steps.dns import parse_reply
+from ..steps.http import BROWSER_HEADERS
+
+# Used only when the user gives no --doh and no --no-control; tests always override.
+DEFAULT_DOH = ("https://dns.google/dns-query", "https://cloudflare-dns.com/dns-query")
+HELPER_TIMEOUT = 40.0  # the helper does TCP+TLS+HTTP itself, with its own 10 s bounds
+MAX_HELPER_REPLY = 4 * 1024 * 1024
+
+
+def endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class ControlClient:
+    """Shares one httpx client (and so one SSLContext) across the run."""
+
+    def __init__(self, client: httpx.AsyncClient, *, helper_url: str | None, doh_urls: tuple[str, ...],
+                 timeout: float = 4.0) -> None:
+        self.client = client
+        self.helper_url = helper_url
+        self.doh_urls = doh_urls
+        self.timeout = timeout
+
+    async def resolve(self, hostname: str, *, clock: Callable[[], float]) -> list[DnsQuery]:
+        out: list[DnsQuery] = []
+
+        async def one(url: str, qtype: Literal["A", "AAAA"]) -> None:
+            out.append(await self.doh_query(url, hostname, qtype, clock=clock))
+
+        async with trio.open_nursery() as n:
+            for url in self.doh_urls:
+                for qtype in ("A", "AAAA"):
+                    n.start_soon(one, url, qtype)
+        return out
+
+    async def doh_query(self, url: str, hostname: str, qtype: Literal["A", "AAAA"], *,
+                        clock: Callable[[], float]) -> DnsQuery:
+        base = DnsQuery(resolver=f"doh:{url}", engine="doh", hostname=hostname, query_type=qtype, control=True,
+                        t0=clock())
+        msg = dns.message.make_query(hostname, qtype)
+        msg.id = 0  # RFC 8484 §4.1: id 0 keeps answers cacheable
+        headers = {"content-type": "application/dns-message", "accept": "application/dns-message"}
+        try:
+            with trio.fail_after(self.timeout):
+                resp = await self.client.post(url, content=msg.to_wire(), headers=headers)
+            if resp.status_code != 200:
+                return replace(base, failure=f"unknown_failure: DoH HTTP status {resp.status_code}", t=clock())
+            reply = dns.message.from_wire(resp.content)
+        except trio.TooSlowError:
+            return replace(base, failure=TIMEOUT, t=clock())
+        except (httpx.HTTPError, OSError) as e:
+            return replace(base, failure=classify(e), t=clock())
+        except Exception as e:  # a malformed DNS message from the DoH server
+            return replace(base, failure=f"unknown_failure: bad DoH reply: {type(e).__name__}", t=clock())
+        return replace(base, **parse_reply(reply, qtype), t=clock())
+
+    async def helper(self, target: Target, addresses: list[str]) -> ControlResult:
+        assert self.helper_url is not None
+        request = {
+            "http_request": target.url,
+            "http_request_headers": {k: [v] for k, v in BROWSER_HEADERS.items()},
+            "tcp_connect": [endpoint(a, target.port) for a in addresses],
+        }
+        t0 = trio.current_time()
+        try:
+            with trio.fail_after(HELPER_TIMEOUT):
+                resp = await self.client.post(self.helper_url, json=request)
+            if resp.status_code != 200:
+                return ControlResult(source=self.helper_url,
+                                     failure=f"unknown_failure: helper HTTP status {resp.status_code}")
+            if len(resp.content) > MAX_HELPER_REPLY:
+                return ControlResult(source=self.helper_url, failure="unknown_failure: helper reply too large")
+            data = json.loads(resp.content)
+            result = parse_helper_reply(self.helper_url, data)
+        except trio.TooSlowError:
+            return ControlResult(source=self.helper_url, failure=TIMEOUT)
+        except (httpx.HTTPError, OSError) as e:
+            return ControlResult(source=self.helper_url, failure=classify(e))
+        except (ValueError, TypeError, AttributeError) as e:
+            return ControlResult(source=self.helper_url, failure=f"unknown_failure: bad helper reply: {e}"[:200])
+        return replace(result, t=round(trio.current_time() - t0, 4))
+
+
+def parse_helper_reply(source: str, data: dict[str, Any]) -> ControlResult:
+    """A Web Connectivity test-helper reply (OONI's fields, plus our `x_` extras when present)."""
+    if not isinstance(data, dict):
+        raise ValueError("reply is not a JSON object")
+    d = data.get("dns") or {}
+    h = data.get("http_request") or {}
+    headers = {str(k).lower(): str(v[0] if isinstance(v, list) and v else v)
+               for k, v in (h.get("headers") or {}).items()}
+    return ControlResult(
+        source=source,
+        dns_addrs=tuple(str(a) for a in d.get("addrs") or ()),
+        dns_failure=d.get("failure"),
+        tcp_connect={str(k): dict(v) for k, v in (data.get("tcp_connect") or {}).items()},
+        tls_handshake={str(k): dict(v) for k, v in (data.get("tls_handshake") or {}).items()},
+        http_status=h.get("status_code") if isinstance(h.get("status_code"), int) and h.get("status_code") > 0
+        else None,
+        http_failure=h.get("failure"),
+        http_title=h.get("title") or None,
+        http_headers=headers,
+        http_body_length=h.get("body_length") if isinstance(h.get("body_length"), int)
+        and h.get("body_length") >= 0 else None,
+        http_body_sha256=h.get("x_body_sha256"),
+    )

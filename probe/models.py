@@ -1,0 +1,139 @@
+"""The records that measuring produces and analysis consumes.
+
+Every step returns flat, frozen records with `failure: str | None` (OONI's vocabulary, see failures.py) and
+`t0`/`t` in seconds since the measurement of that URL started. They are plain data so that storage can write
+them as rows and `probe reanalyze` can rebuild them from rows without touching the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "blocked", "anomaly", "down", "error"]
+Layer = Literal["dns", "tcp", "tls", "http"]
+ControlState = Literal["ok", "failed", "none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """One URL to measure, normalised; `source` says where it came from (file:line or 'argv')."""
+
+    url: str
+    hostname: str  # IDNA (punycode) form, what DNS and SNI use
+    scheme: Literal["http", "https"]
+    port: int
+    category: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsQuery:
+    resolver: str  # "system:IP:PORT", "udp:IP:PORT", "doh:URL"
+    engine: Literal["udp", "tcp", "doh"]
+    hostname: str
+    query_type: Literal["A", "AAAA"]
+    answers: tuple[str, ...] = ()
+    cnames: tuple[str, ...] = ()
+    ttl: int | None = None
+    rcode: str | None = None
+    failure: str | None = None
+    # Replies that arrived after the first one, within the listening window: an injector's mark.
+    late_answers: tuple[dict[str, Any], ...] = ()
+    control: bool = False  # True for the control's own queries (DoH)
+    t0: float = 0.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpConnect:
+    ip: str
+    port: int
+    origin: Literal["probe", "control"]  # whose DNS answer gave us this address
+    failure: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsHandshake:
+    ip: str
+    port: int
+    sni: str
+    decoy: bool = False  # True when the SNI is the decoy, not the measured name
+    failure: str | None = None
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    # Leaf first; each: subject, issuer, sans, sha256, not_before, not_after. Kept even when unverified.
+    peer_chain: tuple[dict[str, Any], ...] = ()
+    t0: float = 0.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpHop:
+    """One request of a redirect chain."""
+
+    url: str
+    ip: str | None = None  # the peer address we dialled
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    location: str | None = None
+    body_length: int | None = None
+    body_sha256: str | None = None
+    body_truncated: bool = False
+    title: str | None = None
+    failure: str | None = None
+    # Why the chain stopped here although the hop asked to go on (loop cap, bogon target, bad scheme).
+    stopped: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+    body: bytes = field(default=b"", repr=False, compare=False)  # capped; stored apart, by sha256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlResult:
+    """What the uncensored vantage saw (OONI test-helper response, plus our extra fields)."""
+
+    source: str  # helper URL
+    failure: str | None = None  # the helper itself could not be reached or answered badly
+    dns_addrs: tuple[str, ...] = ()
+    dns_failure: str | None = None
+    tcp_connect: dict[str, dict[str, Any]] = field(default_factory=dict)  # "ip:port" -> {status, failure}
+    tls_handshake: dict[str, dict[str, Any]] = field(default_factory=dict)  # "ip:port" -> {failure, ...}
+    http_status: int | None = None
+    http_failure: str | None = None
+    http_title: str | None = None
+    http_headers: dict[str, str] = field(default_factory=dict)
+    http_body_length: int | None = None
+    http_body_sha256: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observations:
+    """Everything measured for one URL, probe side and control side."""
+
+    target: Target
+    dns: tuple[DnsQuery, ...] = ()
+    tcp: tuple[TcpConnect, ...] = ()
+    tls: tuple[TlsHandshake, ...] = ()
+    http: tuple[HttpHop, ...] = ()
+    control: ControlResult | None = None
+    control_dns: tuple[DnsQuery, ...] = ()  # DoH answers from the control resolvers
+    bogons: tuple[str, ...] = ()  # answers we refused to connect to
+    started: str = ""  # ISO 8601, UTC
+    runtime_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    status: Status
+    layer: Layer | None
+    detail: str  # "<layer>/<reason>[:<fingerprint>]"
+    rule: str  # id of the rule that fired
+    control: ControlState
+    fingerprint: str | None = None
+    evidence: str = ""  # a sentence a researcher can read

@@ -1,0 +1,244 @@
+"""Running a list: scheduling, limits, signals, progress and the one writer task.
+
+A fixed pool of `concurrency` workers pulls URLs from one iterator (memory stays flat for 10,000-URL lists);
+each URL gets its own nursery in measure.py. Finished measurements go through a channel to a single writer that
+commits them as they come (WAL), so a SIGKILL loses only URLs still in flight, and a signal or the runtime budget
+stops measuring without losing anything already measured. A URL cut short is not stored: it stays to be
+measured by `--resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+import sqlite_utils
+import trio
+
+from . import __version__, storage
+from .analysis import RULES_VERSION, Matcher, analyse
+from .control.client import DEFAULT_DOH, ControlClient
+from .measure import MeasureConfig, measure_url
+from .models import Observations, Target, Verdict
+from .netpolicy import NetPolicy
+from .steps import dns
+from .steps.tls import TlsContexts
+
+FDS_PER_URL = 16  # DNS sockets + a few TCP/TLS + HTTP; a generous bound so EMFILE stays out of reach
+MAX_DEFAULT_CONCURRENCY = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    db_path: str = "results/probe.db"
+    resolvers: tuple[str, ...] = ()  # empty: the system resolver
+    helper: str | None = None
+    doh: tuple[str, ...] | None = None  # None: DEFAULT_DOH; () with no helper: no control
+    no_control: bool = False
+    ca_file: str | None = None
+    concurrency: int | None = None
+    timeout: float = 10.0
+    dns_timeout: float = 4.0
+    late_window: float = 0.5
+    max_runtime: float | None = None
+    allow_net: tuple[str, ...] = ()
+    decoy_sni: str | None = "example.com"
+    body_cap: int = 512 * 1024
+    keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
+
+
+@dataclass(slots=True)
+class RunSummary:
+    run_id: int
+    status: str  # done | interrupted | partial | offline
+    counts: Counter[str] = field(default_factory=Counter)
+    measured: int = 0
+    total: int = 0
+    signal: int | None = None
+    wall_s: float = 0.0
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def default_concurrency(fd_limit: int) -> int:
+    return max(1, min(MAX_DEFAULT_CONCURRENCY, (fd_limit - 64) // FDS_PER_URL))
+
+
+def json_line(run_id: int, obs: Observations, verdict: Verdict) -> str:
+    return json.dumps({
+        "run_id": run_id, "url": obs.target.url, "category": obs.target.category, "status": verdict.status,
+        "layer": verdict.layer, "detail": verdict.detail, "fingerprint": verdict.fingerprint,
+        "control": verdict.control, "runtime_s": obs.runtime_s, "rule": verdict.rule,
+        "evidence": verdict.evidence,
+    }, ensure_ascii=False)
+
+
+def network_answered(obs: Observations) -> bool:
+    """Did anything on the network answer us at all? (Used to tell an offline vantage from blocking.)"""
+    return (any(q.answers for q in obs.dns) or any(c.failure is None for c in obs.tcp)
+            or any(h.status is not None for h in obs.http))
+
+
+class Progress:
+    """A bar on a TTY; on a pipe or log, one line every `every` seconds."""
+
+    def __init__(self, total: int, stream: Any = None, every: float = 10.0, enabled: bool = True) -> None:
+        self.total, self.done, self.counts = total, 0, Counter[str]()
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every, self.enabled = every, enabled
+        self._last = 0.0
+
+    def update(self, status: str) -> None:
+        self.done += 1
+        self.counts[status] += 1
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty or now - self._last >= self.every or self.done == self.total:
+            self._last = now
+            counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            end = "\r" if self.tty and self.done < self.total else "\n"
+            width = 30
+            bar = "#" * (width * self.done // max(self.total, 1))
+            prefix = f"[{bar:<{width}}] " if self.tty else ""
+            self.stream.write(f"{prefix}{self.done}/{self.total} {counts}{end}")
+            self.stream.flush()
+
+
+def _resolvers(opts: RunOptions) -> tuple[dns.Resolver, ...]:
+    if opts.resolvers:
+        return tuple(dns.Resolver.parse(r) for r in opts.resolvers)
+    system = dns.system_resolver()
+    return (system,) if system else ()
+
+
+def _keep_body(mode: str, verdict: Verdict) -> bool:
+    return mode == "all" or (mode == "suspect" and verdict.status != "ok")
+
+
+async def run_async(
+    db: sqlite_utils.Database,
+    targets: list[Target],
+    opts: RunOptions,
+    *,
+    run_id: int | None = None,
+    emit: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    matcher: Matcher | None = None,
+) -> RunSummary:
+    """Measure `targets` into `db` (a new run, or more of `run_id` when resuming)."""
+    fd_limit = raise_fd_limit()
+    concurrency = opts.concurrency or default_concurrency(fd_limit)
+    resolvers = _resolvers(opts)
+    if run_id is None:
+        run_id = storage.create_run(db, options=asdict(opts), software_version=__version__,
+                                    rules_version=RULES_VERSION, targets=targets,
+                                    resolvers=[r.label for r in resolvers])
+    summary = RunSummary(run_id=run_id, status="done", total=len(targets))
+    contexts = TlsContexts.build(opts.ca_file)
+    doh = () if opts.no_control else (DEFAULT_DOH if opts.doh is None else opts.doh)
+    helper = None if opts.no_control else opts.helper
+    started = time.monotonic()
+    any_answer = False
+
+    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as control_http:
+        control = ControlClient(control_http, helper_url=helper, doh_urls=tuple(doh),
+                                timeout=opts.dns_timeout) if (doh or helper) else None
+        cfg = MeasureConfig(
+            resolvers=resolvers, policy=NetPolicy.from_cidrs(opts.allow_net), contexts=contexts,
+            control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
+            body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
+        )
+        send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
+        todo: Iterator[Target] = iter(targets)
+
+        async def worker(out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
+            async with out:
+                for target in todo:
+                    obs = await measure_url(target, cfg)
+                    await out.send((obs, analyse(obs, matcher)))
+
+        async def writer() -> None:
+            nonlocal any_answer
+            async with recv:
+                while True:
+                    try:
+                        batch = [await recv.receive()]
+                    except trio.EndOfChannel:
+                        return
+                    while True:  # commit what is already waiting in one transaction
+                        try:
+                            batch.append(recv.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    with db.atomic():
+                        for obs, verdict in batch:
+                            storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
+                                                      keep_body=_keep_body(opts.keep_bodies, verdict))
+                    for obs, verdict in batch:
+                        any_answer = any_answer or network_answered(obs)
+                        summary.measured += 1
+                        summary.counts[verdict.status] += 1
+                        if emit:
+                            emit(json_line(run_id, obs, verdict))
+                        if progress:
+                            progress.update(verdict.status)
+
+        async with trio.open_nursery() as outer:
+            outer.start_soon(writer)
+            async with send:
+                with trio.move_on_after(opts.max_runtime or math.inf) as budget:
+                    async with trio.open_nursery() as measuring:
+                        measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
+                        async with trio.open_nursery() as workers:
+                            for _ in range(min(concurrency, max(1, len(targets)))):
+                                workers.start_soon(worker, send.clone())
+                        measuring.cancel_scope.cancel()  # all measured: stop the signal watcher
+            if budget.cancelled_caught:
+                summary.status = "partial"
+    if summary.signal is not None:
+        summary.status = "interrupted"
+    elif summary.status == "done" and summary.measured and not any_answer:
+        summary.status = "offline"
+        _mark_offline(db, run_id)
+    storage.finish_run(db, run_id, summary.status)
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+def _mark_offline(db: sqlite_utils.Database, run_id: int) -> None:
+    """Nothing answered at all: that is our network, not censorship. Say so in every verdict."""
+    with db.atomic():
+        db.execute(
+            "update measurements set status = 'error', layer = null, detail = 'vantage/offline', "
+            "rule = 'vantage-offline', evidence = 'no resolver, address or server answered during the whole run' "
+            "where run_id = ?", [run_id])
+
+
+async def _watch_signals(scope: trio.CancelScope, summary: RunSummary) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            summary.signal = signum
+            scope.cancel()
+            return

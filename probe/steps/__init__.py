@@ -1,0 +1,1 @@
+"""One module per measurement step; each returns flat observation records (see models.py)."""

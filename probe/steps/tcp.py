@@ -1,0 +1,39 @@
+"""TCP step: one socket to one address, so the failure we record is exactly this address's."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Literal
+
+import trio
+
+from ..failures import TIMEOUT, classify
+from ..models import TcpConnect
+
+
+async def connect(
+    ip: str,
+    port: int,
+    *,
+    timeout: float,
+    origin: Literal["probe", "control"],
+    clock: Callable[[], float],
+) -> tuple[TcpConnect, trio.SocketStream | None]:
+    """Connect and return the observation and, on success, the open stream (the caller closes it)."""
+    t0 = clock()
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        return TcpConnect(ip=ip, port=port, origin=origin, failure=classify(e), t0=t0, t=clock()), None
+    try:
+        with trio.move_on_after(timeout) as scope:
+            await sock.connect((ip, port))
+    except OSError as e:
+        sock.close()
+        return TcpConnect(ip=ip, port=port, origin=origin, failure=classify(e), t0=t0, t=clock()), None
+    if scope.cancelled_caught:
+        sock.close()
+        return TcpConnect(ip=ip, port=port, origin=origin, failure=TIMEOUT, t0=t0, t=clock()), None
+    return TcpConnect(ip=ip, port=port, origin=origin, t0=t0, t=clock()), trio.SocketStream(sock)

@@ -1,0 +1,220 @@
+"""The only module that speaks sqlite-utils: schema (as Migrations), writing runs, reading them back.
+
+Observations are stored one table per step, one row per record, so they can be queried (and opened in
+Datasette) and rebuilt into the very records analysis consumes: `probe reanalyze` needs nothing else.
+Bodies are kept apart, compressed and de-duplicated by sha256. The probe's own IP is never stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
+
+migrations = Migrations("probe")
+
+STEP_TABLES: dict[str, type] = {
+    "dns_queries": DnsQuery,
+    "tcp_connects": TcpConnect,
+    "tls_handshakes": TlsHandshake,
+    "http_hops": HttpHop,
+    "control_results": ControlResult,
+}
+_NOT_STORED = {"body"}  # HttpHop.body lives in `bodies`
+
+
+def _json_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if str(f.type).startswith(("tuple", "dict"))}
+
+
+_JSON = {cls: _json_fields(cls) for cls in STEP_TABLES.values()}
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["runs"].create({
+        "id": int, "started": str, "finished": str, "status": str, "options": str, "software_version": str,
+        "rules_version": str, "url_count": int, "vantage_asn": int, "vantage_network": str,
+        "vantage_country": str, "resolvers": str,
+    }, pk="id")
+    db["run_targets"].create({"run_id": int, "position": int, "url": str, "category": str, "source": str},
+                             pk=("run_id", "position"), foreign_keys=[("run_id", "runs", "id")])
+    db["measurements"].create({
+        "id": int, "run_id": int, "url": str, "hostname": str, "category": str, "status": str, "layer": str,
+        "detail": str, "fingerprint": str, "control": str, "rule": str, "rules_version": str, "evidence": str,
+        "runtime_s": float, "started": str, "bogons": str,
+    }, pk="id", foreign_keys=[("run_id", "runs", "id")])
+    m = db["measurements"]
+    m.create_index(["run_id", "url"], unique=True)
+    m.create_index(["url", "run_id"])
+    m.create_index(["run_id", "status"])
+    m.create_index(["hostname"])
+    for name, cls in STEP_TABLES.items():
+        cols: dict[str, Any] = {"id": int, "measurement_id": int}
+        for f in dataclasses.fields(cls):
+            if f.name in _NOT_STORED:
+                continue
+            t = str(f.type)
+            cols[f.name] = (float if t == "float" else int if t.startswith(("int", "bool")) else str)
+        db[name].create(cols, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
+        db[name].create_index(["measurement_id"])
+    db["bodies"].create({"sha256": str, "length": int, "data": bytes}, pk="sha256")
+
+
+def open_db(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) and migrate; WAL so readers never block the writer and a kill is safe."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.conn.execute("PRAGMA busy_timeout = 10000")
+    if str(path) != ":memory:":
+        db.enable_wal()
+        db.conn.execute("PRAGMA synchronous = NORMAL")
+    db.conn.execute("PRAGMA foreign_keys = ON")
+    migrations.apply(db)
+    return db
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def create_run(db: sqlite_utils.Database, *, options: dict[str, Any], software_version: str,
+               rules_version: str, targets: list[Target], resolvers: list[str]) -> int:
+    with db.atomic():
+        db["runs"].insert({
+            "started": now(), "status": "running", "options": json.dumps(options, sort_keys=True),
+            "software_version": software_version, "rules_version": rules_version, "url_count": len(targets),
+            "resolvers": json.dumps(resolvers),
+        })
+        run_id = int(db.execute("select last_insert_rowid()").fetchone()[0])
+        db["run_targets"].insert_all(
+            {"run_id": run_id, "position": i, "url": t.url, "category": t.category, "source": t.source}
+            for i, t in enumerate(targets)
+        )
+    return run_id
+
+
+def finish_run(db: sqlite_utils.Database, run_id: int, status: str) -> None:
+    with db.atomic():
+        db["runs"].update(run_id, {"finished": now(), "status": status})
+
+
+def _row(obj: Any, measurement_id: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"measurement_id": measurement_id}
+    json_fields = _JSON[type(obj)]
+    for f in dataclasses.fields(obj):
+        if f.name in _NOT_STORED:
+            continue
+        v = getattr(obj, f.name)
+        row[f.name] = json.dumps(v) if f.name in json_fields else v
+    return row
+
+
+def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations, verdict: Verdict,
+                      rules_version: str, keep_body: bool) -> int:
+    """Write one URL's verdict and observations. The caller wraps calls in `db.atomic()`."""
+    t = obs.target
+    db["measurements"].insert({
+        "run_id": run_id, "url": t.url, "hostname": t.hostname, "category": t.category,
+        "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
+        "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
+        "rules_version": rules_version, "evidence": verdict.evidence, "runtime_s": obs.runtime_s,
+        "started": obs.started, "bogons": json.dumps(obs.bogons),
+    })
+    mid = int(db.execute("select last_insert_rowid()").fetchone()[0])
+    groups: dict[str, Iterable[Any]] = {
+        "dns_queries": (*obs.dns, *obs.control_dns),
+        "tcp_connects": obs.tcp,
+        "tls_handshakes": obs.tls,
+        "http_hops": obs.http,
+        "control_results": (obs.control,) if obs.control else (),
+    }
+    for table, records in groups.items():
+        rows = [_row(r, mid) for r in records]
+        if rows:
+            db[table].insert_all(rows)
+    if keep_body:
+        for hop in obs.http:
+            if hop.body and hop.body_sha256:
+                db["bodies"].insert({"sha256": hop.body_sha256, "length": len(hop.body),
+                                     "data": zlib.compress(hop.body, 6)}, ignore=True)
+    return mid
+
+
+def _record(cls: type, row: dict[str, Any]) -> Any:
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k, v in row.items():
+        if k not in names:
+            continue
+        if k in _JSON[cls] and isinstance(v, str):
+            v = json.loads(v)
+            if isinstance(v, list):
+                v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        elif k in ("control", "decoy", "body_truncated") and v is not None:
+            v = bool(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:
+    """Rebuild what analysis saw for one stored measurement."""
+    mid = measurement["id"]
+    step = {name: [_record(cls, r) for r in db[name].rows_where("measurement_id = ?", [mid], order_by="id")]
+            for name, cls in STEP_TABLES.items()}
+    hops = []
+    for hop in step["http_hops"]:
+        body = db.execute("select data from bodies where sha256 = ?", [hop.body_sha256]).fetchone()
+        hops.append(dataclasses.replace(hop, body=zlib.decompress(body[0]) if body else b""))
+    target = _target_of(measurement)
+    dns = step["dns_queries"]
+    return Observations(
+        target=target,
+        dns=tuple(q for q in dns if not q.control),
+        control_dns=tuple(q for q in dns if q.control),
+        tcp=tuple(step["tcp_connects"]),
+        tls=tuple(step["tls_handshakes"]),
+        http=tuple(hops),
+        control=step["control_results"][0] if step["control_results"] else None,
+        bogons=tuple(json.loads(measurement.get("bogons") or "[]")),
+        started=measurement.get("started") or "",
+        runtime_s=measurement.get("runtime_s") or 0.0,
+    )
+
+
+def _target_of(m: dict[str, Any]) -> Target:
+    from .targets import normalise
+
+    return dataclasses.replace(normalise(m["url"]), category=m.get("category") or "")
+
+
+def measurements(db: sqlite_utils.Database, run_id: int | None = None) -> Iterator[dict[str, Any]]:
+    where, args = ("run_id = ?", [run_id]) if run_id is not None else (None, [])
+    yield from db["measurements"].rows_where(where, args, order_by="id")
+
+
+def update_verdict(db: sqlite_utils.Database, measurement_id: int, verdict: Verdict, rules_version: str) -> None:
+    db["measurements"].update(measurement_id, {
+        "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
+        "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
+        "rules_version": rules_version, "evidence": verdict.evidence,
+    })
+
+
+def latest_run_id(db: sqlite_utils.Database) -> int | None:
+    row = db.execute("select max(id) from runs").fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
+def measured_urls(db: sqlite_utils.Database, run_id: int) -> set[str]:
+    return {r[0] for r in db.execute("select url from measurements where run_id = ?", [run_id])}

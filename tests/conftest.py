@@ -1,0 +1,142 @@
+"""A small internet on loopback: a scripted DNS server, HTTP and HTTPS servers, a resetting port, a silent port.
+
+Everything here is a real server on 127.0.0.1; tests never touch a public address, the host's resolver or a
+public DoH service (every run below passes --resolver and either --no-control or a local control).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+from probe.lab.servers import DnsEntry, DnsZone, Site, Sites, blackhole, serve_dns, serve_http, serve_reset
+from probe.runner import RunOptions
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LOOP = "127.0.0.1"
+NAMES = ["ok.test", "redirect.test", "big.test", "slow.test", "dynamic.test", "inject.test", "loop.test",
+         "tohome.test", "tofile.test", "reset.test", "timeout.test", "refused.test", "tlsreset.test",
+         "multi.test", "gzip.test", "control.test", "doh.test", LOOP]
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def server_ssl(ca: trustme.CA):
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*NAMES).configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def wrong_name_ssl(ca: trustme.CA):
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("someone-else.test").configure_cert(ctx)
+    return ctx
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind((LOOP, 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connect gets RST -> connection_refused
+    return port
+
+
+@dataclass
+class Net:
+    """Ports of the loopback internet, and helpers to build URLs and run options for it."""
+
+    dns_port: int = 0
+    http_port: int = 0
+    https_port: int = 0
+    badcert_port: int = 0
+    reset_port: int = 0
+    silent_port: int = 0
+    refused_port: int = 0
+    zone: DnsZone = field(default_factory=DnsZone)
+    sites: Sites = field(default_factory=Sites)
+    ca_file: str = ""
+
+    def http(self, host: str, path: str = "/") -> str:
+        return f"http://{host}:{self.http_port}{path}"
+
+    def https(self, host: str, path: str = "/") -> str:
+        return f"https://{host}:{self.https_port}{path}"
+
+    def options(self, **kw) -> RunOptions:
+        base = dict(resolvers=(f"{LOOP}:{self.dns_port}",), no_control=True, allow_net=("127.0.0.0/8",),
+                    ca_file=self.ca_file, timeout=2.0, dns_timeout=1.0, late_window=0.3, db_path=":memory:",
+                    decoy_sni="decoy.test")
+        base.update(kw)
+        return RunOptions(**base)
+
+
+def build_net(net: Net) -> None:
+    a = (LOOP,)
+    z = net.zone.entries
+    for name in NAMES[:-1]:
+        z[name] = DnsEntry(a=a)
+    z["nx.test"] = DnsEntry(behaviour="nxdomain")
+    z["lie.test"] = DnsEntry(a=("10.10.34.35",))
+    z["inject.test"] = DnsEntry(a=a, behaviour="inject", forged=("10.10.34.36",))
+    z["servfail.test"] = DnsEntry(behaviour="servfail")
+    z["cname.test"] = DnsEntry(a=a, cname="ok.test")
+    z["multi.test"] = DnsEntry(a=(LOOP, "127.0.0.2"))
+    s = net.sites.by_host
+    s["ok.test"] = Site(title="Welcome to the ok site")
+    s["cname.test"] = s["ok.test"]
+    s["multi.test"] = s["ok.test"]
+    s["dynamic.test"] = Site(title="Always changing news", behaviour="dynamic")
+    s["redirect.test"] = Site(status=302, location=f"http://ok.test:{net.http_port}/landing")
+    s["loop.test"] = Site(status=302, location="/again")
+    s["tohome.test"] = Site(status=302, location="http://192.168.1.1/admin")
+    s["tofile.test"] = Site(status=302, location="file:///etc/passwd")
+    s["big.test"] = Site(behaviour="big", size=3 * 1024 * 1024)
+    s["slow.test"] = Site(behaviour="slow-body")
+    s["inject.test"] = s["ok.test"]
+
+
+@pytest.fixture
+async def net(nursery: trio.Nursery, server_ssl, wrong_name_ssl, ca_file) -> AsyncIterator[Net]:
+    n = Net(ca_file=ca_file)
+    n.dns_port = await nursery.start(serve_dns, n.zone)
+    n.http_port = await nursery.start(serve_http, n.sites)
+    n.https_port = await nursery.start(lambda task_status: serve_http(n.sites, ssl_context=server_ssl,
+                                                                      task_status=task_status))
+    n.badcert_port = await nursery.start(lambda task_status: serve_http(n.sites, ssl_context=wrong_name_ssl,
+                                                                        task_status=task_status))
+    n.reset_port = await nursery.start(serve_reset)
+    lst, fillers, n.silent_port = blackhole()
+    n.refused_port = closed_port()
+    build_net(n)
+    yield n
+    for s in (lst, *fillers):
+        s.close()
+
+
+@pytest.fixture
+def shared_data() -> Iterator[Path]:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not found at {SHARED_DATA}")
+    yield SHARED_DATA
