@@ -7,8 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .analysis import RULES_VERSION, analyse  # noqa: E402
-from .models import (  # noqa: E402
+from .analysis import RULES_VERSION, analyse
+from .models import (
     ControlResult,
     DnsQuery,
     HttpHop,
@@ -18,9 +18,9 @@ from .models import (  # noqa: E402
     TlsHandshake,
     Verdict,
 )
-from .runner import RunOptions, RunSummary, run_async  # noqa: E402
-from .storage import open_db  # noqa: E402
-from .targets import ListWarning, TargetError, normalise, read_inputs  # noqa: E402
+from .runner import RunOptions, RunSummary, run_async
+from .storage import open_db
+from .targets import ListWarning, TargetError, normalise, read_inputs
 
 __all__ = [
     "RULES_VERSION",

@@ -41,19 +41,19 @@ _JSON = {cls: _json_fields(cls) for cls in STEP_TABLES.values()}
 
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
-    db["runs"].create({
+    db.table("runs").create({
         "id": int, "started": str, "finished": str, "status": str, "options": str, "software_version": str,
         "rules_version": str, "url_count": int, "vantage_asn": int, "vantage_network": str,
         "vantage_country": str, "resolvers": str,
     }, pk="id")
-    db["run_targets"].create({"run_id": int, "position": int, "url": str, "category": str, "source": str},
+    db.table("run_targets").create({"run_id": int, "position": int, "url": str, "category": str, "source": str},
                              pk=("run_id", "position"), foreign_keys=[("run_id", "runs", "id")])
-    db["measurements"].create({
+    db.table("measurements").create({
         "id": int, "run_id": int, "url": str, "hostname": str, "category": str, "status": str, "layer": str,
         "detail": str, "fingerprint": str, "control": str, "rule": str, "rules_version": str, "evidence": str,
         "runtime_s": float, "started": str, "bogons": str,
     }, pk="id", foreign_keys=[("run_id", "runs", "id")])
-    m = db["measurements"]
+    m = db.table("measurements")
     m.create_index(["run_id", "url"], unique=True)
     m.create_index(["url", "run_id"])
     m.create_index(["run_id", "status"])
@@ -65,9 +65,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
                 continue
             t = str(f.type)
             cols[f.name] = (float if t == "float" else int if t.startswith(("int", "bool")) else str)
-        db[name].create(cols, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
-        db[name].create_index(["measurement_id"])
-    db["bodies"].create({"sha256": str, "length": int, "data": bytes}, pk="sha256")
+        db.table(name).create(cols, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
+        db.table(name).create_index(["measurement_id"])
+    db.table("bodies").create({"sha256": str, "length": int, "data": bytes}, pk="sha256")
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:
@@ -91,13 +91,13 @@ def now() -> str:
 def create_run(db: sqlite_utils.Database, *, options: dict[str, Any], software_version: str,
                rules_version: str, targets: list[Target], resolvers: list[str]) -> int:
     with db.atomic():
-        db["runs"].insert({
+        db.table("runs").insert({
             "started": now(), "status": "running", "options": json.dumps(options, sort_keys=True),
             "software_version": software_version, "rules_version": rules_version, "url_count": len(targets),
             "resolvers": json.dumps(resolvers),
         })
         run_id = int(db.execute("select last_insert_rowid()").fetchone()[0])
-        db["run_targets"].insert_all(
+        db.table("run_targets").insert_all(
             {"run_id": run_id, "position": i, "url": t.url, "category": t.category, "source": t.source}
             for i, t in enumerate(targets)
         )
@@ -106,7 +106,7 @@ def create_run(db: sqlite_utils.Database, *, options: dict[str, Any], software_v
 
 def finish_run(db: sqlite_utils.Database, run_id: int, status: str) -> None:
     with db.atomic():
-        db["runs"].update(run_id, {"finished": now(), "status": status})
+        db.table("runs").update(run_id, {"finished": now(), "status": status})
 
 
 def _row(obj: Any, measurement_id: int) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
                       rules_version: str, keep_body: bool) -> int:
     """Write one URL's verdict and observations. The caller wraps calls in `db.atomic()`."""
     t = obs.target
-    db["measurements"].insert({
+    db.table("measurements").insert({
         "run_id": run_id, "url": t.url, "hostname": t.hostname, "category": t.category,
         "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
@@ -142,11 +142,11 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
     for table, records in groups.items():
         rows = [_row(r, mid) for r in records]
         if rows:
-            db[table].insert_all(rows)
+            db.table(table).insert_all(rows)
     if keep_body:
         for hop in obs.http:
             if hop.body and hop.body_sha256:
-                db["bodies"].insert({"sha256": hop.body_sha256, "length": len(hop.body),
+                db.table("bodies").insert({"sha256": hop.body_sha256, "length": len(hop.body),
                                      "data": zlib.compress(hop.body, 6)}, ignore=True)
     return mid
 
@@ -170,7 +170,7 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:
     """Rebuild what analysis saw for one stored measurement."""
     mid = measurement["id"]
-    step = {name: [_record(cls, r) for r in db[name].rows_where("measurement_id = ?", [mid], order_by="id")]
+    step = {name: [_record(cls, r) for r in db.table(name).rows_where("measurement_id = ?", [mid], order_by="id")]
             for name, cls in STEP_TABLES.items()}
     hops = []
     for hop in step["http_hops"]:
@@ -200,11 +200,11 @@ def _target_of(m: dict[str, Any]) -> Target:
 
 def measurements(db: sqlite_utils.Database, run_id: int | None = None) -> Iterator[dict[str, Any]]:
     where, args = ("run_id = ?", [run_id]) if run_id is not None else (None, [])
-    yield from db["measurements"].rows_where(where, args, order_by="id")
+    yield from db.table("measurements").rows_where(where, args, order_by="id")
 
 
 def update_verdict(db: sqlite_utils.Database, measurement_id: int, verdict: Verdict, rules_version: str) -> None:
-    db["measurements"].update(measurement_id, {
+    db.table("measurements").update(measurement_id, {
         "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
         "rules_version": rules_version, "evidence": verdict.evidence,

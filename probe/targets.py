@@ -59,6 +59,11 @@ def _host_to_ascii(host: str) -> str:
             raise TargetError(f"invalid host name {host!r}")
         if any(not all(c.isalnum() or c in "-_" for c in lab) for lab in labels):
             raise TargetError(f"invalid characters in host name {host!r}")
+        if any(lab.startswith("xn--") for lab in labels):
+            try:
+                idna.decode(host)
+            except (idna.IDNAError, UnicodeError) as e:
+                raise TargetError(f"invalid internationalised host name {host!r}: {e}") from None
         return host
     try:
         return idna.encode(host, uts46=True).decode("ascii")

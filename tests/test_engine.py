@@ -24,7 +24,7 @@ def obs_of(db, rows, url):
 
 async def test_clean_sites_are_ok_over_http_and_https(net):
     urls = [net.http("ok.test"), net.https("ok.test"), net.http("dynamic.test"), net.http("cname.test")]
-    db, summary, rows, lines = await measure(net, urls)
+    db, summary, rows, _lines = await measure(net, urls)
     assert summary.status == "done" and summary.measured == 4
     for url in urls:
         assert rows[url]["status"] == "ok", rows[url]["evidence"]
@@ -153,7 +153,7 @@ async def test_vantage_offline_is_error_not_censorship(net):
     from tests.conftest import closed_port
 
     dead = f"127.0.0.1:{closed_port()}"
-    db, summary, rows, _ = await measure(net, ["http://a.test/", "http://b.test/"], resolvers=(dead,))
+    _db, summary, rows, _ = await measure(net, ["http://a.test/", "http://b.test/"], resolvers=(dead,))
     assert summary.status == "offline"
     assert {r["status"] for r in rows.values()} == {"error"}
     assert {r["detail"] for r in rows.values()} == {"vantage/offline"}

@@ -66,8 +66,8 @@ def control_state(obs: Observations) -> ControlState:
 
 
 def _first_local(obs: Observations) -> str | None:
-    steps = [*obs.dns, *obs.tcp, *obs.tls, *obs.http]
-    return next((s.failure for s in steps if is_local(s.failure)), None)
+    failures = [s.failure for group in (obs.dns, obs.tcp, obs.tls, obs.http) for s in group]
+    return next((f for f in failures if is_local(f)), None)
 
 
 def _injections(obs: Observations) -> tuple[str, ...]:
@@ -76,7 +76,8 @@ def _injections(obs: Observations) -> tuple[str, ...]:
         for late in q.late_answers:
             if sorted(late.get("answers", [])) != sorted(q.answers) or late.get("rcode") != q.rcode:
                 first = ",".join(q.answers) or q.rcode or "?"
-                out.append(f"{q.resolver} {q.query_type}: {first} then {','.join(late.get('answers', [])) or late.get('rcode')}")
+                then = ",".join(late.get("answers", [])) or late.get("rcode")
+                out.append(f"{q.resolver} {q.query_type}: {first} then {then}")
     return tuple(out)
 
 
@@ -136,7 +137,8 @@ def _same_network(a: str, b: str) -> bool:
     if x.version != y.version:
         return False
     prefix = 24 if x.version == 4 else 48
-    return ipaddress.ip_network(f"{a}/{prefix}", strict=False) == ipaddress.ip_network(f"{b}/{prefix}", strict=False)
+    net_a = ipaddress.ip_network(f"{a}/{prefix}", strict=False)
+    return net_a == ipaddress.ip_network(f"{b}/{prefix}", strict=False)
 
 
 def derive(obs: Observations, signature: SignatureHit | None = None) -> Facts:

@@ -11,12 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Headers nearly every server sends; sharing them says nothing about being the same site.
-COMMON_HEADERS = frozenset(
-    """date content-type server cache-control vary set-cookie location expires x-powered-by content-encoding
-    last-modified accept-ranges pragma x-frame-options etag x-content-type-options age via p3p x-xss-protection
-    content-language cf-ray strict-transport-security link x-varnish connection content-length
-    transfer-encoding keep-alive""".split()
-)
+COMMON_HEADERS = frozenset({
+    "date", "content-type", "server", "cache-control", "vary", "set-cookie", "location", "expires", "x-powered-by",
+    "content-encoding", "last-modified", "accept-ranges", "pragma", "x-frame-options", "etag",
+    "x-content-type-options", "age", "via", "p3p", "x-xss-protection", "content-language", "cf-ray",
+    "strict-transport-security", "link", "x-varnish", "connection", "content-length", "transfer-encoding",
+    "keep-alive",
+})
 BODY_PROPORTION = 0.7
 _WORD = re.compile(r"\w+", re.UNICODE)
 

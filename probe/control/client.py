@@ -116,12 +116,17 @@ def parse_helper_reply(source: str, data: dict[str, Any]) -> ControlResult:
         dns_failure=d.get("failure"),
         tcp_connect={str(k): dict(v) for k, v in (data.get("tcp_connect") or {}).items()},
         tls_handshake={str(k): dict(v) for k, v in (data.get("tls_handshake") or {}).items()},
-        http_status=h.get("status_code") if isinstance(h.get("status_code"), int) and h.get("status_code") > 0
-        else None,
+        http_status=_positive_int(h.get("status_code")),
         http_failure=h.get("failure"),
         http_title=h.get("title") or None,
         http_headers=headers,
-        http_body_length=h.get("body_length") if isinstance(h.get("body_length"), int)
-        and h.get("body_length") >= 0 else None,
+        http_body_length=_positive_int(h.get("body_length"), zero_ok=True),
         http_body_sha256=h.get("x_body_sha256"),
     )
+
+
+def _positive_int(v: Any, *, zero_ok: bool = False) -> int | None:
+    """OONI's helper uses -1 and 0 for 'no value'; anything not an int is no value either."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        return None
+    return v if v > 0 or (zero_ok and v == 0) else None

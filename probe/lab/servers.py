@@ -8,6 +8,7 @@ Real sockets, real kernels: nothing in the probe is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -128,7 +129,7 @@ async def _dns_udp_answer(zone: DnsZone, sock: Any, data: bytes, peer: Any) -> N
     if entry.behaviour == "wrong-id":
         reply.id = (query.id + 1) % 65536
     wire = reply.to_wire()
-    if entry.behaviour in ("truncate", "huge") and len(wire) > 512 or entry.behaviour == "truncate":
+    if (entry.behaviour in ("truncate", "huge") and len(wire) > 512) or entry.behaviour == "truncate":
         short = dns.message.make_response(query)
         short.flags |= dns.flags.TC
         wire = short.to_wire()
@@ -205,7 +206,7 @@ async def _http_conn(sites: Sites, stream: trio.abc.Stream, raw: trio.SocketStre
                 data = await stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
             if not data:
                 return
             continue
@@ -328,10 +329,8 @@ def blackhole(host: str = "127.0.0.1") -> tuple[socket.socket, list[socket.socke
     for _ in range(2):
         c = socket.socket(lst.family)
         c.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             c.connect((host, port))
-        except BlockingIOError:
-            pass
         fillers.append(c)
     return lst, fillers, port
 

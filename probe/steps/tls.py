@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from ..failures import TIMEOUT, classify
 from ..models import TlsHandshake
@@ -71,7 +71,7 @@ def cert_info(der: bytes) -> dict[str, Any]:
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     info["common_name"] = str(cn[0].value) if cn else None
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         info["sans"] = [str(v) for v in san.get_values_for_type(x509.DNSName)] + [
             str(v) for v in san.get_values_for_type(x509.IPAddress)
         ]
