@@ -175,3 +175,41 @@ def reanalyze(db_path: str, run_id: int | None) -> None:
     db = storage.open_db(db_path)
     changed, total = reanalysis.reanalyze(db, run_id)
     click.echo(f"{total} measurements re-judged, {changed} verdicts changed")
+
+
+@cli.group()
+def helper() -> None:
+    """The control helper (OONI Web Connectivity test-helper protocol)."""
+
+
+@helper.command("serve")
+@click.option("--listen", default="127.0.0.1:8780", show_default=True, metavar="HOST:PORT")
+@click.option("--resolver", "resolvers", multiple=True, metavar="HOST[:PORT]",
+              help="Resolver the helper uses (default: its system resolver).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
+@click.option("--allow-net", multiple=True, metavar="CIDR", help="Let the helper connect into this range (labs "
+              "only: on the internet, the helper must never reach private addresses).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--timeout", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
+def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, allow_net: tuple[str, ...],
+                 tls_cert: str | None, tls_key: str | None, timeout: float) -> None:
+    """Answer control requests from probes; run it outside the censored network.
+
+    Example:
+
+        probe helper serve --listen 0.0.0.0:8780
+    """
+    from .control.helper_server import serve_forever
+
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise click.ClickException(f"--listen wants HOST:PORT, got {listen!r}")
+    try:
+        trio.run(lambda: serve_forever(host.strip("[]") or "0.0.0.0", int(port), resolvers=resolvers,
+                                       ca_file=ca_file, allow_net=allow_net, tls_cert=tls_cert, tls_key=tls_key,
+                                       timeout=timeout))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        pass

@@ -15,14 +15,25 @@ import pytest
 import trio
 import trustme
 
-from probe.lab.servers import DnsEntry, DnsZone, Site, Sites, blackhole, serve_dns, serve_http, serve_reset
+from probe.lab.servers import (
+    DnsEntry,
+    DnsZone,
+    InThread,
+    Site,
+    Sites,
+    blackhole,
+    serve_dns,
+    serve_http,
+    serve_reset,
+)
 from probe.runner import RunOptions
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOOP = "127.0.0.1"
 NAMES = ["ok.test", "redirect.test", "big.test", "slow.test", "dynamic.test", "inject.test", "loop.test",
          "tohome.test", "tofile.test", "reset.test", "timeout.test", "refused.test", "tlsreset.test",
-         "multi.test", "gzip.test", "control.test", "doh.test", LOOP]
+         "multi.test", "gzip.test", "control.test", "doh.test", "sni.test", "tlsip.test", "mitm.test",
+         "tlsdown.test", LOOP]
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +151,35 @@ def shared_data() -> Iterator[Path]:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data not found at {SHARED_DATA}")
     yield SHARED_DATA
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def write_golden(db, row, scenario: str) -> None:
+    """With PROBE_WRITE_GOLDEN=1, keep a measured scenario as a golden file (observations in, verdict out)."""
+    import json
+    import os
+
+    from probe.serialize import to_dict
+    from probe.storage import load_observations
+
+    if not os.environ.get("PROBE_WRITE_GOLDEN"):
+        return
+    GOLDEN.mkdir(exist_ok=True)
+    doc = {"scenario": scenario,
+           "expected": {k: row[k] for k in ("status", "layer", "detail", "rule")},
+           "observations": to_dict(load_observations(db, row))}
+    (GOLDEN / f"{row['rule']}--{scenario}.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+@pytest.fixture
+def internet():
+    """DNS and HTTP servers in a background thread, for tests that run `probe` as a subprocess."""
+    zone = DnsZone(entries={"*.test": DnsEntry(a=("127.0.0.1",)), "nx.test": DnsEntry(behaviour="nxdomain")})
+    sites = Sites(default=Site(title="A lab page"), delay=0.0)
+    with InThread(lambda task_status: serve_dns(zone, task_status=task_status),
+                  lambda task_status: serve_http(sites, task_status=task_status)) as servers:
+        yield servers.ports[0], servers.ports[1], sites
+
+

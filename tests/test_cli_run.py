@@ -10,20 +10,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-
-from probe.lab.servers import DnsEntry, DnsZone, InThread, Site, Sites, serve_dns, serve_http
-
 PROBE = [sys.executable, "-m", "probe"]
-
-
-@pytest.fixture
-def internet():
-    zone = DnsZone(entries={"*.test": DnsEntry(a=("127.0.0.1",)), "nx.test": DnsEntry(behaviour="nxdomain")})
-    sites = Sites(default=Site(title="A lab page"), delay=0.0)
-    with InThread(lambda task_status: serve_dns(zone, task_status=task_status),
-                  lambda task_status: serve_http(sites, task_status=task_status)) as servers:
-        yield servers.ports[0], servers.ports[1], sites
 
 
 def probe_cmd(dns_port: int, db, *args: str) -> list[str]:

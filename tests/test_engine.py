@@ -6,6 +6,7 @@ import json
 
 from probe import open_db, read_inputs, run_async
 from probe.storage import load_observations, measurements
+from tests.conftest import write_golden
 
 
 async def measure(net, urls, **opts):
@@ -62,6 +63,7 @@ async def test_dns_failures_recorded_and_never_blocked_without_control(net):
     sf = obs_of(db, rows, "http://servfail.test/")
     assert "dns_server_failure" in {q.failure for q in sf.dns}
     assert all(r["status"] == "anomaly" for r in rows.values()), [r["detail"] for r in rows.values()]
+    write_golden(db, rows["http://lie.test/"], "lie-no-control")
 
 
 async def test_injected_duplicate_reply_is_recorded(net):
@@ -83,6 +85,7 @@ async def test_tcp_failures_refused_and_timeout(net):
     assert rows[refused]["detail"] == "tcp/connection_refused"
     assert rows[silent]["detail"] == "tcp/generic_timeout_error"
     assert {rows[u]["status"] for u in (refused, silent)} == {"anomaly"}
+    write_golden(db, rows[silent], "silent-no-control")
 
 
 async def test_resets_at_tls_and_http(net):
@@ -95,6 +98,8 @@ async def test_resets_at_tls_and_http(net):
     assert tls[1].decoy and tls[1].sni == "decoy.test" and tls[1].failure == "connection_reset"
     assert rows[http_reset]["detail"] == "http/connection_reset"
     assert rows[tls_reset]["detail"] == "tls/connection_reset"
+    write_golden(db, rows[tls_reset], "tlsreset-no-control")
+    write_golden(db, rows[http_reset], "reset-no-control")
 
 
 async def test_certificate_for_another_name(net):

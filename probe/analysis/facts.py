@@ -42,6 +42,7 @@ class Facts:
     tcp_failures: dict[str, str]  # probe-origin address -> failure (routing failures left out)
     tcp_connected: tuple[str, ...]
     control_tcp_ok: tuple[str, ...]  # endpoints the helper connected to
+    control_addr_reachable: bool  # we connected, from here, to an address only the control's DNS gave
     # TLS
     tls_failure: str | None  # the real-SNI handshake's failure on the first address that tried
     decoy_ok: bool | None  # None: no decoy tried
@@ -183,6 +184,7 @@ def derive(obs: Observations, signature: SignatureHit | None = None) -> Facts:
         tcp_failures=_usable_tcp_failures(obs),
         tcp_connected=tuple(x.ip for x in obs.tcp if x.origin == "probe" and x.failure is None),
         control_tcp_ok=tuple(k for k, v in (c.tcp_connect.items() if c else ()) if v.get("status")),
+        control_addr_reachable=any(x.origin == "control" and x.failure is None for x in obs.tcp),
         tls_failure=main_tls.failure if main_tls else None,
         decoy_ok=None if decoy is None else decoy.failure is None or decoy.failure == "ssl_failed_handshake",
         decoy_failure=decoy.failure if decoy else None,

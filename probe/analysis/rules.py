@@ -33,12 +33,13 @@ def _ctl_ok(f: Facts) -> bool:
 
 
 def _site_ok_for_control(f: Facts) -> bool:
-    """The control reached the site (page, or at least a TCP endpoint or a TLS handshake)."""
-    return bool(f.control_http_ok or f.control_tcp_ok or f.control_tls_ok)
+    """The site is up: the control reached it, or we reached it here through the control's DNS answer."""
+    return bool(f.control_http_ok or f.control_tcp_ok or f.control_tls_ok or f.control_addr_reachable)
 
 
 def _site_down_for_control(f: Facts) -> bool:
-    return f.control_http_ok is False and not f.control_tcp_ok and not f.control_tls_ok
+    return (f.control_http_ok is False and not f.control_tcp_ok and not f.control_tls_ok
+            and not f.control_addr_reachable)
 
 
 def _dns_broken(f: Facts) -> bool:
@@ -147,8 +148,9 @@ RULES: tuple[Rule, ...] = (
          explain="the page differs from the control's (status, and none of size, headers, title match)"),
     Rule(id="ok", when=lambda f: f.final is not None and f.final.status is not None, status="ok", layer=None,
          detail=lambda f: "ok", explain="we got the page, consistent with the control where there is one"),
-    Rule(id="down", when=lambda f: _ctl_ok(f) and _site_down_for_control(f), status="down", layer=None,
-         detail=lambda f: "down", explain="the control cannot reach the site either"),
+    Rule(id="no-route", when=lambda f: bool(f.probe_addrs) and not f.tcp_connected and not f.tcp_failures,
+         status="error", layer=None, detail=lambda f: "local/network_unreachable",
+         explain="this machine has no route to any of the site's addresses (e.g. an IPv6-only site here)"),
     Rule(id="no-evidence", when=lambda f: True, status="anomaly", layer=None, detail=lambda f: "unknown",
          explain="nothing conclusive either way"),
 )

@@ -85,7 +85,7 @@ class ControlClient:
         t0 = trio.current_time()
         try:
             with trio.fail_after(HELPER_TIMEOUT):
-                resp = await self.client.post(self.helper_url, json=request)
+                resp = await self.client.post(self.helper_url, json=request, timeout=HELPER_TIMEOUT)
             if resp.status_code != 200:
                 return ControlResult(source=self.helper_url,
                                      failure=f"unknown_failure: helper HTTP status {resp.status_code}")

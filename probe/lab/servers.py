@@ -86,12 +86,23 @@ async def serve_dns(zone: DnsZone, host: str = "127.0.0.1", port: int = 0, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """UDP and TCP on the same port; reports the port through task_status."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    udp = trio.socket.socket(family, socket.SOCK_DGRAM)
-    await udp.bind((host, port))
-    port = udp.getsockname()[1]
-    tcp = trio.socket.socket(family, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    await tcp.bind((host, port))
+    for _attempt in range(50):  # port 0: the UDP port the kernel picks may be taken for TCP; pick again
+        udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+        await udp.bind((host, port))
+        bound = udp.getsockname()[1]
+        tcp = trio.socket.socket(family, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            await tcp.bind((host, bound))
+            break
+        except OSError:
+            udp.close()
+            tcp.close()
+            if port:
+                raise
+    else:
+        raise OSError(f"no free port for DNS on {host}")
+    port = bound
     tcp.listen(128)
     async with trio.open_nursery() as n:
         n.start_soon(_dns_udp_loop, zone, udp, n)
@@ -153,6 +164,33 @@ async def _dns_tcp_conn(zone: DnsZone, stream: trio.SocketStream) -> None:
                 await trio.sleep(zone.delay)
                 wire = _reply(query, entry).to_wire()
                 await stream.send_all(struct.pack("!H", len(wire)) + wire)
+
+
+async def serve_doh(zone: DnsZone, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """DNS over HTTPS (RFC 8484, POST and GET ?dns=) answering from `zone`: the lab's uncensored resolver."""
+    import base64
+
+    from ..control.h11server import Request, Response, error, serve
+
+    async def handle(req: Request) -> Response:
+        if req.method == "POST":
+            wire = req.body
+        elif req.method == "GET" and "dns=" in req.path:
+            b64 = req.path.split("dns=", 1)[1].split("&", 1)[0]
+            wire = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+        else:
+            return error(400, "send a DNS message (RFC 8484)")
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return error(400, "not a DNS message")
+        zone.queries += 1
+        await trio.sleep(zone.delay)
+        reply = _reply(query, zone.lookup(query.question[0].name.to_text()))
+        return Response(200, reply.to_wire(), (("content-type", "application/dns-message"),))
+
+    await serve(handle, host, port, ssl_context=ssl_context, task_status=task_status)
 
 
 # ---------------------------------------------------------------------------------------------------- HTTP
@@ -316,13 +354,13 @@ async def serve_reset(host: str = "127.0.0.1", port: int = 0, *, after_bytes: in
         task_status.started(listeners[0].socket.getsockname()[1])
 
 
-def blackhole(host: str = "127.0.0.1") -> tuple[socket.socket, list[socket.socket], int]:
+def blackhole(host: str = "127.0.0.1", port: int = 0) -> tuple[socket.socket, list[socket.socket], int]:
     """A port whose SYNs go unanswered: a listener with a full backlog that never accepts.
 
     Returns (listener, fillers, port); keep them open for as long as the port must stay silent.
     """
     lst = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    lst.bind((host, 0))
+    lst.bind((host, port))
     lst.listen(0)
     port = lst.getsockname()[1]
     fillers = []
@@ -333,6 +371,37 @@ def blackhole(host: str = "127.0.0.1") -> tuple[socket.socket, list[socket.socke
             c.connect((host, port))
         fillers.append(c)
     return lst, fillers, port
+
+
+async def serve_sni_filter(blocked: set[str], upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0, *,
+                           task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """A DPI box: reset a connection whose first bytes (the ClientHello) carry a blocked name, else relay it."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    needles = [n.encode() for n in blocked]
+
+    async def pump(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
+        try:
+            while data := await src.receive_some(65536):
+                await dst.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(dst)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        first = await stream.receive_some(65536)
+        if any(n in first for n in needles):
+            await _rst(stream)
+            return
+        up = await trio.open_tcp_stream(*upstream)
+        await up.send_all(first)
+        async with trio.open_nursery() as n:
+            n.start_soon(pump, stream, up)
+            n.start_soon(pump, up, stream)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(trio.serve_listeners, handle, listeners)
+        task_status.started(listeners[0].socket.getsockname()[1])
 
 
 class InThread:

@@ -1,0 +1,202 @@
+"""The control helper: `probe helper serve`. Run it on a machine outside the censored network.
+
+It speaks OONI's Web Connectivity test-helper protocol (ooni/spec ts-017): POST a JSON request naming a URL and
+the endpoints the probe resolved; get back what *this* vantage sees: DNS, TCP to each endpoint, TLS, and the
+page. Fields that only our analysis uses start with `x_`; OONI's clients ignore them.
+
+It measures with the probe's own steps (measure.py), so both sides see the network the same way. It is meant
+for the open internet, so it never connects to a non-public address: every endpoint, every resolved address and
+every redirect target is checked, and the address that is checked is the one dialled (no DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..failures import TIMEOUT
+from ..measure import MeasureConfig, measure_url
+from ..models import Observations, Target
+from ..netpolicy import NetPolicy
+from ..steps import dns, tcp, tls
+from ..targets import TargetError, normalise
+from .client import endpoint
+from .h11server import Request, Response, error
+
+MAX_ENDPOINTS = 32
+REQUEST_BUDGET = 30.0  # seconds for one whole answer
+REFUSED = "refused: not a public address"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HelperConfig:
+    resolvers: tuple[dns.Resolver, ...]
+    policy: NetPolicy
+    contexts: tls.TlsContexts
+    timeout: float = 10.0
+    body_cap: int = 512 * 1024
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_endpoint(text: Any) -> tuple[str, int]:
+    if not isinstance(text, str) or len(text) > 64:
+        raise BadRequest(f"endpoint must be a short 'ip:port' string, got {str(text)[:40]!r}")
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadRequest(f"bad endpoint {text!r}: expected ip:port")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise BadRequest(f"bad endpoint {text!r}: not an IP address") from None
+    return host, int(port)
+
+
+def parse_request(body: bytes) -> tuple[Target, list[tuple[str, int]]]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request must be a JSON object")
+    url = data.get("http_request")
+    if not isinstance(url, str):
+        raise BadRequest("http_request must be a URL string")
+    try:
+        target = normalise(url)
+    except TargetError as e:
+        raise BadRequest(f"http_request: {e}") from None
+    headers = data.get("http_request_headers", {})
+    if not isinstance(headers, dict):
+        raise BadRequest("http_request_headers must be an object")
+    raw = data.get("tcp_connect", [])
+    if not isinstance(raw, list):
+        raise BadRequest("tcp_connect must be a list of 'ip:port' strings")
+    if len(raw) > MAX_ENDPOINTS:
+        raise BadRequest(f"tcp_connect lists {len(raw)} endpoints; at most {MAX_ENDPOINTS}")
+    return target, list(dict.fromkeys(parse_endpoint(e) for e in raw))
+
+
+async def _endpoint(cfg: HelperConfig, target: Target, ip: str, port: int, out: dict[str, dict[str, Any]],
+                    tls_out: dict[str, dict[str, Any]]) -> None:
+    key = endpoint(ip, port)
+    if not cfg.policy.is_public(ip):
+        out[key] = {"status": False, "failure": REFUSED}
+        return
+
+    def clock() -> float:
+        return 0.0
+
+    conn, stream = await tcp.connect(ip, port, timeout=cfg.timeout, origin="probe", clock=clock)
+    out[key] = {"status": conn.failure is None, "failure": conn.failure}
+    if stream is None:
+        return
+    if target.scheme != "https":
+        await stream.aclose()
+        return
+    hs = await tls.handshake(stream, ip=ip, port=port, sni=target.hostname, context=cfg.contexts.verify,
+                             timeout=cfg.timeout, clock=clock)
+    tls_out[key] = {"server_name": target.hostname, "status": hs.failure is None, "failure": hs.failure}
+
+
+def _http_section(obs: Observations) -> dict[str, Any]:
+    if not obs.http:
+        if obs.bogons and not any(c.origin == "probe" for c in obs.tcp):
+            failure = f"refused: {obs.target.hostname} resolves only to non-public addresses"
+        else:
+            dns_fail = next((q.failure for q in obs.dns if q.failure and not q.answers), None)
+            tcp_fail = next((c.failure for c in obs.tcp if c.failure), None)
+            failure = tcp_fail or dns_fail or "unknown_failure: no address to connect to"
+        return {"body_length": -1, "failure": failure, "title": "", "headers": {}, "status_code": -1}
+    final = obs.http[-1]
+    return {
+        "body_length": final.body_length if final.body_length is not None else -1,
+        "failure": final.failure or (f"refused: {final.stopped}" if final.stopped else None),
+        "title": final.title or "",
+        "headers": dict(final.headers),
+        "status_code": final.status or -1,
+        "x_body_sha256": final.body_sha256,
+        "x_redirects": [{"url": h.url, "status": h.status, "location": h.location} for h in obs.http],
+    }
+
+
+def _dns_section(obs: Observations) -> dict[str, Any]:
+    addrs = list(dict.fromkeys(a for q in obs.dns for a in q.answers))
+    failure = None
+    if not addrs:
+        fails = [q.failure for q in obs.dns if q.failure]
+        failure = "dns_nxdomain_error" if "dns_nxdomain_error" in fails else (fails[0] if fails else None)
+    return {"failure": failure, "addrs": addrs}
+
+
+async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
+    mcfg = MeasureConfig(resolvers=cfg.resolvers, policy=cfg.policy, contexts=cfg.contexts, timeout=cfg.timeout,
+                         late_window=0.0, body_cap=cfg.body_cap, decoy_sni=None)
+    tcp_out: dict[str, dict[str, Any]] = {}
+    tls_out: dict[str, dict[str, Any]] = {}
+    obs: Observations | None = None
+    with trio.move_on_after(REQUEST_BUDGET):
+        async with trio.open_nursery() as n:
+            for ip, port in endpoints:
+                n.start_soon(_endpoint, cfg, target, ip, port, tcp_out, tls_out)
+            obs = await measure_url(target, mcfg)
+    if obs is None:
+        return {"dns": {"failure": TIMEOUT, "addrs": []}, "tcp_connect": tcp_out, "tls_handshake": tls_out,
+                "http_request": {"body_length": -1, "failure": TIMEOUT, "title": "", "headers": {},
+                                 "status_code": -1}, "ip_info": {}}
+    for c in obs.tcp:  # the helper's own view of the addresses it resolved
+        tcp_out.setdefault(endpoint(c.ip, c.port), {"status": c.failure is None, "failure": c.failure})
+    for h in obs.tls:
+        tls_out.setdefault(endpoint(h.ip, h.port),
+                           {"server_name": h.sni, "status": h.failure is None, "failure": h.failure})
+    return {"dns": _dns_section(obs), "tcp_connect": tcp_out, "tls_handshake": tls_out,
+            "http_request": _http_section(obs), "ip_info": {}}
+
+
+def make_handler(cfg: HelperConfig):
+    async def handle(req: Request) -> Response:
+        if req.method != "POST":
+            return error(405, "POST a Web Connectivity control request (JSON) to this URL")
+        try:
+            target, endpoints = parse_request(req.body)
+        except BadRequest as e:
+            return error(400, str(e))
+        body = await answer(cfg, target, endpoints)
+        return Response(200, json.dumps(body).encode())
+
+    return handle
+
+
+def build_config(*, resolvers: tuple[str, ...] = (), ca_file: str | None = None, allow_net: tuple[str, ...] = (),
+                 timeout: float = 10.0) -> HelperConfig:
+    chosen = tuple(dns.Resolver.parse(r) for r in resolvers)
+    if not chosen:
+        system = dns.system_resolver()
+        if system is None:
+            raise ValueError("no resolver: give --resolver or configure /etc/resolv.conf")
+        chosen = (system,)
+    return HelperConfig(resolvers=chosen, policy=NetPolicy.from_cidrs(allow_net),
+                        contexts=tls.TlsContexts.build(ca_file), timeout=timeout)
+
+
+async def serve_forever(host: str, port: int, *, resolvers: tuple[str, ...] = (), ca_file: str | None = None,
+                        allow_net: tuple[str, ...] = (), tls_cert: str | None = None, tls_key: str | None = None,
+                        timeout: float = 10.0,
+                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    import ssl
+
+    from .h11server import serve
+
+    cfg = build_config(resolvers=resolvers, ca_file=ca_file, allow_net=allow_net, timeout=timeout)
+    server_ctx = None
+    if tls_cert:
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(tls_cert, tls_key)
+    await serve(make_handler(cfg), host, port, ssl_context=server_ctx, task_status=task_status)
