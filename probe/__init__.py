@@ -22,13 +22,13 @@ from .runner import RunOptions, RunSummary, run_async
 from .storage import open_db
 from .targets import ListWarning, TargetError, normalise, read_inputs
 
-__all__ = [
-    "RULES_VERSION",
+__all__ = [  # noqa: RUF022  (plain sorted order, checked by tests/test_docs.py)
     "ControlResult",
     "DnsQuery",
     "HttpHop",
     "ListWarning",
     "Observations",
+    "RULES_VERSION",
     "RunOptions",
     "RunSummary",
     "Target",
