@@ -15,7 +15,7 @@ from typing import Any
 import click
 import trio
 
-from . import reanalysis, storage
+from . import reanalysis, signatures, storage
 from .runner import Progress, RunOptions, run_async
 from .targets import TargetError, filter_categories, read_inputs
 
@@ -81,12 +81,16 @@ def _default_inputs() -> list[str]:
               help="Name used to re-try a failed TLS handshake, to tell SNI filtering from IP blocking.")
 @click.option("--keep-bodies", type=click.Choice(["all", "suspect", "none"]), default="suspect",
               show_default=True, help="Which response bodies to store (suspect: every verdict but ok).")
+@click.option("--no-signatures", is_flag=True, help="Do not match blockpage/censor-IP signatures.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where cached signature sets live (default: $PROBE_DATA_DIR or ~/.local/share/probe).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
 def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], helper: str | None,
         doh: tuple[str, ...], no_control: bool, ca_file: str | None, concurrency: int | None, timeout: float,
         dns_timeout: float, late_window: float, max_runtime: float | None, categories: tuple[str, ...],
-        allow_net: tuple[str, ...], decoy_sni: str, keep_bodies: str, as_json: bool, quiet: bool) -> int:
+        allow_net: tuple[str, ...], decoy_sni: str, keep_bodies: str, no_signatures: bool, data_dir: str | None,
+        as_json: bool, quiet: bool) -> int:
     """Measure every URL of INPUT (list files or URLs; none: the default list).
 
     A .csv INPUT is read as a Citizen Lab test list, any other file as one URL a line.
@@ -119,10 +123,12 @@ def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], helpe
             Resolver.parse(r)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
+    sigset = _signature_set(data_dir, not no_signatures)
     db = storage.open_db(db_path)
     emit = (lambda line: click.echo(line)) if as_json else None
     progress = Progress(len(targets), enabled=not quiet)
-    summary = trio.run(lambda: run_async(db, targets, opts, emit=emit, progress=progress))
+    matcher = sigset.hits if sigset is not None else None
+    summary = trio.run(lambda: run_async(db, targets, opts, emit=emit, progress=progress, matcher=matcher))
     if not quiet:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
         click.echo(f"run {summary.run_id}: {summary.status}; {summary.measured}/{summary.total} measured"
@@ -165,7 +171,8 @@ def results(db_path: str, run_id: int | None, status: str | None, as_json: bool)
 @cli.command()
 @click.option("--db", "db_path", default="results/probe.db", show_default=True)
 @click.option("--run", "run_id", type=int, help="Only this run (default: every run).")
-def reanalyze(db_path: str, run_id: int | None) -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
+def reanalyze(db_path: str, run_id: int | None, data_dir: str | None) -> None:
     """Recompute verdicts from stored observations with the current rules (and signatures).
 
     Example:
@@ -173,7 +180,8 @@ def reanalyze(db_path: str, run_id: int | None) -> None:
         probe reanalyze --run 3
     """
     db = storage.open_db(db_path)
-    changed, total = reanalysis.reanalyze(db, run_id)
+    sigset = _signature_set(data_dir)
+    changed, total = reanalysis.reanalyze(db, run_id, sigset.hits if sigset is not None else None)
     click.echo(f"{total} measurements re-judged, {changed} verdicts changed")
 
 
@@ -213,3 +221,143 @@ def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, a
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _signature_set(data_dir: str | None, use: bool = True):
+    """The signatures a run or a re-analysis uses; warnings about broken rows go to stderr."""
+    from . import signatures
+
+    if not use:
+        return None
+    cache = signatures.cache_dir(Path(data_dir)) if data_dir else None
+    sigset, warnings = signatures.load(cache=cache)
+    for w in warnings[:20]:
+        click.echo(f"warning: {w}", err=True)
+    if len(warnings) > 20:
+        click.echo(f"warning: ... and {len(warnings) - 20} more broken signature rows", err=True)
+    return sigset
+
+
+@cli.group("signatures")
+def signatures_group() -> None:
+    """Blockpage and censor-address signatures: ours, OONI's and Censored Planet's."""
+
+
+@signatures_group.command("update")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Default: $PROBE_DATA_DIR or ~/.local/share/probe")
+@click.option("--ooni-base", metavar="URL", help="Where fingerprints_http.csv and fingerprints_dns.csv live.")
+@click.option("--cp-base", metavar="URL", help="Where Censored Planet's *_signatures.json live.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Trust anchors for the download.")
+def signatures_update(data_dir: str | None, ooni_base: str | None, cp_base: str | None, ca_file: str | None) -> None:
+    """Download the public signature sets into the cache (validated first; a bad download keeps the old copy).
+
+    Example:
+
+        probe signatures update
+    """
+    from .signatures import cache_dir
+    from .signatures.update import update
+
+    dest = cache_dir(Path(data_dir) if data_dir else None)
+    failed = 0
+    for r in update(dest, ooni_base=ooni_base, cp_base=cp_base, verify=ca_file or True):
+        for w in r.warnings:
+            click.echo(f"warning: {w}", err=True)
+        if r.error:
+            failed += 1
+            click.echo(f"{r.name}: FAILED ({r.error}) from {r.url}", err=True)
+        else:
+            click.echo(f"{r.name}: {r.loaded} signatures ({len(r.warnings)} rows skipped) -> {dest / r.name}")
+    if failed:
+        raise click.ClickException(f"{failed} of 4 sets could not be updated")
+
+
+@signatures_group.command("list")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--country", help="Only signatures expected in this country (e.g. PK).")
+@click.option("--scope", help="Only this scope (nat, isp, prod, inst, vbw, fp).")
+@click.option("--json", "as_json", is_flag=True)
+def signatures_list(data_dir: str | None, country: str | None, scope: str | None, as_json: bool) -> None:
+    """List loaded signatures: id, scope, where, pattern.
+
+    Example:
+
+        probe signatures list --country PK
+    """
+    sigset = _signature_set(data_dir)
+    assert sigset is not None
+    for s in sigset.signatures:
+        if country and country.upper() not in s.countries:
+            continue
+        if scope and s.scope != scope:
+            continue
+        if as_json:
+            click.echo(json.dumps(_signature_dict(s)))
+        else:
+            click.echo(f"{s.id:45} {s.scope or '-':5} {s.where:18} {s.kind:8} {s.pattern[:70]}")
+
+
+def _signature_dict(s) -> dict[str, Any]:
+    return {"id": s.id, "scope": s.scope, "where": s.where, "kind": s.kind, "pattern": s.pattern,
+            "false_positive": s.false_positive, "countries": list(s.countries), "confidence": s.confidence,
+            "source": s.source, "name": s.name, "other_names": list(s.other_names), "origin": s.origin}
+
+
+@signatures_group.command("show")
+@click.argument("signature_id")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def signatures_show(signature_id: str, data_dir: str | None) -> None:
+    """Show one signature in full.
+
+    Example:
+
+        probe signatures show probe.pk.surf-safely
+    """
+    sigset = _signature_set(data_dir)
+    assert sigset is not None
+    s = sigset.by_id.get(signature_id)
+    if s is None:
+        raise click.ClickException(f"no signature {signature_id!r} (see `probe signatures list`)")
+    click.echo(json.dumps(_signature_dict(s), indent=1, ensure_ascii=False))
+
+
+@signatures_group.command("test")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A response header to check too.")
+@click.option("--dns", "addresses", multiple=True, metavar="IP", help="A DNS answer to check too.")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def signatures_test(file: str, headers: tuple[str, ...], addresses: tuple[str, ...], data_dir: str | None) -> None:
+    """Check a saved page (and headers, DNS answers) against every signature; show why it matches.
+
+    Exit status 0 when a censor signature matches, 1 when none does.
+
+    Example:
+
+        probe signatures test saved-page.html --header "Location: http://119.73.65.87:8080/redirect.html"
+    """
+    from .models import HttpHop
+
+    sigset = _signature_set(data_dir)
+    assert sigset is not None
+    pairs = []
+    for h in headers:
+        name, sep, value = h.partition(":")
+        if not sep:
+            raise click.ClickException(f"--header wants NAME:VALUE, got {h!r}")
+        pairs.append((name.strip().lower(), value.strip()))
+    hop = HttpHop(url=f"file://{Path(file).resolve()}", headers=tuple(pairs), body=Path(file).read_bytes())
+    matches = sigset.match_hop(hop, 1)
+    for ip in addresses:
+        matches.extend(signatures.Match(s, "dns") for s in sigset.match_dns(ip))
+    censor = [m for m in matches if not m.signature.false_positive]
+    for m in sorted(matches, key=lambda m: not m.signature.false_positive):
+        kind = "FALSE POSITIVE (server-side page)" if m.signature.false_positive else (
+            "weak (vague words)" if m.signature.weak else "censor")
+        click.echo(f"{m.signature.id}: {kind}, {m.where}: {m.signature.kind} {m.signature.pattern[:80]!r}")
+        click.echo(f"    {m.signature.name or m.signature.source} [{m.signature.origin}]")
+    if not matches:
+        click.echo(f"no signature matches ({len(sigset)} checked)")
+    fp_first = any(m.signature.false_positive for m in matches)
+    if fp_first:
+        click.echo("a false-positive signature matches: probe reports this page as server-side, not as a blockpage")
+    raise SystemExit(0 if censor and not fp_first else 1)

@@ -88,6 +88,9 @@ class Net:
     zone: DnsZone = field(default_factory=DnsZone)
     sites: Sites = field(default_factory=Sites)
     ca_file: str = ""
+    truth: DnsZone = field(default_factory=DnsZone)  # the control's (uncensored) view, when a test sets one up
+    helper_port: int = 0
+    doh_port: int = 0
 
     def http(self, host: str, path: str = "/") -> str:
         return f"http://{host}:{self.http_port}{path}"

@@ -56,7 +56,9 @@ SCENARIOS = [
     ("diff.test", "http", "127.0.0.10", "http_port", ("anomaly", "http", "http/diff", "http-diff")),
     ("dnspage.test", "http", "127.0.1.10", "http_port",
      ("blocked", "dns", "dns/inconsistent", "dns-inconsistent-page")),
+    ("ghost.test", "http", "127.0.0.1", "http_port", ("anomaly", "dns", "dns/inconsistent", "dns-only-here")),
 ]
+NOT_IN_TRUTH = {"nxboth.test", "ghost.test"}
 
 
 def _url(net, name, scheme, port_attr):
@@ -66,7 +68,8 @@ def _url(net, name, scheme, port_attr):
 @pytest.fixture
 async def world(net, nursery, server_ssl, wrong_name_ssl):
     loop = ("127.0.0.1",)
-    truth = DnsZone(entries={n: DnsEntry(a=loop) for n, *_ in SCENARIOS if n != "nxboth.test"})
+    truth = DnsZone(entries={n: DnsEntry(a=loop) for n, *_ in SCENARIOS if n not in NOT_IN_TRUTH})
+    net.truth = truth
     probe_zone = net.zone.entries
     for name, _, answer, _, _ in SCENARIOS:
         net.sites.by_host.setdefault(name, Site(title=f"The {name.split('.')[0]} website"))
@@ -149,3 +152,39 @@ async def test_unreachable_control_gives_error_not_blocked(world):
     assert rows[net.http("ok.test")]["status"] == "ok"  # reachable is reachable, control or not
     assert {r["control"] for r in rows.values()} == {"failed"}
     write_golden(db, rows["http://nxc.test/"], "nxc-control-unreachable")
+
+
+async def test_blockpage_and_censor_ip_are_named_and_reanalysis_finds_them(world, nursery, shared_data):
+    from probe.reanalysis import reanalyze
+    from probe.signatures import SignatureSet
+    from probe.signatures.loaders import load_builtin
+    from probe.signatures.model import make
+
+    net = world
+    page = (shared_data / "pk-surf-safely-blockpage-censoredplanet-quack-2021-05-31.html").read_bytes()
+    await nursery.start(partial(serve_http, Sites(default=Site(body=page, headers=())), "127.0.0.11",
+                                net.http_port))
+    await nursery.start(partial(serve_http, Sites(default=Site(body=BLOCKPAGE, headers=())), "127.0.2.12",
+                                net.http_port))
+    for name, answer in (("pkblock.test", "127.0.0.11"), ("censorip.test", "127.0.2.12")):
+        net.zone.entries[name] = DnsEntry(a=(answer,))
+        net.truth.entries[name] = DnsEntry(a=("127.0.0.1",))
+        real = b"<html><head><title>The real site</title></head><body>" + b"<p>News of the day.</p>" * 900
+        net.sites.by_host[name] = Site(body=real + b"</body></html>")
+    # A lab censor's blockpage address, as a DNS signature (the real ones are public addresses we never dial).
+    sigs = [*load_builtin()[0], make(id="lab.dns-blockpage-server", where="dns", kind="full", pattern="127.0.2.12",
+                                     scope="isp", source="this test")]
+    sigset = SignatureSet(sigs)
+    urls = [net.http("pkblock.test"), net.http("censorip.test")]
+    targets, _ = read_inputs(urls)
+    db = open_db(":memory:")
+    summary = await run_async(db, targets, control_options(net, keep_bodies="suspect"), emit=None)
+    before = {m["url"]: m["detail"] for m in measurements(db, summary.run_id)}
+    assert before == {urls[0]: "http/diff", urls[1]: "dns/inconsistent"}  # no signatures yet
+    changed, total = reanalyze(db, summary.run_id, sigset.hits)
+    rows = {m["url"]: m for m in measurements(db, summary.run_id)}
+    assert (changed, total) == (2, 2)
+    assert (rows[urls[0]]["status"], rows[urls[0]]["detail"], rows[urls[0]]["fingerprint"]) == (
+        "blocked", "http/blockpage:probe.pk.surf-safely", "probe.pk.surf-safely")
+    assert (rows[urls[1]]["status"], rows[urls[1]]["detail"]) == ("blocked", "dns/censor-ip:lab.dns-blockpage-server")
+    write_golden(db, rows[urls[0]], "pk-surf-safely-in-path")

@@ -12,10 +12,10 @@ from ..models import Observations, Verdict
 from .facts import Facts, SignatureHit, derive
 from .rules import RULES, RULES_VERSION, Rule
 
-__all__ = ["RULES", "RULES_VERSION", "Facts", "Rule", "SignatureHit", "analyse", "first_rule"]
+__all__ = ["RULES", "RULES_VERSION", "Facts", "Matcher", "Rule", "SignatureHit", "analyse", "first_rule"]
 
-# A signature matcher (see probe.signatures) turns observations into at most one hit.
-Matcher = Callable[[Observations], SignatureHit | None]
+# A signature matcher (probe.signatures.SignatureSet.hits) turns observations into hits, false positives first.
+Matcher = Callable[[Observations], tuple[SignatureHit, ...]]
 
 
 def first_rule(facts: Facts) -> Rule:
@@ -26,8 +26,8 @@ def first_rule(facts: Facts) -> Rule:
 
 
 def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
-    hit = matcher(obs) if matcher else None
-    facts = derive(obs, hit)
+    facts = derive(obs, matcher(obs) if matcher else ())
+    hit = facts.signature
     rule = first_rule(facts)
     return Verdict(
         status=rule.status,

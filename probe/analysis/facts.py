@@ -24,6 +24,7 @@ class SignatureHit:
     layer: str  # "dns" or "http"
     where: str  # "body", "header.location", "dns" ...
     server_side: bool = False  # a false-positive signature: the site itself, not a censor
+    weak: bool = False  # vague words: count only next to a control that shows a different page
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +143,28 @@ def _same_network(a: str, b: str) -> bool:
     return net_a == ipaddress.ip_network(f"{b}/{prefix}", strict=False)
 
 
-def derive(obs: Observations, signature: SignatureHit | None = None) -> Facts:
+def _pick_signature(hits: tuple[SignatureHit, ...], comparison: HttpComparison | None,
+                    dns_consistent: bool | None) -> SignatureHit | None:
+    """The hit that counts as evidence, if any. Hits arrive false positives first.
+
+    A page that the control confirms (consistent by OONI's rules) is the site's own page, whatever words it
+    contains: a news article quoting a blockpage is not a blockpage. Likewise a DNS answer the control shares.
+    """
+    page_confirmed = comparison is not None and comparison.consistent
+    for hit in hits:
+        if hit.layer == "dns":
+            if dns_consistent is not True and not hit.server_side:
+                return hit
+            continue
+        if page_confirmed:
+            continue
+        if hit.weak and comparison is None:
+            continue
+        return hit
+    return None
+
+
+def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
     probe_addrs = tuple(dict.fromkeys(a for q in obs.dns for a in q.answers if a not in obs.bogons))
     if not obs.dns and obs.tcp:  # an IP-literal URL: nothing was resolved
         probe_addrs = tuple(dict.fromkeys(c.ip for c in obs.tcp if c.origin == "probe"))
@@ -195,5 +217,5 @@ def derive(obs: Observations, signature: SignatureHit | None = None) -> Facts:
         control_http_ok=None if c is None else (c.http_status is not None and c.http_failure is None),
         control_http_failure=c.http_failure if c else None,
         comparison=comparison,
-        signature=signature,
+        signature=_pick_signature(hits, comparison, dns_consistent),
     )

@@ -140,6 +140,10 @@ RULES: tuple[Rule, ...] = (
     Rule(id="dns-inconsistent-page", when=lambda f: f.dns_consistent is False and f.comparison is not None
          and not f.comparison.consistent, status="blocked", layer="dns", detail=lambda f: "dns/inconsistent",
          explain="our answers differ from the control's and lead to a different page"),
+    Rule(id="dns-only-here", when=lambda f: f.dns_consistent is False and f.control_dns_failure == "dns_nxdomain_error"
+         and not f.tls_verified, status="anomaly", layer="dns", detail=lambda f: "dns/inconsistent",
+         explain="the name resolves here but does not exist for the control (e.g. a resolver that hijacks"
+                 " NXDOMAIN)"),
     Rule(id="https-verified", when=lambda f: f.tls_verified and f.final is not None and f.final.status is not None
          and f.final.url.startswith("https://"), status="ok", layer=None, detail=lambda f: "ok",
          explain="a page over verified TLS: what we got is what the site served (OONI's rule too)"),
