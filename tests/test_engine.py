@@ -153,6 +153,15 @@ async def test_ip_literal_url_is_measured_without_dns(net):
     assert not obs.dns and obs.tcp[0].failure is None and obs.http[0].status == 404
 
 
+async def test_private_ip_literal_is_never_dialled(net):
+    url = "http://10.1.2.3/admin"
+    db, _, rows, _ = await measure(net, [url])
+    obs = obs_of(db, rows, url)
+    assert not obs.tcp and not obs.http and obs.bogons == ("10.1.2.3",)
+    assert (rows[url]["status"], rows[url]["detail"]) == ("error", "local/not_public_address")
+    write_golden(db, rows[url], "private-ip-literal")
+
+
 async def test_vantage_offline_is_error_not_censorship(net):
     # A resolver that never answers and no control: the whole vantage looks offline.
     from tests.conftest import closed_port

@@ -42,8 +42,10 @@ def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
 
 def _evidence(rule: Rule, f: Facts) -> str:
     parts = [rule.explain]
-    if f.probe_addrs or f.bogons or f.dns_failure:
-        parts.append("dns: " + (", ".join(f.probe_addrs + f.bogons) or str(f.dns_failure)))
+    if f.probe_addrs or f.bogons:
+        parts.append("dns: " + ", ".join(f.probe_addrs + f.bogons))
+    if f.dns_failure:
+        parts.append(f"dns failure: {f.dns_failure} from {f.dns_failure_resolver}")
     if f.control_addrs or f.control_dns_failure:
         parts.append("control dns: " + (", ".join(f.control_addrs) or str(f.control_dns_failure)))
     if f.injected:

@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..failures import is_local
-from ..models import ControlState, HttpHop, Observations, TlsHandshake
+from ..models import ControlState, DnsQuery, HttpHop, Observations, TlsHandshake
 from .httpdiff import HttpComparison, compare
 
 DNS_LOOKUP_FAILURES = {"dns_nxdomain_error", "dns_no_answer"}
@@ -34,7 +34,10 @@ class Facts:
     # DNS
     probe_addrs: tuple[str, ...]
     bogons: tuple[str, ...]
-    dns_failure: str | None  # set when no probe resolver gave any address
+    dns_failure: str | None  # the most telling failure of a resolver that gave no address
+    dns_failure_resolver: str | None
+    bogon_only: bool  # some resolver answered with non-public addresses only
+    target_not_public: bool  # the URL names a non-public address itself: never measured
     injected: tuple[str, ...]  # "resolver: first -> late" for replies that contradict the first
     control_addrs: tuple[str, ...]
     control_dns_failure: str | None
@@ -83,15 +86,35 @@ def _injections(obs: Observations) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _dns_failure(obs: Observations) -> str | None:
-    if any(q.answers for q in obs.dns) or not obs.dns:
+def _group_failure(queries: list[DnsQuery]) -> str | None:
+    """One resolver's outcome for the name: None if it gave any address, else its most telling failure."""
+    if any(q.answers for q in queries):
         return None
-    failures = [q.failure for q in obs.dns if q.failure]
+    failures = [q.failure for q in queries if q.failure]
     if "dns_nxdomain_error" in failures:
         return "dns_nxdomain_error"
     # A name with no AAAA is normal; "no answer" only when the A query says so too.
-    a_failures = [q.failure for q in obs.dns if q.query_type == "A" and q.failure]
+    a_failures = [q.failure for q in queries if q.query_type == "A" and q.failure]
     return a_failures[0] if a_failures else (failures[0] if failures else "dns_no_answer")
+
+
+_FAILURE_WEIGHT = {"dns_nxdomain_error": 0, "dns_no_answer": 1}
+
+
+def _dns_failure(obs: Observations) -> tuple[str | None, str | None, bool]:
+    """Judge each resolver on its own: (failure, resolver, some resolver answered only bogons).
+
+    The volunteer's ISP resolver saying NXDOMAIN is blocking even when another resolver we asked tells the truth.
+    """
+    groups: dict[str, list[DnsQuery]] = {}
+    for q in obs.dns:
+        groups.setdefault(q.resolver, []).append(q)
+    failed = [(f, r) for r, qs in groups.items() if (f := _group_failure(qs)) is not None]
+    failed.sort(key=lambda fr: (_FAILURE_WEIGHT.get(fr[0], 2), not fr[1].startswith("system:")))
+    bogon_only = any(all(a in obs.bogons for q in qs for a in q.answers) and any(q.answers for q in qs)
+                     for qs in groups.values())
+    failure, resolver = failed[0] if failed else (None, None)
+    return failure, resolver, bogon_only
 
 
 def _control_dns(obs: Observations) -> tuple[tuple[str, ...], str | None]:
@@ -169,7 +192,7 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
     if not obs.dns and obs.tcp:  # an IP-literal URL: nothing was resolved
         probe_addrs = tuple(dict.fromkeys(c.ip for c in obs.tcp if c.origin == "probe"))
     control_addrs, control_dns_failure = _control_dns(obs)
-    dns_failure = _dns_failure(obs)
+    dns_failure, failing_resolver, bogon_only = _dns_failure(obs)
     main_tls, decoy = _tls(obs)
     tls_verified = any(h.failure is None and not h.decoy for h in obs.tls)
     dns_consistent: bool | None = None
@@ -199,6 +222,9 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         probe_addrs=probe_addrs,
         bogons=obs.bogons,
         dns_failure=dns_failure,
+        dns_failure_resolver=failing_resolver,
+        bogon_only=bogon_only,
+        target_not_public=not obs.dns and bool(obs.bogons),
         injected=_injections(obs),
         control_addrs=control_addrs,
         control_dns_failure=control_dns_failure,

@@ -43,7 +43,7 @@ def _site_down_for_control(f: Facts) -> bool:
 
 
 def _dns_broken(f: Facts) -> bool:
-    return f.dns_failure is not None or (not f.probe_addrs and bool(f.bogons))
+    return f.dns_failure is not None or f.bogon_only
 
 
 def _all_tcp_failed(f: Facts) -> bool:
@@ -62,6 +62,9 @@ def _sig(f: Facts) -> str:
 RULES: tuple[Rule, ...] = (
     Rule(id="local-error", when=lambda f: f.local_failure is not None, status="error", layer=None,
          detail=lambda f: f"local/{f.local_failure}", explain="a step failed for a reason on this machine"),
+    Rule(id="not-public", when=lambda f: f.target_not_public, status="error", layer=None,
+         detail=lambda f: "local/not_public_address",
+         explain="the URL names a loopback, private or reserved address: never connected to, not measured"),
     Rule(id="server-side-page", when=lambda f: f.signature is not None and f.signature.server_side,
          status="anomaly", layer="http", detail=lambda f: f"http/server-side:{_sig(f)}",
          explain="the page matches a false-positive signature (CDN challenge, geo-block): the site, not a censor"),
@@ -77,9 +80,9 @@ RULES: tuple[Rule, ...] = (
     Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_dns_failure == "dns_nxdomain_error",
          status="down", layer="dns", detail=lambda f: "dns/nxdomain",
          explain="the name does not exist for the control either"),
-    Rule(id="dns-bogon", when=lambda f: not f.probe_addrs and bool(f.bogons) and bool(f.control_addrs),
+    Rule(id="dns-bogon", when=lambda f: f.bogon_only and bool(f.control_addrs),
          status="blocked", layer="dns", detail=lambda f: "dns/bogon",
-         explain="only non-public answers here, public ones at the control"),
+         explain="a resolver here gives only non-public answers, the control public ones"),
     Rule(id="dns-nxdomain", when=lambda f: f.dns_failure in ("dns_nxdomain_error", "dns_no_answer")
          and bool(f.control_addrs), status="blocked", layer="dns",
          detail=lambda f: "dns/nxdomain" if f.dns_failure == "dns_nxdomain_error" else "dns/no_answer",

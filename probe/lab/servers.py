@@ -207,13 +207,14 @@ class Site:
     location: str | None = None
     behaviour: SiteBehaviour = "normal"
     size: int = 0  # for "big"
+    paragraphs: int = 20  # page size: real pages are far bigger than blockpages
 
     def render(self, counter: int) -> bytes:
         if self.body is not None:
             return self.body
         extra = f"<p>request {counter} at {os.urandom(8).hex()}</p>" if self.behaviour == "dynamic" else ""
         text = f"<html><head><title>{self.title}</title></head><body><h1>{self.title}</h1>{extra}" \
-               f"<p>{'Lorem ipsum dolor sit amet. ' * 20}</p></body></html>"
+               f"<p>{'Lorem ipsum dolor sit amet. ' * self.paragraphs}</p></body></html>"
         return text.encode()
 
 
