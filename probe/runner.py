@@ -160,7 +160,7 @@ async def run_async(
     doh = () if opts.no_control else (DEFAULT_DOH if opts.doh is None else opts.doh)
     helper = None if opts.no_control else opts.helper
     started = time.monotonic()
-    any_answer = False
+    any_answer = any_attempt = False
 
     async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as control_http:
         control = ControlClient(control_http, helper_url=helper, doh_urls=tuple(doh),
@@ -180,7 +180,7 @@ async def run_async(
                     await out.send((obs, analyse(obs, matcher)))
 
         async def writer() -> None:
-            nonlocal any_answer
+            nonlocal any_answer, any_attempt
             async with recv:
                 while True:
                     try:
@@ -198,6 +198,7 @@ async def run_async(
                                                       keep_body=_keep_body(opts.keep_bodies, verdict))
                     for obs, verdict in batch:
                         any_answer = any_answer or network_answered(obs)
+                        any_attempt = any_attempt or bool(obs.dns or obs.tcp)
                         summary.measured += 1
                         summary.counts[verdict.status] += 1
                         if emit:
@@ -219,7 +220,7 @@ async def run_async(
                 summary.status = "partial"
     if summary.signal is not None:
         summary.status = "interrupted"
-    elif summary.status == "done" and summary.measured and not any_answer:
+    elif summary.status == "done" and any_attempt and not any_answer:
         summary.status = "offline"
         _mark_offline(db, run_id)
     storage.finish_run(db, run_id, summary.status)
@@ -233,7 +234,7 @@ def _mark_offline(db: sqlite_utils.Database, run_id: int) -> None:
         db.execute(
             "update measurements set status = 'error', layer = null, detail = 'vantage/offline', "
             "rule = 'vantage-offline', evidence = 'no resolver, address or server answered during the whole run' "
-            "where run_id = ?", [run_id])
+            "where run_id = ? and rule != 'not-public'", [run_id])
 
 
 async def _watch_signals(scope: trio.CancelScope, summary: RunSummary) -> None:
