@@ -61,7 +61,8 @@ def _default_inputs() -> list[str]:
 @click.argument("inputs", nargs=-1)
 @click.option("--db", "db_path", default="results/probe.db", show_default=True, help="SQLite database.")
 @click.option("--resolver", "resolvers", multiple=True, metavar="HOST[:PORT]",
-              help="Resolver to measure (repeatable). Default: the system resolver from /etc/resolv.conf.")
+              help="A resolver to measure besides the system one (/etc/resolv.conf); repeatable.")
+@click.option("--no-system-resolver", is_flag=True, help="Measure only the --resolver ones.")
 @click.option("--helper", metavar="URL", help="Control test helper (ours: `probe helper serve`, or OONI's).")
 @click.option("--doh", multiple=True, metavar="URL", help="Control DNS-over-HTTPS resolver (repeatable).")
 @click.option("--no-control", is_flag=True, help="No control: verdicts from local evidence only (never 'blocked'"
@@ -82,15 +83,18 @@ def _default_inputs() -> list[str]:
 @click.option("--keep-bodies", type=click.Choice(["all", "suspect", "none"]), default="suspect",
               show_default=True, help="Which response bodies to store (suspect: every verdict but ok).")
 @click.option("--no-signatures", is_flag=True, help="Do not match blockpage/censor-IP signatures.")
+@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An extra signature pack (JSON, the format of probe/signatures/builtin.json); repeatable.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where cached signature sets live (default: $PROBE_DATA_DIR or ~/.local/share/probe).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
-def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], helper: str | None,
+def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], no_system_resolver: bool,
+        helper: str | None,
         doh: tuple[str, ...], no_control: bool, ca_file: str | None, concurrency: int | None, timeout: float,
         dns_timeout: float, late_window: float, max_runtime: float | None, categories: tuple[str, ...],
-        allow_net: tuple[str, ...], decoy_sni: str, keep_bodies: str, no_signatures: bool, data_dir: str | None,
-        as_json: bool, quiet: bool) -> int:
+        allow_net: tuple[str, ...], decoy_sni: str, keep_bodies: str, no_signatures: bool, packs: tuple[str, ...],
+        data_dir: str | None, as_json: bool, quiet: bool) -> int:
     """Measure every URL of INPUT (list files or URLs; none: the default list).
 
     A .csv INPUT is read as a Citizen Lab test list, any other file as one URL a line.
@@ -108,9 +112,12 @@ def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], helpe
     targets = filter_categories(targets, categories)
     if not targets:
         raise click.ClickException("no URL to measure")
+    if no_system_resolver and not resolvers:
+        raise click.ClickException("--no-system-resolver needs at least one --resolver")
     try:
         opts = RunOptions(
-            db_path=db_path, resolvers=resolvers, helper=helper, doh=doh or None, no_control=no_control,
+            db_path=db_path, resolvers=resolvers, system_resolver=not no_system_resolver, helper=helper,
+            doh=doh or None, no_control=no_control,
             ca_file=ca_file, concurrency=concurrency, timeout=timeout, dns_timeout=dns_timeout,
             late_window=late_window, max_runtime=max_runtime, allow_net=allow_net, decoy_sni=decoy_sni or None,
             keep_bodies=keep_bodies,
@@ -123,7 +130,7 @@ def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], helpe
             Resolver.parse(r)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    sigset = _signature_set(data_dir, not no_signatures)
+    sigset = _signature_set(data_dir, not no_signatures, packs)
     db = storage.open_db(db_path)
     emit = (lambda line: click.echo(line)) if as_json else None
     progress = Progress(len(targets), enabled=not quiet)
@@ -172,7 +179,9 @@ def results(db_path: str, run_id: int | None, status: str | None, as_json: bool)
 @click.option("--db", "db_path", default="results/probe.db", show_default=True)
 @click.option("--run", "run_id", type=int, help="Only this run (default: every run).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-def reanalyze(db_path: str, run_id: int | None, data_dir: str | None) -> None:
+@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An extra signature pack (JSON); repeatable.")
+def reanalyze(db_path: str, run_id: int | None, data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Recompute verdicts from stored observations with the current rules (and signatures).
 
     Example:
@@ -180,7 +189,7 @@ def reanalyze(db_path: str, run_id: int | None, data_dir: str | None) -> None:
         probe reanalyze --run 3
     """
     db = storage.open_db(db_path)
-    sigset = _signature_set(data_dir)
+    sigset = _signature_set(data_dir, packs=packs)
     changed, total = reanalysis.reanalyze(db, run_id, sigset.hits if sigset is not None else None)
     click.echo(f"{total} measurements re-judged, {changed} verdicts changed")
 
@@ -223,14 +232,12 @@ def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, a
         pass
 
 
-def _signature_set(data_dir: str | None, use: bool = True):
+def _signature_set(data_dir: str | None, use: bool = True, packs: tuple[str, ...] = ()):
     """The signatures a run or a re-analysis uses; warnings about broken rows go to stderr."""
-    from . import signatures
-
     if not use:
         return None
     cache = signatures.cache_dir(Path(data_dir)) if data_dir else None
-    sigset, warnings = signatures.load(cache=cache)
+    sigset, warnings = signatures.load(cache=cache, packs=tuple(Path(p) for p in packs))
     for w in warnings[:20]:
         click.echo(f"warning: {w}", err=True)
     if len(warnings) > 20:
@@ -361,3 +368,93 @@ def signatures_test(file: str, headers: tuple[str, ...], addresses: tuple[str, .
     if fp_first:
         click.echo("a false-positive signature matches: probe reports this page as server-side, not as a blockpage")
     raise SystemExit(0 if censor and not fp_first else 1)
+
+
+@cli.group()
+def lab() -> None:
+    """The censorship lab: network namespaces where a censoring ISP does to probe what ISPs do (root, Linux)."""
+
+
+def _lab(prefix: str, dns_delay: float = 0.0, http_delay: float = 0.0):
+    from .lab.topology import Lab
+
+    return Lab(prefix=prefix, dns_delay=dns_delay, http_delay=http_delay)
+
+
+_prefix_option = click.option("--prefix", default="pl", show_default=True, help="Namespace name prefix.")
+
+
+@lab.command("up")
+@_prefix_option
+@click.option("--dns-delay", type=click.FloatRange(0, 10), default=0.0, help="Seconds before each DNS answer.")
+@click.option("--http-delay", type=click.FloatRange(0, 10), default=0.0, help="Seconds before each HTTP response.")
+def lab_up(prefix: str, dns_delay: float, http_delay: float) -> None:
+    """Build the lab (after removing whatever a crash left).
+
+    Example:
+
+        sudo probe lab up --http-delay 0.05
+    """
+    from .lab.topology import LabError
+
+    try:
+        _lab(prefix, dns_delay, http_delay).up()
+    except LabError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"lab {prefix} is up; CA: /run/probe-lab/{prefix}/ca.pem")
+
+
+@lab.command("down")
+@_prefix_option
+def lab_down(prefix: str) -> None:
+    """Remove the lab: processes, namespaces, veths, rules and state.
+
+    Example:
+
+        sudo probe lab down
+    """
+    _lab(prefix).down()
+    click.echo(f"lab {prefix} is down")
+
+
+@lab.command("status")
+@_prefix_option
+def lab_status(prefix: str) -> None:
+    """Say whether the lab is up, and its processes.
+
+    Example:
+
+        sudo probe lab status
+    """
+    click.echo(json.dumps(_lab(prefix).status(), indent=1))
+
+
+@lab.command("run")
+@_prefix_option
+@click.option("--scenario", "names", multiple=True, help="Only this scenario (repeatable).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Keep the lab run in this database.")
+@click.option("--down", "then_down", is_flag=True, help="Tear the lab down afterwards.")
+def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down: bool) -> int:
+    """Build the lab if needed, run `probe run` in the client against every scenario, print the score.
+
+    Exit status 0 when every scenario gives its expected verdict.
+
+    Example:
+
+        sudo probe lab run --scenario snirst --scenario dns-nxdomain
+    """
+    from .lab.run import report, run_scenarios
+    from .lab.scenarios import SCENARIOS, by_name
+    from .lab.topology import LabError
+
+    the_lab = _lab(prefix)
+    try:
+        scenarios = by_name(names) if names else SCENARIOS
+        outcomes = run_scenarios(the_lab, scenarios, Path(db_path).resolve() if db_path else None)
+    except (LabError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if then_down:
+            the_lab.down()
+    click.echo(report(outcomes))
+    return 0 if all(o.correct for o in outcomes) else 1

@@ -85,6 +85,9 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
             public, bogons = ([host], []) if cfg.policy.is_public(host) else ([], [host])
         else:
             await _resolve(nursery, cfg, host, acc, clock)
+            # The system resolver's answer first: it is what the volunteer's browser would connect to.
+            rank = {r.label: i for i, r in enumerate(cfg.resolvers)}
+            acc.first_dns.sort(key=lambda q: (rank.get(q.resolver, 99), q.query_type))
             public, bogons = _public_answers(acc.first_dns, cfg.policy)
         public = public[: cfg.max_addresses]
 

@@ -40,7 +40,8 @@ MAX_DEFAULT_CONCURRENCY = 256
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunOptions:
     db_path: str = "results/probe.db"
-    resolvers: tuple[str, ...] = ()  # empty: the system resolver
+    resolvers: tuple[str, ...] = ()  # measured in addition to the system resolver
+    system_resolver: bool = True
     helper: str | None = None
     doh: tuple[str, ...] | None = None  # None: DEFAULT_DOH; () with no helper: no control
     no_control: bool = False
@@ -127,10 +128,12 @@ class Progress:
 
 
 def _resolvers(opts: RunOptions) -> tuple[dns.Resolver, ...]:
-    if opts.resolvers:
-        return tuple(dns.Resolver.parse(r) for r in opts.resolvers)
-    system = dns.system_resolver()
-    return (system,) if system else ()
+    """The system resolver (what the volunteer's applications use) first, then every --resolver."""
+    chosen = [dns.Resolver.parse(r) for r in opts.resolvers]
+    system = dns.system_resolver() if opts.system_resolver else None
+    if system is not None and all((r.ip, r.port) != (system.ip, system.port) for r in chosen):
+        chosen.insert(0, system)
+    return tuple(chosen)
 
 
 def _keep_body(mode: str, verdict: Verdict) -> bool:

@@ -36,6 +36,22 @@ NAMES = ["ok.test", "redirect.test", "big.test", "slow.test", "dynamic.test", "i
          "tlsdown.test", LOOP]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def never_the_hosts_resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Whatever a test forgets, `probe` in it (and in its subprocesses) sees a loopback-only resolv.conf."""
+    import os
+
+    conf = tmp_path_factory.mktemp("resolv") / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.1\n")  # nothing listens on 127.0.0.1:53 in tests: refused at once
+    old = os.environ.get("PROBE_RESOLV_CONF")
+    os.environ["PROBE_RESOLV_CONF"] = str(conf)
+    yield
+    if old is None:
+        del os.environ["PROBE_RESOLV_CONF"]
+    else:
+        os.environ["PROBE_RESOLV_CONF"] = old
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     return trustme.CA()
@@ -99,7 +115,8 @@ class Net:
         return f"https://{host}:{self.https_port}{path}"
 
     def options(self, **kw) -> RunOptions:
-        base = dict(resolvers=(f"{LOOP}:{self.dns_port}",), no_control=True, allow_net=("127.0.0.0/8",),
+        base = dict(resolvers=(f"{LOOP}:{self.dns_port}",), system_resolver=False, no_control=True,
+                    allow_net=("127.0.0.0/8",),
                     ca_file=self.ca_file, timeout=2.0, dns_timeout=1.0, late_window=0.3, db_path=":memory:",
                     decoy_sni="decoy.test")
         base.update(kw)

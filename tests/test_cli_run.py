@@ -14,7 +14,8 @@ PROBE = [sys.executable, "-m", "probe"]
 
 
 def probe_cmd(dns_port: int, db, *args: str) -> list[str]:
-    return [*PROBE, "run", "--db", str(db), "--resolver", f"127.0.0.1:{dns_port}", "--no-control",
+    return [*PROBE, "run", "--db", str(db), "--resolver", f"127.0.0.1:{dns_port}", "--no-system-resolver",
+            "--no-control",
             "--allow-net", "127.0.0.0/8", "--timeout", "2", "--dns-timeout", "1", "--late-window", "0.1", *args]
 
 

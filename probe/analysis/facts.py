@@ -23,6 +23,7 @@ class SignatureHit:
     id: str
     layer: str  # "dns" or "http"
     where: str  # "body", "header.location", "dns" ...
+    matched: str = ""  # the DNS answer that matched, for DNS signatures
     server_side: bool = False  # a false-positive signature: the site itself, not a censor
     weak: bool = False  # vague words: count only next to a control that shows a different page
 
@@ -167,16 +168,16 @@ def _same_network(a: str, b: str) -> bool:
 
 
 def _pick_signature(hits: tuple[SignatureHit, ...], comparison: HttpComparison | None,
-                    dns_consistent: bool | None) -> SignatureHit | None:
+                    control_addrs: tuple[str, ...]) -> SignatureHit | None:
     """The hit that counts as evidence, if any. Hits arrive false positives first.
 
     A page that the control confirms (consistent by OONI's rules) is the site's own page, whatever words it
-    contains: a news article quoting a blockpage is not a blockpage. Likewise a DNS answer the control shares.
+    contains: a news article quoting a blockpage is not a blockpage. Likewise a DNS answer the control got too.
     """
     page_confirmed = comparison is not None and comparison.consistent
     for hit in hits:
         if hit.layer == "dns":
-            if dns_consistent is not True and not hit.server_side:
+            if hit.matched not in control_addrs and not hit.server_side:
                 return hit
             continue
         if page_confirmed:
@@ -187,6 +188,31 @@ def _pick_signature(hits: tuple[SignatureHit, ...], comparison: HttpComparison |
     return None
 
 
+def _dns_consistency(obs: Observations, probe_addrs: tuple[str, ...], control_addrs: tuple[str, ...],
+                     dns_failure: str | None, control_dns_failure: str | None) -> bool | None:
+    """Is what each resolver here said consistent with the control? None: nothing to compare with.
+
+    Each resolver is judged on its own: the ISP's resolver lying is not excused by a public resolver telling
+    the truth. Consistent means sharing an address, sharing a /24 (/48), or TLS verifying for the name on one
+    of that resolver's addresses.
+    """
+    if not obs.dns or not (control_addrs or control_dns_failure):
+        return None
+    if dns_failure and control_dns_failure == dns_failure == "dns_nxdomain_error":
+        return True
+    if not control_addrs:
+        return False if probe_addrs else None
+    verified = {h.ip for h in obs.tls if h.failure is None and not h.decoy}
+    groups: dict[str, set[str]] = {}
+    for q in obs.dns:
+        groups.setdefault(q.resolver, set()).update(a for a in q.answers if a not in obs.bogons)
+    answered = [addrs for addrs in groups.values() if addrs]
+    if not answered:
+        return False
+    return all(addrs & set(control_addrs) or addrs & verified
+               or any(_same_network(a, b) for a in addrs for b in control_addrs) for addrs in answered)
+
+
 def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
     probe_addrs = tuple(dict.fromkeys(a for q in obs.dns for a in q.answers if a not in obs.bogons))
     if not obs.dns and obs.tcp:  # an IP-literal URL: nothing was resolved
@@ -195,16 +221,7 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
     dns_failure, failing_resolver, bogon_only = _dns_failure(obs)
     main_tls, decoy = _tls(obs)
     tls_verified = any(h.failure is None and not h.decoy for h in obs.tls)
-    dns_consistent: bool | None = None
-    if obs.dns and (control_addrs or control_dns_failure):
-        if dns_failure and control_dns_failure == dns_failure == "dns_nxdomain_error":
-            dns_consistent = True
-        elif probe_addrs and control_addrs:
-            dns_consistent = bool(set(probe_addrs) & set(control_addrs)) or tls_verified or any(
-                _same_network(a, b) for a in probe_addrs for b in control_addrs
-            )
-        else:
-            dns_consistent = False
+    dns_consistent = _dns_consistency(obs, probe_addrs, control_addrs, dns_failure, control_dns_failure)
     c = obs.control if obs.control is not None and obs.control.failure is None else None
     final = obs.http[-1] if obs.http else None
     comparison = None
@@ -243,5 +260,5 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         control_http_ok=None if c is None else (c.http_status is not None and c.http_failure is None),
         control_http_failure=c.http_failure if c else None,
         comparison=comparison,
-        signature=_pick_signature(hits, comparison, dns_consistent),
+        signature=_pick_signature(hits, comparison, control_addrs),
     )

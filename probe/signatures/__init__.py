@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..paths import data_dir
-from .loaders import load_builtin, load_cache
+from .loaders import load_builtin, load_cache, load_pack
 from .matcher import Match, SignatureSet
 from .model import Signature, SignatureError
 
@@ -19,9 +19,17 @@ def cache_dir(base: Path | None = None) -> Path:
     return (base or data_dir()) / "signatures"
 
 
-def load(*, builtin: bool = True, cache: Path | None = None) -> tuple[SignatureSet, list[str]]:
-    """Built-in pack first (its ids win on a clash), then the cached public sets."""
+def load(*, builtin: bool = True, cache: Path | None = None,
+         packs: tuple[Path, ...] = ()) -> tuple[SignatureSet, list[str]]:
+    """Built-in pack first (its ids win on a clash), then extra packs, then the cached public sets."""
     sigs, warnings = load_builtin() if builtin else ([], [])
+    for path in packs:
+        try:
+            more, w = load_pack(path.read_text(encoding="utf-8"), str(path))
+        except OSError as e:
+            more, w = [], [f"{path}: cannot read: {e.strerror or e}"]
+        sigs.extend(more)
+        warnings.extend(w)
     directory = cache if cache is not None else cache_dir()
     if directory.is_dir():
         more, w = load_cache(directory)

@@ -76,21 +76,32 @@ def _cp_scope(fingerprint: str) -> str:
     return parts[1] if len(parts) > 2 and parts[1] in ("nat", "isp", "prod", "inst", "vbw") else ""
 
 
-def load_builtin() -> tuple[list[Signature], list[str]]:
-    """The pack we write ourselves (probe/signatures/builtin.json), each signature with its source."""
-    text = resources.files(__package__).joinpath("builtin.json").read_text(encoding="utf-8")
-    doc = json.loads(text)
+def load_pack(text: str, origin: str) -> tuple[list[Signature], list[str]]:
+    """A pack in our own JSON format: {"signatures": [{"id", "where", "kind", "pattern", ...}]}."""
+    try:
+        doc = json.loads(text)
+        rows = doc["signatures"]
+        if not isinstance(rows, list):
+            raise TypeError("'signatures' must be a list")
+    except (ValueError, KeyError, TypeError) as e:
+        return [], [f"{origin}: not a signature pack: {e}"]
     sigs: list[Signature] = []
     warnings: list[str] = []
-    for i, row in enumerate(doc["signatures"]):
+    for i, row in enumerate(rows):
         try:
             sigs.append(make(id=row["id"], where=row["where"], kind=row["kind"], pattern=row["pattern"],
                              scope=row.get("scope", ""), countries=tuple(row.get("countries", ())),
                              confidence=row.get("confidence"), source=row.get("source", ""),
-                             name=row.get("name", ""), origin=f"builtin.json#{i}"))
-        except (KeyError, SignatureError) as e:
-            warnings.append(f"builtin.json#{i}: {e}")
+                             name=row.get("name", ""), origin=f"{origin}#{i}"))
+        except (KeyError, TypeError, SignatureError) as e:
+            warnings.append(f"{origin}#{i}: {type(e).__name__}: {e}")
     return sigs, warnings
+
+
+def load_builtin() -> tuple[list[Signature], list[str]]:
+    """The pack we write ourselves (probe/signatures/builtin.json), each signature with its source."""
+    return load_pack(resources.files(__package__).joinpath("builtin.json").read_text(encoding="utf-8"),
+                     "builtin.json")
 
 
 # The cache layout that `probe signatures update` writes, and how each file is read.

@@ -27,6 +27,7 @@ def _latin1(text: str) -> str:
 class Match:
     signature: Signature
     where: str  # "body", "header.location", "dns", with the hop number for HTTP: "hop 2 body"
+    matched: str = ""  # the DNS answer, for DNS signatures
 
 
 class SignatureSet:
@@ -104,13 +105,11 @@ class SignatureSet:
             out.extend(self.match_hop(hop, i))
         for q in obs.dns:
             for addr in dict.fromkeys((*q.answers, *(a for late in q.late_answers for a in late.get("answers", ())))):
-                out.extend(Match(s, f"dns {q.resolver}") for s in self.match_dns(addr))
-        for addr in obs.bogons:
-            out.extend(Match(s, "dns") for s in self.match_dns(addr))
+                out.extend(Match(s, f"dns {q.resolver}", addr) for s in self.match_dns(addr))
         return out
 
     def hits(self, obs: Observations) -> tuple[SignatureHit, ...]:
-        """What analysis consumes: false positives first (they stop a match), then strong, then weak ones.
+        """What analysis consumes: false positives first (they stop a match), then DNS, strong, weak ones.
 
         One exception to false-positives-first: a false-positive literal found inside a censor signature's own
         literal ("redirect" inside Mobilink's ".../redirect.html?accessurl=") says nothing the censor match
@@ -121,7 +120,9 @@ class SignatureSet:
                            if not m.signature.false_positive and m.signature.compiled is None]
         matches = [m for m in matches if not (m.signature.false_positive and m.signature.compiled is None
                                               and any(m.signature.pattern in c for c in censor_literals))]
-        ordered = sorted(matches, key=lambda m: (not m.signature.false_positive, m.signature.weak))
+        # The earliest layer is the cause: a DNS answer that is a censor's address explains the blockpage after it.
+        ordered = sorted(matches, key=lambda m: (not m.signature.false_positive, m.signature.layer != "dns",
+                                                 m.signature.weak))
         seen: set[str] = set()
         out = []
         for m in ordered:
@@ -129,8 +130,8 @@ class SignatureSet:
                 continue
             seen.add(m.signature.id)
             s = m.signature
-            out.append(SignatureHit(id=s.id, layer=s.layer, where=m.where, server_side=s.false_positive,
-                                    weak=s.weak))
+            out.append(SignatureHit(id=s.id, layer=s.layer, where=m.where, matched=m.matched,
+                                    server_side=s.false_positive, weak=s.weak))
         return tuple(out)
 
 

@@ -7,6 +7,7 @@ rest of the measurement uses (as a browser would).
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from collections.abc import Callable
@@ -67,8 +68,12 @@ class Resolver:
         return cls(host, int(port or 53))
 
 
-def system_resolver(path: str = "/etc/resolv.conf") -> Resolver | None:
-    """The first nameserver of resolv.conf: the resolver the volunteer's applications use."""
+def system_resolver(path: str | None = None) -> Resolver | None:
+    """The first nameserver of resolv.conf: the resolver the volunteer's applications use.
+
+    PROBE_RESOLV_CONF names another file (tests point it at loopback so the host's resolver is never asked).
+    """
+    path = path or os.environ.get("PROBE_RESOLV_CONF") or "/etc/resolv.conf"
     try:
         conf = dns.resolver.Resolver(filename=path, configure=True)
     except (OSError, dns.resolver.NoResolverConfiguration):

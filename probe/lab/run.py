@@ -1,0 +1,101 @@
+"""`probe lab run`: measure the scenarios from inside the client namespace and score the verdicts.
+
+The probe runs exactly as a volunteer would run it (`probe run`, the system resolver from the client's
+resolv.conf), plus the lab's control, CA and signature pack, and the public resolver as a second resolver so
+that transparent DNS interception shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .scenarios import Scenario
+from .topology import DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT, Lab, LabError
+
+INTERFERENCE = {"blocked", "anomaly"}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    scenario: Scenario
+    status: str
+    layer: str | None
+    detail: str
+    fingerprint: str | None
+
+    @property
+    def got_class(self) -> str:
+        return "interference" if self.status in INTERFERENCE else self.status
+
+    @property
+    def correct(self) -> bool:
+        s = self.scenario
+        return (self.got_class == s.expect and self.layer == s.layer
+                and (s.fingerprint is None or self.fingerprint == s.fingerprint))
+
+    @property
+    def false_positive(self) -> bool:
+        return self.scenario.expect in ("ok", "down") and self.status in INTERFERENCE
+
+
+def probe_command(lab: Lab, list_file: Path, db: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["ip", "netns", "exec", lab.client, sys.executable, "-m", "probe", "run", str(list_file),
+            "--db", str(db), "--json", "--quiet",
+            "--helper", f"http://{HELPER_IP}:{HELPER_PORT}/", "--doh", f"https://{DOH_IP}/dns-query",
+            "--ca-file", str(lab.ca_file), "--allow-net", "198.18.0.0/15", "--resolver", DNS_IP,
+            "--signatures", str(lab.signatures_file), "--data-dir", str(lab.state / "data"),
+            "--timeout", "4", "--dns-timeout", "2", *extra]
+
+
+def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = None,
+                  extra: tuple[str, ...] = ()) -> list[Outcome]:
+    if not lab.is_up():
+        lab.up()
+    list_file = lab.state / "scenarios.txt"
+    list_file.write_text("".join(f"{s.url}\n" for s in scenarios))
+    db = db or lab.state / "lab.db"
+    env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}  # the client's own resolv.conf
+    proc = subprocess.run(probe_command(lab, list_file, db, extra), capture_output=True, text=True, timeout=600,
+                          env=env)
+    if proc.returncode not in (0,):
+        raise LabError(f"probe run in the lab exited {proc.returncode}: {proc.stderr[-2000:]}")
+    got = {}
+    for line in proc.stdout.splitlines():
+        row = json.loads(line)
+        got[row["url"]] = row
+    outcomes = []
+    for s in scenarios:
+        row = got.get(s.url)
+        if row is None:
+            raise LabError(f"no verdict for {s.url}")
+        outcomes.append(Outcome(s, row["status"], row["layer"], row["detail"], row["fingerprint"]))
+    return outcomes
+
+
+def report(outcomes: list[Outcome]) -> str:
+    lines = [f"{'scenario':18} {'expected':22} {'got':48}", "-" * 92]
+    for o in outcomes:
+        s = o.scenario
+        expected = f"{s.expect}/{s.layer or '-'}"
+        got = f"{o.status} {o.detail}"
+        lines.append(f"{s.name:18} {expected:22} {got:48} {'✓' if o.correct else '✗'}")
+    total = len(outcomes)
+    correct = sum(o.correct for o in outcomes)
+    interference = [o for o in outcomes if o.scenario.expect == "interference"]
+    clean = [o for o in outcomes if o.scenario.expect in ("ok", "down")]
+    detected = sum(o.got_class == "interference" for o in interference)
+    fps = sum(o.false_positive for o in outcomes)
+    named = [o for o in outcomes if o.scenario.fingerprint]
+    lines += ["-" * 92,
+              f"accuracy: {correct}/{total} scenarios right (class, layer and fingerprint)",
+              f"interference detected: {detected}/{len(interference)};"
+              f" layer right: {sum(o.correct for o in interference)}/{len(interference)}",
+              f"false positives: {fps}/{len(clean)} clean or down sites reported as blocked or anomaly",
+              f"blockpages named by signature: {sum(o.fingerprint == o.scenario.fingerprint for o in named)}"
+              f"/{len(named)}"]
+    return "\n".join(lines)

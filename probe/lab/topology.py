@@ -1,0 +1,302 @@
+"""Building and tearing down the lab: three network namespaces and the processes in them.
+
+    <p>-client 198.18.1.2 ──veth── 198.18.1.1 <p>-isp 198.18.2.1 ──veth── 198.18.2.2 <p>-net
+    (the volunteer;                 (the censoring router: dnsmasq      (the internet: DNS 198.18.2.53, DoH
+     resolv.conf -> the ISP)         resolver, iptables, nginx proxy,    .54, helper .80:8780, web sites on
+                                     blockpage server 198.18.3.83)       198.18.10-12.x, ports 80 and 443)
+
+Nothing is routed outside the namespaces: they have no link to the host's network. All state (pids, configs,
+certificates, logs) lives in one directory so `down` can remove everything, also after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pki import make_pki
+from .scenarios import BOGON, DOMAIN, ISP_BLOCKPAGE_IP, SCENARIOS, Scenario
+
+REQUIRED_TOOLS = {"ip": "iproute2", "iptables": "iptables", "dnsmasq": "dnsmasq", "nginx": "nginx-light"}
+DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT = "198.18.2.53", "198.18.2.54", "198.18.2.80", 8780
+CLIENT_IP, ISP_CLIENT_IP, ISP_NET_IP, NET_IP = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
+PROXY_200_PORT, PROXY_302_PORT = 8081, 8082
+BLOCKPAGE = """<html><head><title>Surf Safely</title></head><body><h1>Surf Safely!</h1>
+<p>This website is not accessible.</p>
+<p>The site you are trying to access contains content that is prohibited for viewership from within Pakistan.</p>
+<p>(probe lab imitation of an in-path national blockpage)</p></body></html>
+"""
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def missing_requirements() -> list[str]:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the lab needs root (network namespaces, iptables)")
+    for tool, package in REQUIRED_TOOLS.items():
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            problems.append(f"{tool} not found (Debian package {package})")
+    return problems
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(args)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+@dataclass
+class Lab:
+    prefix: str = "pl"
+    state_root: Path = Path("/run/probe-lab")
+    dns_delay: float = 0.0
+    http_delay: float = 0.0
+
+    @property
+    def client(self) -> str:
+        return f"{self.prefix}-client"
+
+    @property
+    def isp(self) -> str:
+        return f"{self.prefix}-isp"
+
+    @property
+    def net(self) -> str:
+        return f"{self.prefix}-net"
+
+    @property
+    def namespaces(self) -> tuple[str, str, str]:
+        return self.client, self.isp, self.net
+
+    @property
+    def state(self) -> Path:
+        return self.state_root / self.prefix
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state / "ca.pem"
+
+    @property
+    def signatures_file(self) -> Path:
+        return self.state / "lab-signatures.json"
+
+    def ns(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return _run("ip", "netns", "exec", name, *args, check=check)
+
+    # ------------------------------------------------------------------------------------------- status
+    def existing_namespaces(self) -> list[str]:
+        out = _run("ip", "netns", "list", check=False).stdout
+        names = [line.split()[0] for line in out.splitlines() if line.strip()]
+        return [n for n in names if n in self.namespaces]
+
+    def is_up(self) -> bool:
+        return (len(self.existing_namespaces()) == 3 and (self.state / "ready").exists()
+                and all(self._alive(p) for p in self._pids().values()))
+
+    def status(self) -> dict[str, object]:
+        pids = self._pids()
+        return {"namespaces": self.existing_namespaces(), "state": str(self.state),
+                "processes": {k: (v, self._alive(v)) for k, v in pids.items()}, "up": self.is_up()}
+
+    # ------------------------------------------------------------------------------------------- up
+    def up(self, scenarios: tuple[Scenario, ...] = SCENARIOS) -> None:
+        problems = missing_requirements()
+        if problems:
+            raise LabError("; ".join(problems))
+        self.down()  # whatever a crash left behind
+        self.state.mkdir(parents=True, exist_ok=True)
+        try:
+            self._network(scenarios)
+            ca, cert, key = make_pki(self.state, [f"*.{DOMAIN}", *(s.host for s in scenarios)],
+                                     [DOH_IP, HELPER_IP, DNS_IP])
+            self._write_lab_signatures()
+            self._start_net(scenarios, ca, cert, key)
+            self._start_isp(scenarios)
+            self._censor(scenarios)
+        except BaseException:
+            self.down()
+            raise
+
+    def _network(self, scenarios: tuple[Scenario, ...]) -> None:
+        c, i, n = self.namespaces
+        for name in self.namespaces:
+            _run("ip", "netns", "add", name)
+            self.ns(name, "ip", "link", "set", "lo", "up")
+        p = self.prefix
+        _run("ip", "link", "add", f"{p}-c0", "netns", c, "type", "veth", "peer", "name", f"{p}-i0", "netns", i)
+        _run("ip", "link", "add", f"{p}-i1", "netns", i, "type", "veth", "peer", "name", f"{p}-n0", "netns", n)
+        for ns, dev, addr in ((c, f"{p}-c0", CLIENT_IP), (i, f"{p}-i0", ISP_CLIENT_IP), (i, f"{p}-i1", ISP_NET_IP),
+                              (n, f"{p}-n0", NET_IP)):
+            self.ns(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev)
+            self.ns(ns, "ip", "link", "set", dev, "up")
+        self.ns(c, "ip", "route", "add", "default", "via", ISP_CLIENT_IP)
+        self.ns(n, "ip", "route", "add", "default", "via", ISP_NET_IP)
+        self.ns(i, "ip", "route", "add", "198.18.8.0/21", "via", NET_IP)
+        self.ns(i, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.ns(i, "ip", "addr", "add", f"{ISP_BLOCKPAGE_IP}/32", "dev", "lo")
+        for addr in sorted({DNS_IP, DOH_IP, HELPER_IP, *(ip for s in scenarios for ip in s.ips)}):
+            self.ns(n, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
+        netns_etc = Path("/etc/netns") / c
+        netns_etc.mkdir(parents=True, exist_ok=True)
+        (netns_etc / "resolv.conf").write_text(f"nameserver {ISP_CLIENT_IP}\n")
+
+    def _write_lab_signatures(self) -> None:
+        pack = {"about": "signatures of the probe lab's own censor", "signatures": [
+            {"id": "lab.isp-blockpage-dns", "where": "dns", "kind": "full", "pattern": ISP_BLOCKPAGE_IP,
+             "scope": "isp", "name": "the lab ISP's blockpage server", "source": "probe lab"}]}
+        self.signatures_file.write_text(json.dumps(pack, indent=1))
+
+    def _spawn(self, key: str, ns: str, *cmd: str) -> int:
+        log = open(self.state / f"{key}.log", "ab")  # noqa: SIM115  (the child owns it from now on)
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        pids = self._pids()
+        pids[key] = proc.pid
+        (self.state / "pids.json").write_text(json.dumps(pids))
+        return proc.pid
+
+    def _start_net(self, scenarios: tuple[Scenario, ...], ca: Path, cert: Path, key: Path) -> None:
+        ready = self.state / "ready"
+        config = {
+            "dns": {"listen": DNS_IP, "entries": {s.host: list(s.ips) for s in scenarios}},
+            "doh": {"listen": DOH_IP},
+            "helper": {"listen": HELPER_IP, "port": HELPER_PORT, "resolver": DNS_IP, "timeout": 4.0},
+            "sites": [{"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down"}
+                      for s in scenarios for ip in s.ips],
+            "ca": str(ca), "cert": str(cert), "key": str(key), "ready": str(ready),
+            "dns_delay": self.dns_delay, "http_delay": self.http_delay,
+        }
+        path = self.state / "net.json"
+        path.write_text(json.dumps(config, indent=1))
+        pid = self._spawn("net", self.net, sys.executable, "-m", "probe.lab.serve", str(path))
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if not self._alive(pid) or time.monotonic() > deadline:
+                log = (self.state / "net.log").read_text(errors="replace")[-2000:]
+                raise LabError(f"the lab's internet did not start:\n{log}")
+            time.sleep(0.05)
+
+    def _start_isp(self, scenarios: tuple[Scenario, ...]) -> None:
+        lines = ["no-resolv", "no-hosts", "no-poll", "bind-interfaces", f"listen-address={ISP_CLIENT_IP}",
+                 f"server={DNS_IP}", "cache-size=0", "user=root", "pid-file="]
+        for s in scenarios:
+            if s.censor in ("dns-nxdomain", "dns-intercept"):
+                lines.append(f"address=/{s.host}/")
+            elif s.censor == "dns-blockpage":
+                lines.append(f"address=/{s.host}/{ISP_BLOCKPAGE_IP}")
+            elif s.censor == "dns-bogon":
+                lines.append(f"address=/{s.host}/{BOGON}")
+        (self.state / "dnsmasq.conf").write_text("\n".join(lines) + "\n")
+        self._spawn("dnsmasq", self.isp, "dnsmasq", "-k", "-C", str(self.state / "dnsmasq.conf"))
+        www = self.state / "www"
+        www.mkdir(exist_ok=True)
+        (www / "blockpage.html").write_text(BLOCKPAGE)
+        tmp = self.state / "nginx-tmp"
+        tmp.mkdir(exist_ok=True)
+        temps = "".join(f"  {k}_temp_path {tmp}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        blockpage_loc = f"location / {{ root {www}; default_type text/html; rewrite ^ /blockpage.html break; }}"
+        conf = (f"user root;\nworker_processes 1;\npid {self.state}/nginx.pid;\nerror_log {self.state}/nginx.log;\n"
+                f"events {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n{temps}"
+                f"  server {{ listen {ISP_BLOCKPAGE_IP}:80; {blockpage_loc} }}\n"
+                f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_200_PORT}; {blockpage_loc} }}\n"
+                f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_302_PORT}; location / {{ return 302 "
+                f"http://{ISP_BLOCKPAGE_IP}/blocked.html?accessurl=$host$request_uri; }} }}\n}}\n")
+        (self.state / "nginx.conf").write_text(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self._spawn("nginx", self.isp, nginx, "-c", str(self.state / "nginx.conf"), "-p", str(self.state),
+                    "-g", "daemon off;")
+        deadline = time.monotonic() + 10
+        while self.ns(self.isp, "ss", "-ltn", check=False).stdout.count(f":{PROXY_302_PORT}") == 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"nginx did not start: {(self.state / 'nginx.log').read_text(errors='replace')}")
+            time.sleep(0.05)
+
+    def _censor(self, scenarios: tuple[Scenario, ...]) -> None:
+        """The ISP's interference, as real kernel filtering in the router namespace."""
+        inbound = f"{self.prefix}-i0"
+        fwd = ["iptables", "-A", "FORWARD", "-i", inbound, "-p", "tcp"]
+        nat = ["iptables", "-t", "nat", "-A", "PREROUTING", "-i", inbound]
+        for s in scenarios:
+            ip, port = s.ips[0], "443" if s.scheme == "https" else "80"
+            rules: list[list[str]] = []
+            if s.censor == "tcp-drop":
+                rules.append([*fwd, "-d", ip, "-j", "DROP"])
+            elif s.censor == "tcp-rst":
+                rules.append([*fwd, "-d", ip, "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"])
+            elif s.censor == "partial-drop":
+                rules.append([*fwd, "-d", s.ips[-1], "-j", "DROP"])
+            elif s.censor in ("sni-rst", "sni-drop"):
+                action = ["REJECT", "--reject-with", "tcp-reset"] if s.censor == "sni-rst" else ["DROP"]
+                rules.append([*fwd, "--dport", "443", "-m", "string", "--algo", "bm", "--string", s.host,
+                              "-j", *action])
+            elif s.censor == "host-rst":
+                rules.append([*fwd, "--dport", "80", "-m", "string", "--algo", "bm", "--string",
+                              f"Host: {s.host}", "-j", "REJECT", "--reject-with", "tcp-reset"])
+            elif s.censor in ("proxy-200", "proxy-302"):
+                to = str(PROXY_200_PORT if s.censor == "proxy-200" else PROXY_302_PORT)
+                rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", port, "-j", "REDIRECT", "--to-ports", to])
+            elif s.censor == "dns-intercept":
+                # Transparent DNS interception: a query for this name to *any* resolver goes to the ISP's.
+                qname = "".join(f"|{len(label):02x}|{label}" for label in s.host.split(".")) + "|00|"
+                rules.append([*nat, "-p", "udp", "--dport", "53", "-m", "string", "--algo", "bm", "--hex-string",
+                              qname, "-j", "DNAT", "--to-destination", f"{ISP_CLIENT_IP}:53"])
+            for rule in rules:
+                self.ns(self.isp, *rule)
+
+    # ------------------------------------------------------------------------------------------- down
+    def _pids(self) -> dict[str, int]:
+        try:
+            return {k: int(v) for k, v in json.loads((self.state / "pids.json").read_text()).items()}
+        except (OSError, ValueError):
+            return {}
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return False  # our own child, just reaped
+        except ChildProcessError:
+            pass  # not our child (started by an earlier `probe lab up`)
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
+
+    def _ns_pids(self) -> list[int]:
+        pids: list[int] = []
+        for name in self.existing_namespaces():
+            out = _run("ip", "netns", "pids", name, check=False).stdout
+            pids.extend(int(x) for x in out.split() if x.isdigit())
+        return pids
+
+    def down(self) -> None:
+        """Remove everything: processes, namespaces (their veths and iptables rules go with them), state."""
+        targets = set(self._pids().values()) | set(self._ns_pids())
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in targets:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig) if pid in self._pids().values() else os.kill(pid, sig)
+            deadline = time.monotonic() + 3
+            while any(self._alive(p) for p in targets) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            targets = {p for p in targets if self._alive(p)} | set(self._ns_pids())
+            if not targets:
+                break
+        for name in self.existing_namespaces():
+            _run("ip", "netns", "del", name, check=False)
+        shutil.rmtree(Path("/etc/netns") / self.client, ignore_errors=True)
+        shutil.rmtree(self.state, ignore_errors=True)
