@@ -1,7 +1,7 @@
 """The `probe` command: parse options, call the library, print. No measuring logic lives here.
 
-Exit codes: 0 done · 1 usage or input error · 2 stopped early (--max-runtime) · 3 vantage offline ·
-130 SIGINT · 143 SIGTERM.
+Exit codes: 0 done · 1 usage or input error (and risk not accepted) · 2 stopped early (--max-runtime, low
+disk) · 3 vantage offline · 4 another run holds the database · 130 SIGINT · 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .runner import Progress, RunOptions, run_async
 from .targets import TargetError, filter_categories, read_inputs
 
 DEFAULT_LIST = Path(__file__).resolve().parent.parent / "lists" / "default.txt"
-EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE = 1, 2, 3
+EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE, EXIT_LOCKED = 1, 2, 3, 4
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -44,13 +44,27 @@ class ProbeGroup(click.Group):
 
 @click.group(cls=ProbeGroup)
 @click.version_option(package_name="probe")
-def cli() -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Options from a TOML file (default: ./probe.toml, then ~/.config/probe/probe.toml).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
     """Measure website blocking from this network: DNS, TCP, TLS and HTTP, compared with a control.
 
     Example:
 
         probe run lists/default.txt
     """
+    from . import config
+
+    path = config.find(config_path)
+    if path is None:
+        return
+    if not path.is_file():
+        raise click.ClickException(f"no config file at {path}")
+    try:
+        ctx.default_map = config.default_map(path, cli)
+    except config.ConfigError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _default_inputs() -> list[str]:
@@ -87,6 +101,15 @@ def _default_inputs() -> list[str]:
               help="An extra signature pack (JSON, the format of probe/signatures/builtin.json); repeatable.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where cached signature sets live (default: $PROBE_DATA_DIR or ~/.local/share/probe).")
+@click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[RUN]",
+              help="Finish an interrupted run (the latest unfinished one, or RUN): each remaining URL once.")
+@click.option("--wait-lock", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds to wait when another run holds the database (then exit 4).")
+@click.option("--min-free-mb", type=click.IntRange(0), default=64, show_default=True,
+              help="Stop cleanly when the disk under the database has less free space than this.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Append progress and the summary here.")
+@click.option("--accept-risk", is_flag=True, help="Accept the risks of measuring (for cron); see README.")
+@click.option("--inputs", "config_inputs", multiple=True, hidden=True)  # `inputs = [...]` in probe.toml
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
 def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], no_system_resolver: bool,
@@ -94,7 +117,8 @@ def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], no_sy
         doh: tuple[str, ...], no_control: bool, ca_file: str | None, concurrency: int | None, timeout: float,
         dns_timeout: float, late_window: float, max_runtime: float | None, categories: tuple[str, ...],
         allow_net: tuple[str, ...], decoy_sni: str, keep_bodies: str, no_signatures: bool, packs: tuple[str, ...],
-        data_dir: str | None, as_json: bool, quiet: bool) -> int:
+        data_dir: str | None, resume: str | None, wait_lock: float, min_free_mb: int, log_file: str | None,
+        accept_risk: bool, config_inputs: tuple[str, ...], as_json: bool, quiet: bool) -> int:
     """Measure every URL of INPUT (list files or URLs; none: the default list).
 
     A .csv INPUT is read as a Citizen Lab test list, any other file as one URL a line.
@@ -103,50 +127,115 @@ def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], no_sy
 
         probe run lists/default.txt --json --helper https://helper.example.org/
     """
+    _consent(accept_risk)
+    log = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115  (closed below)
     try:
-        targets, warnings = read_inputs(inputs or _default_inputs())
-    except TargetError as e:
-        raise click.ClickException(str(e)) from None
-    for w in warnings:
-        click.echo(f"warning: {w}", err=True)
-    targets = filter_categories(targets, categories)
-    if not targets:
-        raise click.ClickException("no URL to measure")
-    if no_system_resolver and not resolvers:
-        raise click.ClickException("--no-system-resolver needs at least one --resolver")
+        return _run(click.get_current_context().params, log)
+    finally:
+        if log:
+            log.close()
+
+
+def _consent(accept_risk: bool) -> None:
+    from . import consent
+
+    if accept_risk or consent.accepted():
+        return
+    if not sys.stdin.isatty():
+        raise click.ClickException("measuring censorship can carry risks: run `probe run` once interactively to "
+                                   "read them, or pass --accept-risk (see README, Safety)")
+    click.echo(consent.NOTICE, err=True)
+    if not click.confirm("Do you accept these risks and want to measure?", err=True):
+        raise click.ClickException("not measuring: risks not accepted")
+    consent.record()
+
+
+def _say(log, quiet: bool, text: str) -> None:
+    if not quiet:
+        click.echo(text, err=True)
+    if log:
+        log.write(f"{storage.now()} {text}\n")
+        log.flush()
+
+
+def _run(a: dict[str, Any], log) -> int:
+    """The body of `probe run`, once options are parsed (a: the command's parameters)."""
+    from .lock import DbLock, LockBusy
+    from .netpolicy import parse_networks
+    from .steps.dns import Resolver
+
+    quiet = a["quiet"]
+    if a["resume"] and (a["inputs"] or a["config_inputs"]):
+        raise click.ClickException("--resume takes the run's own list: give no INPUT")
     try:
         opts = RunOptions(
-            db_path=db_path, resolvers=resolvers, system_resolver=not no_system_resolver, helper=helper,
-            doh=doh or None, no_control=no_control,
-            ca_file=ca_file, concurrency=concurrency, timeout=timeout, dns_timeout=dns_timeout,
-            late_window=late_window, max_runtime=max_runtime, allow_net=allow_net, decoy_sni=decoy_sni or None,
-            keep_bodies=keep_bodies,
+            db_path=a["db_path"], resolvers=a["resolvers"], system_resolver=not a["no_system_resolver"],
+            helper=a["helper"], doh=a["doh"] or None, no_control=a["no_control"], ca_file=a["ca_file"],
+            concurrency=a["concurrency"], timeout=a["timeout"], dns_timeout=a["dns_timeout"],
+            late_window=a["late_window"], max_runtime=a["max_runtime"], allow_net=a["allow_net"],
+            decoy_sni=a["decoy_sni"] or None, keep_bodies=a["keep_bodies"], min_free_mb=a["min_free_mb"],
         )
-        from .netpolicy import parse_networks
-        from .steps.dns import Resolver
-
-        parse_networks(allow_net)
-        for r in resolvers:
+        parse_networks(opts.allow_net)
+        for r in opts.resolvers:
             Resolver.parse(r)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    sigset = _signature_set(data_dir, not no_signatures, packs)
-    db = storage.open_db(db_path)
-    emit = (lambda line: click.echo(line)) if as_json else None
-    progress = Progress(len(targets), enabled=not quiet)
-    matcher = sigset.hits if sigset is not None else None
-    summary = trio.run(lambda: run_async(db, targets, opts, emit=emit, progress=progress, matcher=matcher))
-    if not quiet:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
-        click.echo(f"run {summary.run_id}: {summary.status}; {summary.measured}/{summary.total} measured"
-                   f" ({counts}) in {summary.wall_s:.1f}s -> {db_path}", err=True)
+    if a["no_system_resolver"] and not opts.resolvers:
+        raise click.ClickException("--no-system-resolver needs at least one --resolver")
+    try:
+        lock = DbLock(opts.db_path, a["wait_lock"]).__enter__()
+    except LockBusy as e:
+        _say(log, False, f"error: {e}")
+        return EXIT_LOCKED
+    try:
+        db = storage.open_db(opts.db_path)
+        run_id = None
+        if a["resume"]:
+            run = storage.resumable_run(db, None if a["resume"] == "latest" else int(a["resume"]))
+            if run is None:
+                raise click.ClickException(f"no unfinished run to resume in {opts.db_path}")
+            run_id = run["id"]
+            targets = storage.remaining_targets(db, run_id)
+            storage.reopen_run(db, run_id)
+            _say(log, quiet, f"resuming run {run_id}: {len(targets)} of {run['url_count']} URLs left")
+        else:
+            targets = _targets(a["inputs"] or a["config_inputs"] or tuple(_default_inputs()), a["categories"], log,
+                               quiet)
+        sigset = _signature_set(a["data_dir"], not a["no_signatures"], a["packs"])
+        emit = (lambda line: click.echo(line)) if a["as_json"] else None
+        progress = Progress(len(targets), enabled=not quiet)
+        matcher = sigset.hits if sigset is not None else None
+        summary = trio.run(lambda: run_async(db, targets, opts, run_id=run_id, emit=emit, progress=progress,
+                                             matcher=matcher))
+    finally:
+        lock.__exit__(None, None, None)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
+    _say(log, quiet, f"run {summary.run_id}: {summary.status}; {summary.measured}/{summary.total} measured"
+                     f" ({counts}) in {summary.wall_s:.1f}s -> {opts.db_path}")
     if summary.status == "offline":
-        click.echo("warning: nothing answered during the whole run: this network looks offline; verdicts are "
-                   "marked error (vantage/offline)", err=True)
+        _say(log, False, "warning: nothing answered during the whole run: this network looks offline; verdicts "
+                         "are marked error (vantage/offline)")
         return EXIT_OFFLINE
+    if summary.status == "disk-full":
+        _say(log, False, f"error: less than {opts.min_free_mb} MB free under {opts.db_path}: stopped; "
+                         "`probe run --resume` finishes the run")
+        return EXIT_PARTIAL
     if summary.signal is not None:
         return EXIT_SIGNAL.get(signal.Signals(summary.signal), 130)
     return EXIT_PARTIAL if summary.status == "partial" else 0
+
+
+def _targets(inputs: tuple[str, ...], categories: tuple[str, ...], log, quiet: bool):
+    try:
+        targets, warnings = read_inputs(inputs)
+    except TargetError as e:
+        raise click.ClickException(str(e)) from None
+    for w in warnings:
+        _say(log, False, f"warning: {w}")
+    targets = filter_categories(targets, categories)
+    if not targets:
+        raise click.ClickException("no URL to measure")
+    return targets
 
 
 @cli.command()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import math
 import resource
+import shutil
 import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,12 +57,13 @@ class RunOptions:
     decoy_sni: str | None = "example.com"
     body_cap: int = 512 * 1024
     keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
+    min_free_mb: int = 64  # stop before the disk under the database is this full
 
 
 @dataclass(slots=True)
 class RunSummary:
     run_id: int
-    status: str  # done | interrupted | partial | offline
+    status: str  # done | interrupted | partial | offline | disk-full
     counts: Counter[str] = field(default_factory=Counter)
     measured: int = 0
     total: int = 0
@@ -175,6 +178,7 @@ async def run_async(
         )
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
         todo: Iterator[Target] = iter(targets)
+        stop = trio.CancelScope()
 
         async def worker(out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
             async with out:
@@ -195,6 +199,12 @@ async def run_async(
                             batch.append(recv.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
+                    if summary.status == "disk-full" or _disk_low(opts):
+                        # Measure nothing more and write nothing more: what is committed stays intact, and
+                        # the URLs dropped here stay unmeasured for --resume.
+                        summary.status = "disk-full"
+                        stop.cancel()
+                        continue
                     with db.atomic():
                         for obs, verdict in batch:
                             storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
@@ -212,14 +222,14 @@ async def run_async(
         async with trio.open_nursery() as outer:
             outer.start_soon(writer)
             async with send:
-                with trio.move_on_after(opts.max_runtime or math.inf) as budget:
+                with trio.move_on_after(opts.max_runtime or math.inf) as budget, stop:
                     async with trio.open_nursery() as measuring:
                         measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
                         async with trio.open_nursery() as workers:
                             for _ in range(min(concurrency, max(1, len(targets)))):
                                 workers.start_soon(worker, send.clone())
                         measuring.cancel_scope.cancel()  # all measured: stop the signal watcher
-            if budget.cancelled_caught:
+            if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"
     if summary.signal is not None:
         summary.status = "interrupted"
@@ -229,6 +239,13 @@ async def run_async(
     storage.finish_run(db, run_id, summary.status)
     summary.wall_s = time.monotonic() - started
     return summary
+
+
+def _disk_low(opts: RunOptions) -> bool:
+    if opts.db_path == ":memory:":
+        return False
+    free = shutil.disk_usage(Path(opts.db_path).resolve().parent).free
+    return free < opts.min_free_mb * 1024 * 1024
 
 
 def _mark_offline(db: sqlite_utils.Database, run_id: int) -> None:

@@ -19,6 +19,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
+from .targets import normalise
 
 migrations = Migrations("probe")
 
@@ -193,8 +194,6 @@ def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) ->
 
 
 def _target_of(m: dict[str, Any]) -> Target:
-    from .targets import normalise
-
     return dataclasses.replace(normalise(m["url"]), category=m.get("category") or "")
 
 
@@ -218,3 +217,28 @@ def latest_run_id(db: sqlite_utils.Database) -> int | None:
 
 def measured_urls(db: sqlite_utils.Database, run_id: int) -> set[str]:
     return {r[0] for r in db.execute("select url from measurements where run_id = ?", [run_id])}
+
+
+def resumable_run(db: sqlite_utils.Database, run_id: int | None = None) -> dict[str, Any] | None:
+    """The run to resume: the one named, or the latest that did not finish."""
+    if run_id is not None:
+        rows = list(db.table("runs").rows_where("id = ?", [run_id]))
+    else:
+        rows = list(db.table("runs").rows_where("status in ('running', 'interrupted', 'partial')",
+                                                order_by="id desc", limit=1))
+    return rows[0] if rows else None
+
+
+def remaining_targets(db: sqlite_utils.Database, run_id: int) -> list[Target]:
+    """The run's list, in its order, less what is already measured."""
+    done = measured_urls(db, run_id)
+    out = []
+    for r in db.table("run_targets").rows_where("run_id = ?", [run_id], order_by="position"):
+        if r["url"] not in done:
+            out.append(dataclasses.replace(normalise(r["url"]), category=r["category"] or "", source=r["source"] or ""))
+    return out
+
+
+def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
+    with db.atomic():
+        db.table("runs").update(run_id, {"status": "running", "finished": None})

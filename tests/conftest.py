@@ -43,13 +43,16 @@ def never_the_hosts_resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     conf = tmp_path_factory.mktemp("resolv") / "resolv.conf"
     conf.write_text("nameserver 127.0.0.1\n")  # nothing listens on 127.0.0.1:53 in tests: refused at once
-    old = os.environ.get("PROBE_RESOLV_CONF")
+    saved = {k: os.environ.get(k) for k in ("PROBE_RESOLV_CONF", "PROBE_ACCEPT_RISK", "XDG_CONFIG_HOME")}
     os.environ["PROBE_RESOLV_CONF"] = str(conf)
+    os.environ["PROBE_ACCEPT_RISK"] = "1"  # the consent prompt has its own test
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))  # never the tester's own config
     yield
-    if old is None:
-        del os.environ["PROBE_RESOLV_CONF"]
-    else:
-        os.environ["PROBE_RESOLV_CONF"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

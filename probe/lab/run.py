@@ -45,7 +45,7 @@ class Outcome:
 
 def probe_command(lab: Lab, list_file: Path, db: Path, extra: tuple[str, ...] = ()) -> list[str]:
     return ["ip", "netns", "exec", lab.client, sys.executable, "-m", "probe", "run", str(list_file),
-            "--db", str(db), "--json", "--quiet",
+            "--db", str(db), "--json", "--quiet", "--accept-risk",
             "--helper", f"http://{HELPER_IP}:{HELPER_PORT}/", "--doh", f"https://{DOH_IP}/dns-query",
             "--ca-file", str(lab.ca_file), "--allow-net", "198.18.0.0/15", "--resolver", DNS_IP,
             "--signatures", str(lab.signatures_file), "--data-dir", str(lab.state / "data"),

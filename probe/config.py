@@ -1,0 +1,65 @@
+"""probe.toml: every `probe run` option in a file, so a cron line stays short. Command-line options win.
+
+Looked up in this order: --config PATH, ./probe.toml, $XDG_CONFIG_HOME/probe/probe.toml (~/.config/...).
+A table per command; keys are option names (`db`, `helper`, `doh`, `resolver`, `concurrency`, ...):
+
+    [run]
+    inputs = ["lists/pk.csv"]
+    helper = "https://helper.example.org/"
+    doh = ["https://doh.example.org/dns-query"]
+    concurrency = 64
+    accept_risk = true
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "probe"
+
+
+def find(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path("probe.toml"), config_home() / "probe.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_map(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
+    """Translate the file into click's default_map, naming any key that is not an option."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in data.items():
+        cmd = group.commands.get(section)
+        if cmd is None or not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{section}] is not a probe command")
+        names: dict[str, str] = {}
+        for p in cmd.params:
+            assert p.name is not None
+            names[p.name] = p.name
+            for opt in getattr(p, "opts", ()):
+                names[opt.lstrip("-").replace("-", "_")] = p.name
+        mapped: dict[str, Any] = {}
+        for key, value in values.items():
+            name = names.get(key.replace("-", "_"))
+            if name is None:
+                raise ConfigError(f"{path}: [{section}] has no option {key!r}")
+            mapped[name] = value
+        out[section] = mapped
+    return out
