@@ -224,7 +224,7 @@ def resumable_run(db: sqlite_utils.Database, run_id: int | None = None) -> dict[
     if run_id is not None:
         rows = list(db.table("runs").rows_where("id = ?", [run_id]))
     else:
-        rows = list(db.table("runs").rows_where("status in ('running', 'interrupted', 'partial')",
+        rows = list(db.table("runs").rows_where("status in ('running', 'interrupted', 'partial', 'disk-full')",
                                                 order_by="id desc", limit=1))
     return rows[0] if rows else None
 
