@@ -39,6 +39,7 @@ def run_probe(urls: list[str], dns_port: int, extra: list[str], workdir: Path) -
     listing.write_text("\n".join(urls) + "\n")
     db = workdir / f"bench-{time.monotonic_ns()}.db"
     cmd = [sys.executable, "-m", "probe", "run", str(listing), "--db", str(db), "--quiet", "--accept-risk",
+           "--no-vantage",
            "--resolver", f"127.0.0.1:{dns_port}", "--no-system-resolver", "--no-control",
            "--allow-net", "127.0.0.0/8",
            *extra]

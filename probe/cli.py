@@ -67,8 +67,14 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
         raise click.ClickException(str(e)) from None
 
 
-def _default_inputs() -> list[str]:
-    return [str(DEFAULT_LIST)]
+def _default_inputs(data_dir: str | None = None, country: str | None = None) -> list[str]:
+    """Cached Citizen Lab lists (global + country) when `probe lists update` fetched them, else our small list."""
+    from .lists import default_inputs
+
+    cached = default_inputs(Path(data_dir) if data_dir else None, country)
+    if cached:
+        return cached
+    return [str(DEFAULT_LIST if DEFAULT_LIST.exists() else Path("lists/default.txt"))]
 
 
 @cli.command()
@@ -90,6 +96,10 @@ def _default_inputs() -> list[str]:
               help="Seconds to keep listening for duplicate (injected) DNS replies.")
 @click.option("--max-runtime", type=click.FloatRange(1), help="Stop after this many seconds (exit 2).")
 @click.option("--category", "categories", multiple=True, metavar="CODE", help="Only URLs of this category.")
+@click.option("--country", metavar="CC", help="With no INPUT: add this country's cached Citizen Lab list.")
+@click.option("--ip-service", envvar="PROBE_IP_SERVICE", default="https://api.ipify.org", show_default=True,
+              metavar="URL", help="What-is-my-IP service for the network's ASN (the IP itself is never stored).")
+@click.option("--no-vantage", is_flag=True, help="Do not look up this network's ASN.")
 @click.option("--allow-net", multiple=True, metavar="CIDR",
               help="Treat this range as public (labs). Otherwise private/loopback answers are bogons.")
 @click.option("--decoy-sni", default="example.com", show_default=True,
@@ -109,16 +119,11 @@ def _default_inputs() -> list[str]:
               help="Stop cleanly when the disk under the database has less free space than this.")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Append progress and the summary here.")
 @click.option("--accept-risk", is_flag=True, help="Accept the risks of measuring (for cron); see README.")
+@click.option("--jitter", type=click.FloatRange(0), default=0.0, help="Sleep a random 0..SECONDS first (cron).")
 @click.option("--inputs", "config_inputs", multiple=True, hidden=True)  # `inputs = [...]` in probe.toml
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
-def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], no_system_resolver: bool,
-        helper: str | None,
-        doh: tuple[str, ...], no_control: bool, ca_file: str | None, concurrency: int | None, timeout: float,
-        dns_timeout: float, late_window: float, max_runtime: float | None, categories: tuple[str, ...],
-        allow_net: tuple[str, ...], decoy_sni: str, keep_bodies: str, no_signatures: bool, packs: tuple[str, ...],
-        data_dir: str | None, resume: str | None, wait_lock: float, min_free_mb: int, log_file: str | None,
-        accept_risk: bool, config_inputs: tuple[str, ...], as_json: bool, quiet: bool) -> int:
+def run(**params: Any) -> int:
     """Measure every URL of INPUT (list files or URLs; none: the default list).
 
     A .csv INPUT is read as a Citizen Lab test list, any other file as one URL a line.
@@ -127,10 +132,16 @@ def run(inputs: tuple[str, ...], db_path: str, resolvers: tuple[str, ...], no_sy
 
         probe run lists/default.txt --json --helper https://helper.example.org/
     """
-    _consent(accept_risk)
+    _consent(params["accept_risk"])
+    if params["jitter"]:
+        import random
+        import time
+
+        time.sleep(random.uniform(0, params["jitter"]))  # before the lock: many volunteers' runs spread out
+    log_file = params["log_file"]
     log = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115  (closed below)
     try:
-        return _run(click.get_current_context().params, log)
+        return _run(params, log)
     finally:
         if log:
             log.close()
@@ -174,6 +185,7 @@ def _run(a: dict[str, Any], log) -> int:
             concurrency=a["concurrency"], timeout=a["timeout"], dns_timeout=a["dns_timeout"],
             late_window=a["late_window"], max_runtime=a["max_runtime"], allow_net=a["allow_net"],
             decoy_sni=a["decoy_sni"] or None, keep_bodies=a["keep_bodies"], min_free_mb=a["min_free_mb"],
+            ip_service=None if a["no_vantage"] or a["ip_service"] in ("", "none") else a["ip_service"],
         )
         parse_networks(opts.allow_net)
         for r in opts.resolvers:
@@ -199,8 +211,8 @@ def _run(a: dict[str, Any], log) -> int:
             storage.reopen_run(db, run_id)
             _say(log, quiet, f"resuming run {run_id}: {len(targets)} of {run['url_count']} URLs left")
         else:
-            targets = _targets(a["inputs"] or a["config_inputs"] or tuple(_default_inputs()), a["categories"], log,
-                               quiet)
+            inputs = a["inputs"] or a["config_inputs"] or tuple(_default_inputs(a["data_dir"], a["country"]))
+            targets = _targets(inputs, a["categories"], log, quiet)
         sigset = _signature_set(a["data_dir"], not a["no_signatures"], a["packs"])
         emit = (lambda line: click.echo(line)) if a["as_json"] else None
         progress = Progress(len(targets), enabled=not quiet)
@@ -547,3 +559,94 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
             the_lab.down()
     click.echo(report(outcomes))
     return 0 if all(o.correct for o in outcomes) else 1
+
+
+@cli.command()
+@click.option("--every", default="6h", show_default=True, help="Interval: 30m, 6h, 1d ...")
+@click.option("--jitter", default="30m", show_default=True, help="Random delay added to each run (0: none).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="The probe.toml the scheduled runs use.")
+@click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab line.")
+@click.option("--install", is_flag=True, help="Install it (crontab, or the unit files into --unit-dir).")
+@click.option("--unit-dir", type=click.Path(file_okay=False), help="Where --systemd --install writes the units "
+              "(default /etc/systemd/system as root, else ~/.config/systemd/user).")
+@click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
+def schedule(every: str, jitter: str, config_file: str | None, systemd: bool, install: bool, unit_dir: str | None,
+             run_args: tuple[str, ...]) -> None:
+    """Print (or install) a crontab line or systemd units that run `probe run` unattended.
+
+    Options after `--` are passed to `probe run`; absolute paths are used, cron's environment being bare.
+
+    Example:
+
+        probe schedule --every 6h --config /etc/probe/probe.toml -- --log /var/log/probe.log
+    """
+    import os
+    import subprocess
+
+    from .schedule import Schedule, install_crontab, parse_duration
+
+    try:
+        plan = Schedule(parse_duration(every), parse_duration(jitter, zero_ok=True), run_args, config_file)
+        if not systemd:
+            line = plan.cron_line()
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if systemd:
+        units = plan.systemd_units()
+        if not install:
+            for name, text in units.items():
+                click.echo(f"# {name}\n{text}")
+            return
+        default = "/etc/systemd/system" if os.geteuid() == 0 else str(Path.home() / ".config/systemd/user")
+        target = Path(unit_dir or default)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (target / name).write_text(text)
+        user = "" if os.geteuid() == 0 and not unit_dir else " --user"
+        click.echo(f"wrote {', '.join(units)} to {target}; enable with: systemctl{user} enable --now probe.timer")
+        return
+    if not install:
+        click.echo(line)
+        return
+    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+    new = install_crontab(line, current.stdout if current.returncode == 0 else "")
+    done = subprocess.run(["crontab", "-"], input=new, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise click.ClickException(f"crontab: {done.stderr.strip()}")
+    click.echo(f"installed: {line}")
+
+
+@cli.group("lists")
+def lists_group() -> None:
+    """URL lists: Citizen Lab's test lists, cached locally."""
+
+
+@lists_group.command("update")
+@click.option("--country", "countries", multiple=True, metavar="CC", help="A country list too (repeatable).")
+@click.option("--base", metavar="URL", help="Where global.csv and <cc>.csv live (default: Citizen Lab's repo).")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False))
+def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | None, ca_file: str | None) -> None:
+    """Download Citizen Lab's global list (and country lists) into the cache; report what changed.
+
+    Example:
+
+        probe lists update --country pk
+    """
+    from .lists import lists_dir, update
+
+    dest = lists_dir(Path(data_dir) if data_dir else None)
+    failed = 0
+    for r in update(dest, countries, base=base, verify=ca_file or True):
+        if r.error:
+            failed += 1
+            click.echo(f"{r.name}: FAILED ({r.error})", err=True)
+            continue
+        click.echo(f"{r.name}: {r.count} URLs (+{len(r.added)} -{len(r.removed)}) -> {dest / (r.name + '.csv')}")
+        for u in r.added[:20]:
+            click.echo(f"  + {u}")
+        for u in r.removed[:20]:
+            click.echo(f"  - {u}")
+    if failed:
+        raise click.ClickException(f"{failed} list(s) could not be updated")

@@ -26,7 +26,7 @@ import httpx
 import sqlite_utils
 import trio
 
-from . import __version__, storage
+from . import __version__, storage, vantage
 from .analysis import RULES_VERSION, Matcher, analyse
 from .control.client import DEFAULT_DOH, ControlClient
 from .measure import MeasureConfig, measure_url
@@ -58,6 +58,7 @@ class RunOptions:
     body_cap: int = 512 * 1024
     keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
     min_free_mb: int = 64  # stop before the disk under the database is this full
+    ip_service: str | None = None  # what-is-my-IP service for the vantage ASN lookup; None: no lookup
 
 
 @dataclass(slots=True)
@@ -157,6 +158,7 @@ async def run_async(
     fd_limit = raise_fd_limit()
     concurrency = opts.concurrency or default_concurrency(fd_limit)
     resolvers = _resolvers(opts)
+    resumed = run_id is not None
     if run_id is None:
         run_id = storage.create_run(db, options=asdict(opts), software_version=__version__,
                                     rules_version=RULES_VERSION, targets=targets,
@@ -176,6 +178,9 @@ async def run_async(
             control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
             body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
         )
+        if opts.ip_service and resolvers and not resumed:
+            v = await vantage.lookup(control_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
+            storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
         todo: Iterator[Target] = iter(targets)
         stop = trio.CancelScope()

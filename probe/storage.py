@@ -71,6 +71,18 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.table("bodies").create({"sha256": str, "length": int, "data": bytes}, pk="sha256")
 
 
+@migrations()
+def m002_vantage_failure(db: sqlite_utils.Database) -> None:
+    db.table("runs").add_column("vantage_failure", str)
+
+
+def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,
+                country: str | None, failure: str | None) -> None:
+    with db.atomic():
+        db.table("runs").update(run_id, {"vantage_asn": asn, "vantage_network": network, "vantage_country": country,
+                                         "vantage_failure": failure})
+
+
 def open_db(path: str | Path) -> sqlite_utils.Database:
     """Open (creating if needed) and migrate; WAL so readers never block the writer and a kill is safe."""
     if str(path) != ":memory:":

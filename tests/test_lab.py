@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,56 @@ def test_down_leaves_nothing_and_up_recovers_from_a_crash():
     assert all(o.correct for o in outcomes), report(outcomes)
     again.down()
     assert leftovers("plr") == []
+
+
+def test_vantage_is_the_networks_asn_and_the_ip_is_nowhere(lab, tmp_path):
+    from probe.lab.topology import CLIENT_IP, LAB_ASN
+
+    db, log = tmp_path / "v.db", tmp_path / "probe.log"
+    subset = tuple(s for s in SCENARIOS if s.name in ("clean1", "secure1", "snirst", "dns-nxdomain"))
+    outcomes = run_scenarios(lab, subset, db=db, extra=("--log", str(log)))
+    assert all(o.correct for o in outcomes), report(outcomes)
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    row = con.execute("select vantage_asn, vantage_network, vantage_country, vantage_failure from runs").fetchone()
+    assert row == (LAB_ASN, "PROBE-LAB-ISP Probe Lab ISP, PK", "PK", None)
+    con.close()
+    leaks = []
+    for path in tmp_path.iterdir():  # the database, its WAL, the log
+        if CLIENT_IP.encode() in path.read_bytes():
+            leaks.append(path.name)
+    assert leaks == [], f"the probe's own address appears in {leaks}"
+
+
+def test_readme_cron_line_runs_under_cron_s_bare_environment(lab, tmp_path):
+    from probe.lab.topology import DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("http://clean2.lab.test/\nhttps://snirst.lab.test/\n")
+    config = tmp_path / "probe.toml"  # what a volunteer keeps next to the cron line
+    config.write_text(f"""[run]
+inputs = ["{listing}"]
+db = "{tmp_path / 'cron.db'}"
+helper = "http://{HELPER_IP}:{HELPER_PORT}/"
+doh = ["https://{DOH_IP}/dns-query"]
+resolver = ["{DNS_IP}"]
+ca-file = "{lab.ca_file}"
+allow-net = ["198.18.0.0/15"]
+signatures = ["{lab.signatures_file}"]
+data-dir = "{tmp_path / 'data'}"
+ip-service = "http://{HELPER_IP}:{HELPER_PORT}/ip"
+timeout = 4
+""")
+    cron = subprocess.run([sys.executable, "-m", "probe", "schedule", "--every", "6h", "--jitter", "0",
+                           "--config", str(config), "--", "--log", str(tmp_path / "probe.log")],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    command = cron.split(None, 5)[5]  # what cron hands to /bin/sh
+    proc = subprocess.run(["ip", "netns", "exec", lab.client, "env", "-i", "/bin/sh", "-c", command],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "", "cron mails any output: a quiet run prints nothing"
+    import sqlite3
+
+    rows = dict(sqlite3.connect(tmp_path / "cron.db").execute("select url, detail from measurements").fetchall())
+    assert rows == {"http://clean2.lab.test/": "ok", "https://snirst.lab.test/": "tls/connection_reset"}

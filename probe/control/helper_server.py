@@ -162,6 +162,8 @@ async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, i
 
 def make_handler(cfg: HelperConfig):
     async def handle(req: Request) -> Response:
+        if req.method == "GET" and req.path.split("?")[0] == "/ip":
+            return Response(200, json.dumps({"ip": req.peer}).encode())  # what-is-my-IP, for the vantage lookup
         if req.method != "POST":
             return error(405, "POST a Web Connectivity control request (JSON) to this URL")
         try:

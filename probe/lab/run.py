@@ -49,6 +49,7 @@ def probe_command(lab: Lab, list_file: Path, db: Path, extra: tuple[str, ...] = 
             "--helper", f"http://{HELPER_IP}:{HELPER_PORT}/", "--doh", f"https://{DOH_IP}/dns-query",
             "--ca-file", str(lab.ca_file), "--allow-net", "198.18.0.0/15", "--resolver", DNS_IP,
             "--signatures", str(lab.signatures_file), "--data-dir", str(lab.state / "data"),
+            "--ip-service", f"http://{HELPER_IP}:{HELPER_PORT}/ip",
             "--timeout", "4", "--dns-timeout", "2", *extra]
 
 

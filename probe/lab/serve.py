@@ -22,6 +22,8 @@ from .servers import DnsEntry, DnsZone, Site, Sites, serve_dns, serve_doh, serve
 async def main(config: dict[str, Any]) -> None:
     zone = DnsZone(entries={h: DnsEntry(a=tuple(a)) for h, a in config["dns"]["entries"].items()},
                    delay=config.get("dns_delay", 0.0))
+    for name, texts in config["dns"].get("txt", {}).items():
+        zone.entries[name] = DnsEntry(txt=tuple(texts))
     tls_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls_ctx.load_cert_chain(config["cert"], config["key"])
     sites = Sites(by_host={s["host"]: Site(title=f"{s['host']} - home", paragraphs=600,

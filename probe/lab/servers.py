@@ -37,6 +37,7 @@ class DnsEntry:
     behaviour: DnsBehaviour = "answer"
     forged: tuple[str, ...] = ()  # for "inject": the injector's (first) answer
     cname: str | None = None
+    txt: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -50,6 +51,9 @@ class DnsZone:
         name = name.rstrip(".").lower()
         if name in self.entries:
             return self.entries[name]
+        for key, entry in self.entries.items():  # DNS names are case-insensitive ("AS64512.asn...")
+            if key.lower() == name:
+                return entry
         wild = next((e for n, e in self.entries.items() if n.startswith("*.") and name.endswith(n[1:])), None)
         return wild or self.default
 
@@ -71,6 +75,8 @@ def _reply(query: dns.message.Message, entry: DnsEntry, addrs: tuple[str, ...] |
         target = dns.name.from_text(entry.cname)
         r.answer.append(dns.rrset.from_text(owner, 300, "IN", "CNAME", target.to_text()))
         owner = target
+    if q.rdtype == dns.rdatatype.TXT and entry.txt:
+        r.answer.append(dns.rrset.from_text_list(owner, 60, "IN", "TXT", [f'"{t}"' for t in entry.txt]))
     if q.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
         is_a = q.rdtype == dns.rdatatype.A
         values = addrs if addrs is not None else (entry.a if is_a else entry.aaaa)

@@ -29,6 +29,7 @@ REQUIRED_TOOLS = {"ip": "iproute2", "iptables": "iptables", "dnsmasq": "dnsmasq"
 DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT = "198.18.2.53", "198.18.2.54", "198.18.2.80", 8780
 CLIENT_IP, ISP_CLIENT_IP, ISP_NET_IP, NET_IP = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 PROXY_200_PORT, PROXY_302_PORT = 8081, 8082
+LAB_ASN = 64512  # private-use ASN
 BLOCKPAGE = """<html><head><title>Surf Safely</title></head><body><h1>Surf Safely!</h1>
 <p>This website is not accessible.</p>
 <p>The site you are trying to access contains content that is prohibited for viewership from within Pakistan.</p>
@@ -171,7 +172,12 @@ class Lab:
     def _start_net(self, scenarios: tuple[Scenario, ...], ca: Path, cert: Path, key: Path) -> None:
         ready = self.state / "ready"
         config = {
-            "dns": {"listen": DNS_IP, "entries": {s.host: list(s.ips) for s in scenarios}},
+            "dns": {"listen": DNS_IP, "entries": {s.host: list(s.ips) for s in scenarios}, "txt": {
+                # The lab network's ASN, in Team Cymru's TXT format (answered inside the lab only).
+                ".".join(reversed(CLIENT_IP.split("."))) + ".origin.asn.cymru.com":
+                    [f"{LAB_ASN} | 198.18.1.0/24 | PK | lab | 2026-01-01"],
+                f"AS{LAB_ASN}.asn.cymru.com": [f"{LAB_ASN} | PK | lab | 2026-01-01 | PROBE-LAB-ISP Probe Lab ISP, PK"],
+            }},
             "doh": {"listen": DOH_IP},
             "helper": {"listen": HELPER_IP, "port": HELPER_PORT, "resolver": DNS_IP, "timeout": 4.0},
             "sites": [{"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down"}

@@ -1,0 +1,82 @@
+"""`probe schedule`: a crontab line, or a systemd service and timer, that runs probe unattended.
+
+Jitter spreads volunteers' runs (and hides the schedule from the network a little): cron gets a random minute
+and `probe run --jitter`, systemd gets RandomizedDelaySec. Paths are absolute: cron's environment is bare.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER = "# probe: scheduled measurement"
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, *, zero_ok: bool = False) -> int:
+    if zero_ok and text.strip() == "0":
+        return 0
+    m = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", text)
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 6h, 1d)")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def probe_command() -> list[str]:
+    exe = shutil.which("probe")
+    return [str(Path(exe).resolve())] if exe else [str(Path(sys.executable).resolve()), "-m", "probe"]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    every: int  # seconds
+    jitter: int  # seconds
+    run_args: tuple[str, ...]
+    config: str | None = None
+
+    def command(self, *, cron: bool) -> list[str]:
+        config = ["--config", str(Path(self.config).resolve())] if self.config else []
+        cmd = [*probe_command(), *config, "run", "--quiet", "--accept-risk", *self.run_args]
+        if cron and self.jitter:
+            cmd += ["--jitter", str(self.jitter)]
+        return cmd
+
+    def cron_line(self, rng: random.Random | None = None) -> str:
+        rng = rng or random.Random()
+        minute = rng.randrange(60)
+        if self.every < 3600:
+            if 3600 % self.every:
+                raise ValueError("minute intervals must divide an hour (e.g. 10m, 15m, 30m)")
+            when = f"*/{self.every // 60} * * * *"
+        elif self.every < 86400:
+            hours = self.every // 3600
+            if self.every % 3600 or 24 % hours:
+                raise ValueError("hour intervals must divide a day (e.g. 1h, 6h, 12h)")
+            when = f"{minute} */{hours} * * *"
+        else:
+            if self.every % 86400:
+                raise ValueError("day intervals must be whole days")
+            days = self.every // 86400
+            when = f"{minute} {rng.randrange(24)} */{days} * *" if days > 1 else f"{minute} {rng.randrange(24)} * * *"
+        return f"{when} {shlex.join(self.command(cron=True))} {MARKER}"
+
+    def systemd_units(self) -> dict[str, str]:
+        service = ("[Unit]\nDescription=probe: measure website blocking from this network\n"
+                   "Wants=network-online.target\nAfter=network-online.target\n\n"
+                   f"[Service]\nType=oneshot\nExecStart={shlex.join(self.command(cron=False))}\n"
+                   "Nice=10\n")
+        timer = ("[Unit]\nDescription=Run probe regularly\n\n"
+                 f"[Timer]\nOnBootSec=5min\nOnUnitActiveSec={self.every}s\nRandomizedDelaySec={self.jitter}s\n"
+                 "Persistent=true\n\n[Install]\nWantedBy=timers.target\n")
+        return {"probe.service": service, "probe.timer": timer}
+
+
+def install_crontab(line: str, current: str) -> str:
+    """The new crontab: the old one without probe's line, plus the new one."""
+    kept = [x for x in current.splitlines() if not x.rstrip().endswith(MARKER)]
+    return "\n".join([*kept, line]) + "\n"

@@ -1,0 +1,89 @@
+"""`probe schedule` output parsed back, and `probe lists update` against a local mirror."""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import http.server
+import shlex
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from probe.lists import default_inputs, lists_dir
+from probe.targets import read_inputs
+from tests.test_cli_run import PROBE
+
+
+def test_cron_line_parses_back(tmp_path):
+    config = tmp_path / "probe.toml"
+    config.write_text("[run]\nquiet = true\n")
+    out = subprocess.run([*PROBE, "schedule", "--every", "6h", "--jitter", "20m", "--config", str(config), "--",
+                          "--log", "/var/log/probe.log"], capture_output=True, text=True, check=True).stdout
+    line = out.strip()
+    fields = line.split(None, 5)
+    minute, hour, dom, month, dow, command = fields
+    assert 0 <= int(minute) < 60 and hour == "*/6" and (dom, month, dow) == ("*", "*", "*")
+    argv = shlex.split(command.split(" # ")[0])
+    assert Path(argv[0]).is_absolute()
+    assert argv[argv.index("--config") + 1] == str(config.resolve())
+    assert argv[argv.index("run"):][:3] == ["run", "--quiet", "--accept-risk"]
+    assert argv[argv.index("--jitter") + 1] == "1200" and "--log" in argv
+    bad = subprocess.run([*PROBE, "schedule", "--every", "7h"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "divide a day" in bad.stderr
+
+
+def test_systemd_units_parse_back_and_install(tmp_path):
+    out = subprocess.run([*PROBE, "schedule", "--systemd", "--every", "1d", "--jitter", "1h"], capture_output=True,
+                         text=True, check=True).stdout
+    service_text = out.split("# probe.timer")[0].replace("# probe.service\n", "")
+    service = configparser.ConfigParser(interpolation=None)
+    service.read_string(service_text)
+    exec_start = shlex.split(service["Service"]["ExecStart"])
+    assert Path(exec_start[0]).is_absolute() and "run" in exec_start and "--accept-risk" in exec_start
+    timer = configparser.ConfigParser(interpolation=None)
+    timer.read_string(out.split("# probe.timer\n")[1])
+    assert timer["Timer"]["OnUnitActiveSec"] == "86400s" and timer["Timer"]["RandomizedDelaySec"] == "3600s"
+    subprocess.run([*PROBE, "schedule", "--systemd", "--install", "--unit-dir", str(tmp_path)], check=True,
+                   capture_output=True)
+    assert {p.name for p in tmp_path.iterdir()} == {"probe.service", "probe.timer"}
+
+
+@pytest.fixture
+def mirror(tmp_path, shared_data):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    (root / "global.csv").write_bytes((shared_data / "citizenlab-global.csv").read_bytes())
+    (root / "pk.csv").write_bytes((shared_data / "citizenlab-pk.csv").read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_lists_update_downloads_validates_and_reports_changes(mirror, tmp_path):
+    root, base = mirror
+    data = tmp_path / "data"
+    cmd = [*PROBE, "lists", "update", "--country", "pk", "--base", base, "--data-dir", str(data)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "global: 1722 URLs" in first.stdout and "pk: 670 URLs" in first.stdout
+    lines = (root / "global.csv").read_text().splitlines()
+    removed = lines[1].split(",")[0]
+    (root / "global.csv").write_text("\n".join([lines[0], *lines[2:], "https://new-site.example/,NEWS,News,"
+                                                                       "2026-11-24,probe test,"]) + "\n")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert "global: 1722 URLs (+1 -1)" in second.stdout
+    assert "+ https://new-site.example/" in second.stdout and f"- {removed}" in second.stdout
+    (root / "pk.csv").write_text("<html>not a list</html>")
+    broken = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "not a Citizen Lab list" in broken.stderr
+    assert len((lists_dir(data) / "pk.csv").read_text().splitlines()) > 600, "a bad download keeps the cache"
+    inputs = default_inputs(data, "PK")
+    assert [Path(p).name for p in inputs] == ["global.csv", "pk.csv"]
+    targets, _ = read_inputs(inputs)
+    assert len(targets) > 2200
