@@ -252,32 +252,6 @@ def _targets(inputs: tuple[str, ...], categories: tuple[str, ...], log, quiet: b
 
 @cli.command()
 @click.option("--db", "db_path", default="results/probe.db", show_default=True)
-@click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
-@click.option("--status", help="Only this status (ok, blocked, anomaly, down, error).")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines instead of a table.")
-def results(db_path: str, run_id: int | None, status: str | None, as_json: bool) -> None:
-    """List the verdicts of a run.
-
-    Example:
-
-        probe results --status blocked
-    """
-    db = storage.open_db(db_path)
-    run_id = run_id if run_id is not None else storage.latest_run_id(db)
-    if run_id is None:
-        raise click.ClickException(f"no run in {db_path}")
-    for m in storage.measurements(db, run_id):
-        if status and m["status"] != status:
-            continue
-        if as_json:
-            click.echo(json.dumps({k: m[k] for k in ("run_id", "url", "category", "status", "layer", "detail",
-                                                      "fingerprint", "control", "runtime_s", "rule")}))
-        else:
-            click.echo(f"{m['status']:8} {m['detail']:32} {m['url']}")
-
-
-@cli.command()
-@click.option("--db", "db_path", default="results/probe.db", show_default=True)
 @click.option("--run", "run_id", type=int, help="Only this run (default: every run).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
 @click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -650,3 +624,6 @@ def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | N
             click.echo(f"  - {u}")
     if failed:
         raise click.ClickException(f"{failed} list(s) could not be updated")
+
+
+from . import cli_research  # noqa: E402, F401  (registers the research commands on `cli`)

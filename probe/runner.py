@@ -100,7 +100,8 @@ def json_line(run_id: int, obs: Observations, verdict: Verdict) -> str:
 
 def network_answered(obs: Observations) -> bool:
     """Did anything on the network answer us at all? (Used to tell an offline vantage from blocking.)"""
-    return (any(q.answers for q in obs.dns) or any(c.failure is None for c in obs.tcp)
+    # Any DNS reply counts, NXDOMAIN and SERVFAIL included: a resolver that answers is a network that works.
+    return (any(q.rcode is not None for q in obs.dns) or any(c.failure is None for c in obs.tcp)
             or any(h.status is not None for h in obs.http))
 
 

@@ -76,6 +76,18 @@ def m002_vantage_failure(db: sqlite_utils.Database) -> None:
     db.table("runs").add_column("vantage_failure", str)
 
 
+@migrations()
+def m003_claims(db: sqlite_utils.Database) -> None:
+    """Regulators' claims and, when published, their items (see research/claims.py)."""
+    db.table("claims").create({"id": int, "key": str, "authority": str, "date": str, "claimed_count": int,
+                               "covers": str, "breakdown": str, "source": str, "source_url": str, "notes": str},
+                              pk="id")
+    db.table("claims").create_index(["key"], unique=True)
+    db.table("claim_items").create({"claim_id": int, "url": str, "kind": str, "date_published": str,
+                                    "authority": str}, foreign_keys=[("claim_id", "claims", "id")])
+    db.table("claim_items").create_index(["url"])
+
+
 def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,
                 country: str | None, failure: str | None) -> None:
     with db.atomic():

@@ -209,3 +209,6 @@ def internet():
         yield servers.ports[0], servers.ports[1], sites
 
 
+
+
+from tests.control_world import world  # noqa: E402, F401  (the fixture, shared by control and research tests)

@@ -1,0 +1,347 @@
+"""Research commands: runs, results, diff, claims, report, export/import, datasette (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Any
+
+import click
+
+from . import storage
+from .cli import cli
+
+RESULT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
+                  "rule")
+_db_option = click.option("--db", "db_path", default="results/probe.db", show_default=True)
+
+
+@cli.command()
+@_db_option
+@click.option("--json", "as_json", is_flag=True)
+def runs(db_path: str, as_json: bool) -> None:
+    """List runs: when, where (ASN, network), how many URLs per verdict, how long.
+
+    Example:
+
+        probe runs
+    """
+    from .research.diff import network_of
+
+    db = storage.open_db(db_path)
+    for r in db.query("select * from runs order by id"):
+        counts = dict(db.execute("select status, count(*) from measurements where run_id = ? group by status",
+                                 [r["id"]]).fetchall())
+        row = {"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
+               "network": network_of(r), "country": r["vantage_country"], "urls": r["url_count"], "counts": counts}
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            click.echo(f"{r['id']:>4} {r['started']} {r['status']:11} {row['network'][:40]:40} {summary}")
+
+
+@cli.command()
+@_db_option
+@click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
+@click.option("--status", help="Only this status (ok, blocked, anomaly, down, error).")
+@click.option("--layer", help="Only this layer (dns, tcp, tls, http).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header.")
+def results(db_path: str, run_id: int | None, status: str | None, layer: str | None, as_json: bool,
+            as_csv: bool) -> None:
+    """List the verdicts of a run.
+
+    Example:
+
+        probe results --status blocked --csv > blocked.csv
+    """
+    db = storage.open_db(db_path)
+    run_id = run_id if run_id is not None else storage.latest_run_id(db)
+    if run_id is None:
+        raise click.ClickException(f"no run in {db_path}")
+    writer = csv.writer(sys.stdout) if as_csv else None
+    if writer:
+        writer.writerow(RESULT_COLUMNS)
+    for m in storage.measurements(db, run_id):
+        if (status and m["status"] != status) or (layer and m["layer"] != layer):
+            continue
+        row = {k: m[k] for k in RESULT_COLUMNS}
+        if writer:
+            writer.writerow(row.values())
+        elif as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{m['status']:8} {m['detail']:40} {m['url']}")
+
+
+@cli.command()
+@_db_option
+@click.argument("run_a", type=int, required=False)
+@click.argument("run_b", type=int, required=False)
+@click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD), per network, with flapping URLs.")
+@click.option("--across-networks", is_flag=True, help="Compare runs from different ASNs anyway.")
+@click.option("--json", "as_json", is_flag=True)
+def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, across_networks: bool,
+         as_json: bool) -> None:
+    """What changed between two runs (or over time, per network, with --since).
+
+    Example:
+
+        probe diff 12 15
+    """
+    from .research.diff import DiffError, compare_runs, history
+
+    db = storage.open_db(db_path)
+    if since:
+        out: dict[str, Any] = history(db, since)
+        if as_json:
+            click.echo(json.dumps(out, indent=1))
+            return
+        for network, h in out.items():
+            click.echo(f"{network}: runs {h['runs']}; flapping: {', '.join(h['flapping']) or 'none'}")
+            for d in h["diffs"]:
+                click.echo(f"  {d['run_a']} -> {d['run_b']}: {d['counts'] or 'no change'}")
+        return
+    if run_a is None or run_b is None:
+        raise click.ClickException("give RUN_A and RUN_B, or --since DATE")
+    try:
+        d = compare_runs(db, run_a, run_b, across_networks=across_networks)
+    except DiffError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(d.as_dict(), indent=1))
+        return
+    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {d.counts() or 'no change'}")
+    for c in d.changes:
+        click.echo(f"{c.kind:18} {c.url}\n{'':18}   {c.before} -> {c.after}")
+
+
+@cli.group("claims")
+def claims_group() -> None:
+    """Regulators' claims of blocking, and how they compare with measurements."""
+
+
+@claims_group.command("add")
+@_db_option
+@click.option("--key", required=True, help="A short stable name, e.g. pta-2025-09-personal-data.")
+@click.option("--authority", required=True)
+@click.option("--date", "date_", required=True, metavar="YYYY-MM-DD")
+@click.option("--count", "claimed_count", type=click.IntRange(0), required=True)
+@click.option("--covers", default="", help="What the count covers, in the authority's words.")
+@click.option("--breakdown", multiple=True, metavar="KIND=N", help="website=17, app=18, facebook_account=75 ...")
+@click.option("--source", default="", help="Who reported it, when.")
+@click.option("--source-url", default=None)
+def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count: int, covers: str,
+               breakdown: tuple[str, ...], source: str, source_url: str | None) -> None:
+    """Record a claim.
+
+    Example:
+
+        probe claims add --key pta-2025-10 --authority PTA --date 2025-10-31 --count 139 --breakdown website=17
+    """
+    from .research import claims
+
+    parts: dict[str, int] | None = None
+    if breakdown:
+        parts = {}
+        for item in breakdown:
+            kind, sep, n = item.partition("=")
+            if not sep or not n.isdigit():
+                raise click.ClickException(f"--breakdown wants KIND=N, got {item!r}")
+            parts[kind.strip()] = int(n)
+    try:
+        claims.add(storage.open_db(db_path), {"key": key, "authority": authority, "date": date_,
+                                              "claimed_count": claimed_count, "covers": covers, "breakdown": parts,
+                                              "source": source, "source_url": source_url})
+    except claims.ClaimError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"claim {key} recorded")
+
+
+@claims_group.command("import")
+@_db_option
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--builtin", is_flag=True, help="The announcements probe ships (Pakistan's PTA, 2025).")
+@click.option("--items-for", metavar="KEY", help="FILE is a CSV list of the claim's items (url,date_published,"
+              "authority[,kind]).")
+def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str | None) -> None:
+    """Import claims (JSON like probe/research/claims.json, or --builtin), or a claim's item list (CSV).
+
+    Example:
+
+        probe claims import --builtin
+    """
+    from pathlib import Path
+
+    from .research import claims
+
+    db = storage.open_db(db_path)
+    try:
+        if items_for:
+            if not file:
+                raise click.ClickException("--items-for needs the CSV FILE")
+            row = next(db.table("claims").rows_where("key = ?", [items_for]), None)
+            if row is None:
+                raise click.ClickException(f"no claim {items_for!r}")
+            n, warnings = claims.import_items(db, row["id"], Path(file).read_text(encoding="utf-8-sig"), file)
+            for w in warnings:
+                click.echo(f"warning: {w}", err=True)
+            click.echo(f"{n} items added to {items_for}")
+            return
+        docs = claims.builtin_claims() if builtin else []
+        if file:
+            docs += json.loads(Path(file).read_text(encoding="utf-8"))["claims"]
+        if not docs:
+            raise click.ClickException("give FILE or --builtin")
+        for doc in docs:
+            claims.add(db, doc)
+            click.echo(f"claim {doc['key']}: {doc['claimed_count']} ({doc['authority']}, {doc['date']})")
+    except (claims.ClaimError, ValueError, KeyError) as e:
+        raise click.ClickException(f"{type(e).__name__}: {e}") from None
+
+
+@claims_group.command("list")
+@_db_option
+def claims_list(db_path: str) -> None:
+    """List recorded claims.
+
+    Example:
+
+        probe claims list
+    """
+    db = storage.open_db(db_path)
+    for c in db.query("select * from claims order by date"):
+        click.echo(f"{c['key']:32} {c['date']} {c['claimed_count']:>7} {c['authority']}: {c['covers']}")
+
+
+@claims_group.command("compare")
+@_db_option
+@click.argument("key")
+@click.option("--since", metavar="DATE", help="Only runs since DATE.")
+@click.option("--json", "as_json", is_flag=True)
+def claims_compare(db_path: str, key: str, since: str | None, as_json: bool) -> None:
+    """Claimed vs testable vs measured vs blocked, per network and category, with the gap in words.
+
+    Example:
+
+        probe claims compare pta-2025-10-personal-data
+    """
+    from .research import claims
+
+    try:
+        cmp = claims.compare(storage.open_db(db_path), key, since)
+    except claims.ClaimError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(cmp.as_dict(), indent=1))
+        return
+    click.echo(cmp.summary)
+    if cmp.testable["by_kind"]:
+        click.echo("\nby kind:")
+        for kind, v in cmp.testable["by_kind"].items():
+            click.echo(f"  {kind:20} {v['count']:>5}  testable: {v['testable']}")
+    if cmp.networks:
+        click.echo("\nby network:")
+        for net, c in cmp.networks.items():
+            click.echo(f"  {net:40} " + " ".join(f"{k}={v}" for k, v in sorted(c.items())))
+    if cmp.items:
+        click.echo("\nitems:")
+        for i in cmp.items:
+            where = ("blocked on " + ", ".join(i["blocked_on"])) if i["blocked_on"] else (
+                "reachable on " + ", ".join(i["reachable_on"]) if i["reachable_on"] else "not tested")
+            click.echo(f"  {i['url']}: {where}")
+
+
+@cli.command()
+@_db_option
+@click.option("--run", "run_id", type=int, help="One run.")
+@click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD).")
+@click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False), help="Where to write the page.")
+def report(db_path: str, run_id: int | None, since: str | None, html_file: str) -> None:
+    """Write a self-contained HTML report (inline SVG charts, no external assets).
+
+    Example:
+
+        probe report --since 2025-09-01 --html report.html
+    """
+    from pathlib import Path
+
+    from .research.report import render
+
+    Path(html_file).write_text(render(storage.open_db(db_path), run_id, since), encoding="utf-8")
+    click.echo(f"wrote {html_file}")
+
+
+@cli.command()
+@_db_option
+@click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
+@click.option("--format", "fmt", type=click.Choice(["ooni", "jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default: stdout).")
+def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> None:
+    """Export a run: OONI Web Connectivity measurements (JSONL), our observations (JSONL), or verdicts (CSV).
+
+    Example:
+
+        probe export --format ooni --run 3 -o run3.jsonl
+    """
+    from .research.exchange import export as do_export
+
+    db = storage.open_db(db_path)
+    run_id = run_id if run_id is not None else storage.latest_run_id(db)
+    if run_id is None:
+        raise click.ClickException(f"no run in {db_path}")
+    out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        n = do_export(db, run_id, fmt, out)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if output:
+            out.close()
+    click.echo(f"{n} measurements exported", err=True)
+
+
+@cli.command("import-ooni")
+@_db_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
+def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None) -> None:
+    """Load OONI Web Connectivity measurements (JSON or JSONL) as runs and judge them with probe's analysis.
+
+    Example:
+
+        probe import-ooni measurement.json
+    """
+    from pathlib import Path
+
+    from .cli import _signature_set
+    from .research.exchange import import_ooni as do_import
+
+    sigset = _signature_set(data_dir)
+    run_ids, n, warnings = do_import(storage.open_db(db_path), [Path(f) for f in files],
+                                     sigset.hits if sigset is not None else None)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"{n} measurements imported into run(s) {', '.join(map(str, run_ids)) or '-'}")
+
+
+@cli.command()
+@_db_option
+@click.option("--metadata", "metadata_file", default="probe-metadata.json", show_default=True,
+              type=click.Path(dir_okay=False), help="Where to write Datasette's metadata (canned queries).")
+def datasette(db_path: str, metadata_file: str) -> None:
+    """Write Datasette metadata with canned research queries and print the command that opens the database.
+
+    Example:
+
+        probe datasette && datasette results/probe.db --metadata probe-metadata.json
+    """
+    from pathlib import Path
+
+    from .research.datasette import metadata
+
+    name = Path(db_path).stem
+    Path(metadata_file).write_text(json.dumps(metadata(name), indent=1))
+    click.echo(f"datasette {db_path} --metadata {metadata_file}")
