@@ -7,7 +7,6 @@ URLs given directly. A bad line never stops the others: it becomes a `ListWarnin
 from __future__ import annotations
 
 import csv
-import io
 import ipaddress
 import urllib.parse
 from collections.abc import Iterable
@@ -82,11 +81,15 @@ def normalise(raw: str, *, category: str = "", source: str = "") -> Target:
         raise TargetError("URL contains spaces or control characters")
     if "://" not in url:
         raise TargetError(f"no scheme in {url[:80]!r}: write http://... or https://...")
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError as e:  # e.g. "Invalid IPv6 URL"
+        raise TargetError(f"unparseable URL: {e}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise TargetError(f"unsupported scheme {scheme!r} (only http and https)")
-    if parts.username is not None or parts.password is not None:
+    if user is not None or password is not None:
         raise TargetError("URL carries a user name or password")
     netloc = parts.netloc
     host_port = netloc.rsplit("@", 1)[-1]
@@ -126,10 +129,14 @@ def _lines_from_text(text: str, source: str) -> Iterable[tuple[int, str, str]]:
 
 
 def _lines_from_csv(text: str, source: str, warnings: list[ListWarning]) -> Iterable[tuple[int, str, str]]:
-    reader = csv.reader(io.StringIO(text))
+    """Each physical line parsed on its own: an unbalanced quote costs its own line, not the rest of the file
+    (Citizen Lab's lists have no fields spanning lines)."""
     header: list[str] | None = None
-    for row in reader:
-        n = reader.line_num
+    url_i, cat_i = 0, None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        row = next(csv.reader([line]), [])
         if header is None:
             header = [h.strip().lower() for h in row]
             if "url" not in header:
@@ -139,8 +146,6 @@ def _lines_from_csv(text: str, source: str, warnings: list[ListWarning]) -> Iter
             url_i = header.index("url")
             cat_i = header.index("category_code") if "category_code" in header else None
             continue
-        if not any(cell.strip() for cell in row):
-            continue
         if len(row) != len(header):
             warnings.append(ListWarning(source, n, f"expected {len(header)} columns, found {len(row)}"))
             continue
@@ -148,6 +153,7 @@ def _lines_from_csv(text: str, source: str, warnings: list[ListWarning]) -> Iter
 
 
 def parse_list(text: str, source: str, *, csv_format: bool) -> tuple[list[Target], list[ListWarning]]:
+    text = text.removeprefix("\ufeff")  # a byte-order mark would hide the CSV header
     warnings: list[ListWarning] = []
     rows = _lines_from_csv(text, source, warnings) if csv_format else _lines_from_text(text, source)
     targets = []
@@ -175,7 +181,7 @@ def read_inputs(inputs: Iterable[str]) -> tuple[list[Target], list[ListWarning]]
             data = path.read_bytes()
         except OSError as e:
             raise TargetError(f"cannot read list {item}: {e.strerror or e}") from None
-        text = data.decode("utf-8-sig", errors="replace")
+        text = data.decode("utf-8", errors="replace")
         found, warns = parse_list(text, item, csv_format=path.suffix.lower() == ".csv")
         targets.extend(found)
         warnings.extend(warns)

@@ -27,7 +27,7 @@ import h11
 import trio
 
 DnsBehaviour = Literal["answer", "nxdomain", "servfail", "refused", "inject", "drop", "truncate", "garbage",
-                       "wrong-id", "noanswer", "huge"]
+                       "wrong-id", "noanswer", "huge", "cut"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,9 @@ async def _dns_udp_answer(zone: DnsZone, sock: Any, data: bytes, peer: Any) -> N
         await sock.sendto(os.urandom(3) + data[3:7] + os.urandom(40), peer)
         return
     reply = _reply(query, entry)
+    if entry.behaviour == "cut":  # a reply cut short: it does not parse
+        await sock.sendto(reply.to_wire()[:20], peer)
+        return
     if entry.behaviour == "wrong-id":
         reply.id = (query.id + 1) % 65536
     wire = reply.to_wire()
@@ -201,7 +204,7 @@ async def serve_doh(zone: DnsZone, host: str = "127.0.0.1", port: int = 0, *, ss
 
 # ---------------------------------------------------------------------------------------------------- HTTP
 
-SiteBehaviour = Literal["normal", "reset", "eof", "slow-body", "dynamic", "big", "hang"]
+SiteBehaviour = Literal["normal", "reset", "eof", "slow-body", "dynamic", "big", "hang", "gzip-bomb"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +282,16 @@ async def _respond(conn: h11.Connection, stream: trio.abc.Stream, site: Site, co
                *site.headers]
     if site.location:
         headers.append(("location", site.location))
-    if site.behaviour == "big":
+    if site.behaviour == "gzip-bomb":
+        # A small gzip stream that inflates to `size` bytes: a decompressor without a bound would swallow it all.
+        bomb = _gzip_bomb(site.size)
+        headers += [("content-encoding", "gzip"), ("content-length", str(len(bomb)))]
+        data = conn.send(h11.Response(status_code=site.status, headers=headers)) + conn.send(h11.Data(data=bomb))
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+    elif site.behaviour == "big":
         headers.append(("content-length", str(site.size)))
         await stream.send_all(conn.send(h11.Response(status_code=site.status, headers=headers)))
         chunk = b"x" * 65536
@@ -314,6 +326,20 @@ async def _respond(conn: h11.Connection, stream: trio.abc.Stream, site: Site, co
         await stream.aclose()
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         pass
+
+
+_BOMBS: dict[int, bytes] = {}
+
+
+def _gzip_bomb(size: int) -> bytes:
+    if size not in _BOMBS:
+        import zlib
+
+        z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        chunk = b"\0" * (1 << 20)
+        parts = [z.compress(chunk) for _ in range(size >> 20)]
+        _BOMBS[size] = b"".join(parts) + z.flush()
+    return _BOMBS[size]
 
 
 async def serve_http(sites: Sites, host: str = "127.0.0.1", port: int = 0, *,

@@ -35,7 +35,8 @@ BROWSER_HEADERS = {
 }
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 TITLE_LIMIT = 512
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+# An unclosed title runs to the end of the data, as HTML parsers read it (a capped body often cuts it).
+_TITLE = re.compile(rb"<title[^>]*>(.*?)(?:</title|\Z)", re.IGNORECASE | re.DOTALL)
 _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 
 # Resolves a redirect target's name: (failure or None, addresses).
