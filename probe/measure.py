@@ -37,6 +37,8 @@ class MeasureConfig:
     max_redirects: int = 10
     decoy_sni: str | None = "example.com"
     max_addresses: int = 8  # per origin (probe / control), to bound work on names with huge answers
+    # Queries awaiting a first reply, per resolver label (see steps/dns.py); shared by every URL of a run.
+    dns_slots: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -153,7 +155,7 @@ async def _resolve(nursery: trio.Nursery, cfg: MeasureConfig, host: str, acc: _A
 
     async def one(resolver: dns.Resolver, qtype: Literal["A", "AAAA"]) -> None:
         q = await dns.query(resolver, host, qtype, timeout=cfg.dns_timeout, late_window=cfg.late_window,
-                            clock=clock, on_first=on_first)
+                            clock=clock, on_first=on_first, slots=cfg.dns_slots.get(resolver.label))
         acc.dns.append(q)
 
     for r in cfg.resolvers:

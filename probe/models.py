@@ -67,6 +67,9 @@ class TlsHandshake:
     alpn: str | None = None
     # Leaf first; each: subject, issuer, sans, sha256, not_before, not_after. Kept even when unverified.
     peer_chain: tuple[dict[str, Any], ...] = ()
+    # Set on a retry: the first handshake with this name failed so, yet the decoy got through, so we asked again
+    # (an SNI filter fails every time; a lost packet does not).
+    first_failure: str | None = None
     t0: float = 0.0
     t: float = 0.0
 

@@ -28,13 +28,14 @@ import trio
 
 from . import __version__, storage, vantage
 from .analysis import RULES_VERSION, Matcher, analyse
-from .control.client import DEFAULT_DOH, ControlClient
+from .control.client import DEFAULT_DOH, ControlClient, pool_limits
 from .measure import MeasureConfig, measure_url
 from .models import Observations, Target, Verdict
 from .netpolicy import NetPolicy
 from .steps import dns
 from .steps.tls import TlsContexts
 
+DNS_IN_FLIGHT = 64  # per resolver: what a home router's forwarder takes without dropping
 FDS_PER_URL = 16  # DNS sockets + a few TCP/TLS + HTTP; a generous bound so EMFILE stays out of reach
 MAX_DEFAULT_CONCURRENCY = 256
 
@@ -171,13 +172,14 @@ async def run_async(
     started = time.monotonic()
     any_answer = any_attempt = False
 
-    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as control_http:
+    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout, limits=pool_limits()) as control_http:
         control = ControlClient(control_http, helper_url=helper, doh_urls=tuple(doh),
                                 timeout=opts.dns_timeout) if (doh or helper) else None
         cfg = MeasureConfig(
             resolvers=resolvers, policy=NetPolicy.from_cidrs(opts.allow_net), contexts=contexts,
             control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
             body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
+            dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers},
         )
         if opts.ip_service and resolvers and not resumed:
             v = await vantage.lookup(control_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)

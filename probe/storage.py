@@ -59,6 +59,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     m.create_index(["url", "run_id"])
     m.create_index(["run_id", "status"])
     m.create_index(["hostname"])
+    # Built from the record types: a field added later needs its own migration (see _add_column).
     for name, cls in STEP_TABLES.items():
         cols: dict[str, Any] = {"id": int, "measurement_id": int}
         for f in dataclasses.fields(cls):
@@ -86,6 +87,17 @@ def m003_claims(db: sqlite_utils.Database) -> None:
     db.table("claim_items").create({"claim_id": int, "url": str, "kind": str, "date_published": str,
                                     "authority": str}, foreign_keys=[("claim_id", "claims", "id")])
     db.table("claim_items").create_index(["url"])
+
+
+def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) -> None:
+    """m001 builds step tables from today's records, so a fresh database may have the column already."""
+    if column not in db.table(table).columns_dict:
+        db.table(table).add_column(column, kind)
+
+
+@migrations()
+def m004_tls_first_failure(db: sqlite_utils.Database) -> None:
+    _add_column(db, "tls_handshakes", "first_failure", str)
 
 
 def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,

@@ -65,7 +65,7 @@ def test_down_leaves_nothing_and_up_recovers_from_a_crash():
     crashed = Lab(prefix="plr")
     crashed.up()
     # A crash: the lab's internet dies and the state is half gone, namespaces and other processes remain.
-    os.killpg(crashed._pids()["net"], signal.SIGKILL)
+    os.killpg(crashed._pids()["net-web"], signal.SIGKILL)
     (crashed.state / "ready").unlink()
     assert not crashed.is_up()
     again = Lab(prefix="plr")

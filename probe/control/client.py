@@ -32,8 +32,19 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+POOL_SIZE = 32  # connections to each control service; requests beyond wait in our limiter
+
+
+def pool_limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=2 * POOL_SIZE, max_keepalive_connections=2 * POOL_SIZE)
+
+
 class ControlClient:
-    """Shares one httpx client (and so one SSLContext) across the run."""
+    """Shares one httpx client (and so one SSLContext and its kept-alive connections) across the run.
+
+    Requests wait in a trio CapacityLimiter, not in httpcore's pool: the pool's bookkeeping grows with the
+    number of waiting requests, and hundreds of URLs in flight made it the probe's main CPU cost.
+    """
 
     def __init__(self, client: httpx.AsyncClient, *, helper_url: str | None, doh_urls: tuple[str, ...],
                  timeout: float = 4.0) -> None:
@@ -41,6 +52,8 @@ class ControlClient:
         self.helper_url = helper_url
         self.doh_urls = doh_urls
         self.timeout = timeout
+        self._doh_slots = trio.CapacityLimiter(POOL_SIZE)
+        self._helper_slots = trio.CapacityLimiter(POOL_SIZE)
 
     async def resolve(self, hostname: str, *, clock: Callable[[], float]) -> list[DnsQuery]:
         out: list[DnsQuery] = []
@@ -62,8 +75,9 @@ class ControlClient:
         msg.id = 0  # RFC 8484 §4.1: id 0 keeps answers cacheable
         headers = {"content-type": "application/dns-message", "accept": "application/dns-message"}
         try:
-            with trio.fail_after(self.timeout):
-                resp = await self.client.post(url, content=msg.to_wire(), headers=headers)
+            async with self._doh_slots:
+                with trio.fail_after(self.timeout):
+                    resp = await self.client.post(url, content=msg.to_wire(), headers=headers)
             if resp.status_code != 200:
                 return replace(base, failure=f"unknown_failure: DoH HTTP status {resp.status_code}", t=clock())
             reply = dns.message.from_wire(resp.content)
@@ -84,8 +98,9 @@ class ControlClient:
         }
         t0 = trio.current_time()
         try:
-            with trio.fail_after(HELPER_TIMEOUT):
-                resp = await self.client.post(self.helper_url, json=request, timeout=HELPER_TIMEOUT)
+            async with self._helper_slots:
+                with trio.fail_after(HELPER_TIMEOUT):
+                    resp = await self.client.post(self.helper_url, json=request, timeout=HELPER_TIMEOUT)
             if resp.status_code != 200:
                 return ControlResult(source=self.helper_url,
                                      failure=f"unknown_failure: helper HTTP status {resp.status_code}")

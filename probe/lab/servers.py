@@ -94,6 +94,7 @@ async def serve_dns(zone: DnsZone, host: str = "127.0.0.1", port: int = 0, *,
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _attempt in range(50):  # port 0: the UDP port the kernel picks may be taken for TCP; pick again
         udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         await udp.bind((host, port))
         bound = udp.getsockname()[1]
         tcp = trio.socket.socket(family, socket.SOCK_STREAM)

@@ -7,6 +7,7 @@ rest of the measurement uses (as a browser would).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -126,8 +127,13 @@ async def query(
     late_window: float,
     clock: Callable[[], float],
     on_first: Callable[[DnsQuery], None] | None = None,
+    slots: trio.CapacityLimiter | None = None,
 ) -> DnsQuery:
-    """Ask `resolver`; call `on_first` with the first outcome; listen `late_window` more for duplicates."""
+    """Ask `resolver`; call `on_first` with the first outcome; listen `late_window` more for duplicates.
+
+    `slots` bounds the queries awaiting a first reply from one resolver: a burst of a thousand queries would
+    overflow a home router's forwarder (or any UDP receive buffer) and turn into timeouts.
+    """
     base = DnsQuery(resolver=resolver.label, engine="udp", hostname=hostname, query_type=qtype, t0=clock())
     msg = dns.message.make_query(hostname, qtype)
     msg.id = random.randrange(65536)
@@ -143,14 +149,16 @@ async def query(
             on_first(first)
         return first
     with sock:
-        try:
-            await sock.connect((resolver.ip, resolver.port))
-            await sock.send(wire)
-            first = await _first_reply(sock, msg, base, qtype, timeout, clock, wire)
-        except OSError as e:
-            first = replace(base, failure=classify(e), t=clock())
-        if first.engine == "udp" and first.failure is None and first.rcode == "TRUNCATED":
-            first = await _tcp_retry(resolver, msg, base, qtype, timeout, clock)
+        async with slots if slots is not None else contextlib.nullcontext():
+            base = replace(base, t0=clock())  # the wait for a slot is ours, not the network's
+            try:
+                await sock.connect((resolver.ip, resolver.port))
+                await sock.send(wire)
+                first = await _first_reply(sock, msg, base, qtype, timeout, clock, wire)
+            except OSError as e:
+                first = replace(base, failure=classify(e), t=clock())
+            if first.engine == "udp" and first.failure is None and first.rcode == "TRUNCATED":
+                first = await _tcp_retry(resolver, msg, base, qtype, timeout, clock)
         if on_first:
             on_first(first)
         got_udp_reply = first.engine == "udp" and first.rcode is not None

@@ -9,6 +9,7 @@ What it records beyond pass/fail is what the analysis needs to tell censorship a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ssl
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,12 @@ def _name(n: x509.Name) -> str:
 
 
 def cert_info(der: bytes) -> dict[str, Any]:
+    return dict(_cert_info(der))  # a copy: callers may keep or change it
+
+
+@functools.lru_cache(maxsize=512)
+def _cert_info(der: bytes) -> dict[str, Any]:
+    """Parsed once per certificate: a run meets the same CDN certificates again and again."""
     info: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
     try:
         cert = x509.load_der_x509_certificate(der)
@@ -162,7 +169,17 @@ async def measure(
         if again is None:
             results.append(TlsHandshake(ip=ip, port=port, sni=decoy_sni, decoy=True, failure=failure, t0=t0,
                                         t=clock()))
-        else:
-            results.append(await handshake(again, ip=ip, port=port, sni=decoy_sni, context=contexts.noverify,
-                                           timeout=timeout, clock=clock, decoy=True))
+            return results
+        decoy = await handshake(again, ip=ip, port=port, sni=decoy_sni, context=contexts.noverify,
+                                timeout=timeout, clock=clock, decoy=True)
+        results.append(decoy)
+        if decoy.failure is None:
+            # The address answers TLS. An SNI filter fails the real name every time; a lost packet or a busy
+            # server does not: ask once more before the analysis may call it SNI filtering.
+            _, third = await reconnect()
+            if third is not None:
+                retry = await handshake(third, ip=ip, port=port, sni=sni, context=contexts.verify, timeout=timeout,
+                                        clock=clock)
+                if retry.failure is None or retry.failure not in INTERFERENCE_FAILURES:
+                    results[0] = replace(retry, first_failure=main.failure)  # transient: the retry stands
     return results

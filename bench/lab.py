@@ -1,0 +1,120 @@
+"""Lab benchmark: N URLs through the censoring lab, with a home connection's latency, as `probe run` runs them.
+
+    sudo python bench/lab.py                     # 1,000 URLs, 5% blocked by DROP, 50 ms DNS and HTTP delays
+    sudo python bench/lab.py --urls 10000 --no-c1  # peak RSS at 10,000 URLs
+
+Sites are spread over 1,000 addresses (two thirds http, one third https); every 20th address is dropped by the
+ISP's iptables, so each of those URLs costs a full TCP timeout. Prints wall time at the default concurrency,
+the floor (the longest single URL, or the sum of per-URL run times divided by the concurrency, whichever is
+larger) and the ratio, the --concurrency 1 wall time (measured on a proportional sample and extrapolated,
+as said), CPU per URL, peak RSS and database bytes per URL. Root only; builds and removes its own lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from probe.lab.run import probe_command
+from probe.lab.scenarios import Scenario
+from probe.lab.topology import Lab
+from probe.runner import default_concurrency, raise_fd_limit
+
+SITES = 1000
+
+
+def bench_sites(n: int = SITES) -> tuple[Scenario, ...]:
+    out = []
+    for i in range(n):
+        ip = f"198.18.{8 + i // 250}.{i % 250 + 1}"
+        dropped = i % 20 == 0
+        scheme = "https" if i % 3 == 0 else "http"
+        out.append(Scenario(f"b{i}", scheme, (ip,), "tcp-drop" if dropped else "none",
+                            "interference" if dropped else "ok", "tcp" if dropped else None))
+    return tuple(out)
+
+
+def urls_for(sites: tuple[Scenario, ...], count: int) -> list[str]:
+    return [f"{sites[i % len(sites)].url}page{i // len(sites)}" for i in range(count)]
+
+
+def run(lab: Lab, urls: list[str], work: Path, extra: tuple[str, ...] = ()) -> dict:
+    listing = work / f"list-{time.monotonic_ns()}.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    db = work / f"bench-{time.monotonic_ns()}.db"
+    # The probe's own defaults (10 s steps, 4 s DNS), not the lab tests' short timeouts.
+    cmd = [x for x in probe_command(lab, listing, db, ("--no-vantage", "--timeout", "10", "--dns-timeout", "4",
+                                                        *extra)) if x != "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"probe failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    con = sqlite3.connect(db)
+    runtimes = [r for (r,) in con.execute("select runtime_s from measurements")]
+    statuses = dict(con.execute("select status, count(*) from measurements group by status").fetchall())
+    con.close()
+    size = sum(p.stat().st_size for p in work.glob(db.name + "*"))
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+            "runtimes": runtimes, "statuses": statuses, "db_bytes": size, "n": len(urls), "db": db}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--urls", type=int, default=1000)
+    ap.add_argument("--c1-sample", type=int, default=100, help="URLs measured at --concurrency 1 (extrapolated)")
+    ap.add_argument("--no-c1", action="store_true")
+    ap.add_argument("--delay", type=float, default=0.05, help="seconds before each DNS answer and HTTP response")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep-db", type=Path, help="copy the main run's database here")
+    args = ap.parse_args()
+    sites = bench_sites()
+    lab = Lab(prefix="plb", dns_delay=args.delay, http_delay=args.delay)
+    concurrency = default_concurrency(raise_fd_limit())
+    print(f"building a lab of {len(sites)} sites ...", file=sys.stderr)
+    lab.up(sites)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            main_run = run(lab, urls_for(sites, args.urls), work)
+            if args.keep_db:
+                import shutil
+
+                shutil.copy(main_run["db"], args.keep_db)
+            c1 = None
+            if not args.no_c1:
+                c1 = run(lab, urls_for(sites, args.c1_sample), work, ("--concurrency", "1"))
+    finally:
+        lab.down()
+    rt = main_run["runtimes"]
+    floor = max(max(rt), sum(rt) / concurrency)
+    result = {
+        "urls": args.urls, "delay_ms": args.delay * 1000, "concurrency": concurrency,
+        "wall_s": round(main_run["wall_s"], 2), "floor_s": round(floor, 2),
+        "ratio_to_floor": round(main_run["wall_s"] / floor, 2),
+        "cpu_ms_per_url": round(1000 * main_run["cpu_s"] / args.urls, 2),
+        "peak_rss_mb": round(main_run["rss_mb"], 1), "db_bytes_per_url": main_run["db_bytes"] // args.urls,
+        "statuses": main_run["statuses"],
+    }
+    if c1:
+        c1_wall = c1["wall_s"] * args.urls / c1["n"]
+        result |= {"wall_concurrency1_s": round(c1_wall, 1), "concurrency1_sample": c1["n"],
+                   "speedup": round(c1_wall / main_run["wall_s"], 1)}
+    if args.json:
+        print(json.dumps(result))
+        return
+    for k, v in result.items():
+        print(f"{k:24} {v}")
+
+
+if __name__ == "__main__":
+    main()
