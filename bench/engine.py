@@ -1,7 +1,7 @@
 """Engine benchmark: N URLs against loopback servers that delay every HTTP response, as `probe run` runs them.
 
 Prints wall time at the default concurrency and at --concurrency 1, CPU seconds per URL and peak RSS of the
-probe process (os.wait4 gives the probe's own rusage, not the servers'). The servers run in another process so
+probe process (measured from a small launcher: see probe/lab/rusage.py). The servers run in another process so
 their CPU is not counted.
 
     python bench/engine.py                 # 500 URLs, 100 ms per response
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from probe.lab.rusage import run_measured
 
 SERVER = r"""
 import sys, time, trio
@@ -43,18 +44,14 @@ def run_probe(urls: list[str], dns_port: int, extra: list[str], workdir: Path) -
            "--resolver", f"127.0.0.1:{dns_port}", "--no-system-resolver", "--no-control",
            "--allow-net", "127.0.0.0/8",
            *extra]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"probe failed: {err}")
+    measured = run_measured(cmd)
+    if measured.returncode != 0:
+        raise SystemExit(f"probe failed: {measured.stderr}")
     import sqlite3
 
     con = sqlite3.connect(db)
     statuses = dict(con.execute("select status, count(*) from measurements group by status").fetchall())
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "rss_mb": measured.peak_rss_mb,
             "statuses": statuses, "db_bytes": db.stat().st_size}
 
 

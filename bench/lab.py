@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from probe.lab.run import probe_command
+from probe.lab.rusage import run_measured
 from probe.lab.scenarios import Scenario
 from probe.lab.topology import Lab
 from probe.runner import default_concurrency, raise_fd_limit
@@ -53,18 +53,15 @@ def run(lab: Lab, urls: list[str], work: Path, extra: tuple[str, ...] = ()) -> d
     cmd = [x for x in probe_command(lab, listing, db, ("--no-vantage", "--timeout", "10", "--dns-timeout", "4",
                                                         *extra)) if x != "--json"]
     env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"probe failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    measured = run_measured(cmd, env=env)
+    if measured.returncode != 0:
+        raise SystemExit(f"probe failed: {measured.stderr[-2000:]}")
     con = sqlite3.connect(db)
     runtimes = [r for (r,) in con.execute("select runtime_s from measurements")]
     statuses = dict(con.execute("select status, count(*) from measurements group by status").fetchall())
     con.close()
     size = sum(p.stat().st_size for p in work.glob(db.name + "*"))
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "rss_mb": measured.peak_rss_mb,
             "runtimes": runtimes, "statuses": statuses, "db_bytes": size, "n": len(urls), "db": db}
 
 

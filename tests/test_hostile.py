@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import ssl
-import subprocess
-import time
 from functools import partial
 
 import pytest
@@ -17,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from probe.lab.rusage import run_measured
 from probe.lab.servers import DnsEntry, DnsZone, InThread, Site, Sites, serve_dns, serve_http
 from tests.test_cli_run import probe_cmd
 
@@ -93,13 +91,10 @@ def test_hostile_servers_each_get_a_verdict_in_time_and_bounded_memory(hostile, 
     db = tmp_path / "h.db"
     cmd = probe_cmd(dns_port, db, str(listing), "--timeout", "3", "--ca-file", ca_file, "--quiet")
     cmd[cmd.index("127.0.0.0/8")] = "127.0.0.1/32"  # 127.0.0.2 and the rest of loopback are the volunteer's own
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-    assert usage.ru_maxrss < 250 * 1024, f"peak RSS {usage.ru_maxrss // 1024} MB"
-    assert wall < 60
+    run = run_measured(cmd, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.peak_rss_mb < 250, f"peak RSS {run.peak_rss_mb:.0f} MB"
+    assert run.wall_s < 60
     con = sqlite3.connect(db)
     rows = {u: (s, d, r) for u, s, d, r in con.execute("select url, status, detail, runtime_s from measurements")}
     assert set(rows) == set(urls), "every URL ends with a verdict"

@@ -46,6 +46,19 @@ def test_two_runs_on_one_database_never_overlap(internet, tmp_path):
     assert s_start >= f_end
 
 
+def _wait_for_run(db, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:  # never create it ourselves
+                if con.execute("select count(*) from runs").fetchone()[0]:
+                    return
+        except sqlite3.OperationalError:  # no database or no table yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no run recorded in {db} within {timeout} s")
+
+
 def test_sigkill_at_random_points_then_resume_measures_each_url_exactly_once(internet, tmp_path):
     dns_port, http_port, sites = internet
     sites.delay = 0.1
@@ -55,6 +68,7 @@ def test_sigkill_at_random_points_then_resume_measures_each_url_exactly_once(int
     rng = random.Random(7)
     proc = subprocess.Popen(probe_cmd(dns_port, db, str(listing), "--quiet", "--concurrency", "4"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_run(db)  # a kill before the run is recorded would leave nothing to resume
     kills = 0
     for _ in range(10):
         time.sleep(rng.uniform(0.3, 1.2))  # start-up takes ~0.35 s: most kills land mid-measurement

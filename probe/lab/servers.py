@@ -285,7 +285,7 @@ async def _respond(conn: h11.Connection, stream: trio.abc.Stream, site: Site, co
         headers.append(("location", site.location))
     if site.behaviour == "gzip-bomb":
         # A small gzip stream that inflates to `size` bytes: a decompressor without a bound would swallow it all.
-        bomb = _gzip_bomb(site.size)
+        bomb = await trio.to_thread.run_sync(_gzip_bomb, site.size)  # zlib lets go of the GIL
         headers += [("content-encoding", "gzip"), ("content-length", str(len(bomb)))]
         data = conn.send(h11.Response(status_code=site.status, headers=headers)) + conn.send(h11.Data(data=bomb))
         try:
@@ -333,13 +333,25 @@ _BOMBS: dict[int, bytes] = {}
 
 
 def _gzip_bomb(size: int) -> bytes:
+    """A gzip stream inflating to `size` zero bytes (a multiple of 1 MiB), built in well under a second.
+
+    Compressing 1 GB for real takes seconds of CPU and would stall every other lab server; after a full flush
+    deflate forgets its history, so one compressed MiB can simply be repeated.
+    """
     if size not in _BOMBS:
+        import struct
         import zlib
 
-        z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        chunk = b"\0" * (1 << 20)
-        parts = [z.compress(chunk) for _ in range(size >> 20)]
-        _BOMBS[size] = b"".join(parts) + z.flush()
+        mib = b"\0" * (1 << 20)
+        z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate: we write the gzip framing
+        first = z.compress(mib) + z.flush(zlib.Z_FULL_FLUSH)
+        block = z.compress(mib) + z.flush(zlib.Z_FULL_FLUSH)
+        crc = 0
+        for _ in range(size >> 20):
+            crc = zlib.crc32(mib, crc)
+        header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+        trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+        _BOMBS[size] = header + first + block * ((size >> 20) - 1) + z.flush() + trailer
     return _BOMBS[size]
 
 

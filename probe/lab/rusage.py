@@ -1,0 +1,54 @@
+"""Run a command and report its own CPU time and peak memory (for benchmarks and the hostile-input tests).
+
+Linux hands a child the peak RSS of the process that forked it: at exec the old address space's high-water
+mark is kept in the child's `ru_maxrss`. A probe started from a 300 MB pytest process would therefore "use"
+300 MB before it ran a line. So the command is started from a small launcher process, whose own footprint
+(a bare interpreter, ~10 MB) is the floor of what can be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+_LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "cpu_s": usage.ru_utime + usage.ru_stime,
+               "rss_kb": usage.ru_maxrss}, out)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, capture_stdout: bool = False,
+                 timeout: float | None = None) -> Measured:
+    """Run `cmd` to completion; stderr is always captured (a failing run should say why)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as result:
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, result.name, *cmd], env=env, text=True,
+                              stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout)
+        wall = time.monotonic() - t0
+        raw = result.read()
+    if not raw:  # the launcher itself failed
+        return Measured(proc.returncode, wall, 0.0, 0.0, proc.stdout or "", proc.stderr)
+    figures = json.loads(raw)
+    return Measured(figures["code"], wall, figures["cpu_s"], figures["rss_kb"] / 1024, proc.stdout or "",
+                    proc.stderr)
+
