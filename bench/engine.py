@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from calibrate import machine  # bench/ is the script's directory
+
 from probe.lab.rusage import run_measured
 
 SERVER = r"""
@@ -88,7 +90,7 @@ def main() -> None:
         "cpu_ms_per_url": round(1000 * fast["cpu_s"] / args.urls, 2),
         "peak_rss_mb": round(fast["rss_mb"], 1),
         "db_bytes_per_url": fast["db_bytes"] // args.urls,
-        "statuses": fast["statuses"],
+        "statuses": fast["statuses"], "machine": machine(),
     }
     if args.json:
         print(json.dumps(result))
@@ -102,6 +104,7 @@ def main() -> None:
     print(f"peak RSS                  {result['peak_rss_mb']} MB")
     print(f"database                  {result['db_bytes_per_url']} bytes per URL")
     print(f"verdicts                  {result['statuses']}")
+    print(f"machine                   {result['machine']}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from calibrate import machine  # bench/ is the script's directory
+
 from probe.models import HttpHop
 from probe.signatures import load
 
@@ -50,6 +52,7 @@ def main() -> None:
     print(f"load all sets              {load_s * 1000:.0f} ms (parse + compile + automaton)")
     print(f"match a 512 KiB body       {match_s * 1000:.1f} ms ({len(matches)} matches)")
     print(f"match the PK blockpage     {small_s * 1000:.2f} ms ({[m.signature.id for m in small_matches]})")
+    print(f"machine                    {machine()}")
 
 
 if __name__ == "__main__":

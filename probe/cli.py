@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import trio
@@ -77,14 +78,25 @@ def _default_inputs(data_dir: str | None = None, country: str | None = None) -> 
     return [str(DEFAULT_LIST if DEFAULT_LIST.exists() else Path("lists/default.txt"))]
 
 
+def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Control services are reached over http(s) only: say so before measuring anything."""
+    for url in ([] if value is None else [value] if isinstance(value, str) else value):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.BadParameter(f"{url!r} is not an http(s) URL", ctx=ctx, param=param)
+    return value
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1)
 @click.option("--db", "db_path", default="results/probe.db", show_default=True, help="SQLite database.")
 @click.option("--resolver", "resolvers", multiple=True, metavar="HOST[:PORT]",
               help="A resolver to measure besides the system one (/etc/resolv.conf); repeatable.")
 @click.option("--no-system-resolver", is_flag=True, help="Measure only the --resolver ones.")
-@click.option("--helper", metavar="URL", help="Control test helper (ours: `probe helper serve`, or OONI's).")
-@click.option("--doh", multiple=True, metavar="URL", help="Control DNS-over-HTTPS resolver (repeatable).")
+@click.option("--helper", metavar="URL", callback=_http_urls,
+              help="Control test helper (ours: `probe helper serve`, or OONI's).")
+@click.option("--doh", multiple=True, metavar="URL", callback=_http_urls,
+              help="Control DNS-over-HTTPS resolver (repeatable).")
 @click.option("--no-control", is_flag=True, help="No control: verdicts from local evidence only (never 'blocked'"
               " without a signature).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")

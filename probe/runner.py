@@ -28,7 +28,7 @@ import trio
 
 from . import __version__, storage, vantage
 from .analysis import RULES_VERSION, Matcher, analyse
-from .control.client import DEFAULT_DOH, ControlClient, pool_limits
+from .control.client import DEFAULT_DOH, ControlClient
 from .measure import MeasureConfig, measure_url
 from .models import Observations, Target, Verdict
 from .netpolicy import NetPolicy
@@ -172,9 +172,10 @@ async def run_async(
     started = time.monotonic()
     any_answer = any_attempt = False
 
-    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout, limits=pool_limits()) as control_http:
-        control = ControlClient(control_http, helper_url=helper, doh_urls=tuple(doh),
-                                timeout=opts.dns_timeout) if (doh or helper) else None
+    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as vantage_http, \
+            ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
+                               timeout=opts.dns_timeout) as control_client:
+        control = control_client if (doh or helper) else None
         cfg = MeasureConfig(
             resolvers=resolvers, policy=NetPolicy.from_cidrs(opts.allow_net), contexts=contexts,
             control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
@@ -182,7 +183,7 @@ async def run_async(
             dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers},
         )
         if opts.ip_service and resolvers and not resumed:
-            v = await vantage.lookup(control_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
+            v = await vantage.lookup(vantage_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
             storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
         todo: Iterator[Target] = iter(targets)

@@ -9,18 +9,21 @@ makes verdicts weaker (`error`/`anomaly`), never stronger.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
 import dns.message
-import httpx
+import h11
 import trio
 
 from ..failures import TIMEOUT, classify
 from ..models import ControlResult, DnsQuery, Target
 from ..steps.dns import parse_reply
 from ..steps.http import BROWSER_HEADERS
+from .transport import ReplyTooLarge, ServiceClient
 
 # Used only when the user gives no --doh and no --no-control; tests always override.
 DEFAULT_DOH = ("https://dns.google/dns-query", "https://cloudflare-dns.com/dns-query")
@@ -32,28 +35,39 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-POOL_SIZE = 32  # connections to each control service; requests beyond wait in our limiter
-
-
-def pool_limits() -> httpx.Limits:
-    return httpx.Limits(max_connections=2 * POOL_SIZE, max_keepalive_connections=2 * POOL_SIZE)
+# Kept-alive connections to each DoH resolver and to the helper. A DoH answer takes one round trip, a helper
+# reply a whole measurement of the site: the helper gets more connections.
+DOH_POOL = 16
+HELPER_POOL = 48
+DOH_MAX_REPLY = 65535  # the largest DNS message
+_ERRORS = (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, ReplyTooLarge)
 
 
 class ControlClient:
-    """Shares one httpx client (and so one SSLContext and its kept-alive connections) across the run.
+    """One connection pool per control service, shared by every URL of the run."""
 
-    Requests wait in a trio CapacityLimiter, not in httpcore's pool: the pool's bookkeeping grows with the
-    number of waiting requests, and hundreds of URLs in flight made it the probe's main CPU cost.
-    """
-
-    def __init__(self, client: httpx.AsyncClient, *, helper_url: str | None, doh_urls: tuple[str, ...],
+    def __init__(self, doh: dict[str, ServiceClient], helper: ServiceClient | None, *,
                  timeout: float = 4.0) -> None:
-        self.client = client
-        self.helper_url = helper_url
-        self.doh_urls = doh_urls
+        self.doh = doh
+        self.helper_client = helper
+        self.helper_url = helper.url if helper else None
+        self.doh_urls = tuple(doh)
         self.timeout = timeout
-        self._doh_slots = trio.CapacityLimiter(POOL_SIZE)
-        self._helper_slots = trio.CapacityLimiter(POOL_SIZE)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, ssl_context: ssl.SSLContext, *, helper_url: str | None, doh_urls: tuple[str, ...],
+                   timeout: float = 4.0) -> AsyncIterator[ControlClient]:
+        doh = {url: ServiceClient(url, ssl_context=ssl_context, size=DOH_POOL, max_reply=DOH_MAX_REPLY)
+               for url in doh_urls}
+        helper = ServiceClient(helper_url, ssl_context=ssl_context, size=HELPER_POOL,
+                               max_reply=MAX_HELPER_REPLY) if helper_url else None
+        try:
+            yield cls(doh, helper, timeout=timeout)
+        finally:
+            with trio.CancelScope(shield=True):
+                for client in [*doh.values(), *([helper] if helper else [])]:
+                    await client.aclose()
 
     async def resolve(self, hostname: str, *, clock: Callable[[], float]) -> list[DnsQuery]:
         out: list[DnsQuery] = []
@@ -73,24 +87,23 @@ class ControlClient:
                         t0=clock())
         msg = dns.message.make_query(hostname, qtype)
         msg.id = 0  # RFC 8484 §4.1: id 0 keeps answers cacheable
-        headers = {"content-type": "application/dns-message", "accept": "application/dns-message"}
         try:
-            async with self._doh_slots:
-                with trio.fail_after(self.timeout):
-                    resp = await self.client.post(url, content=msg.to_wire(), headers=headers)
-            if resp.status_code != 200:
-                return replace(base, failure=f"unknown_failure: DoH HTTP status {resp.status_code}", t=clock())
-            reply = dns.message.from_wire(resp.content)
+            with trio.fail_after(self.timeout):
+                resp = await self.doh[url].post(msg.to_wire(), "application/dns-message",
+                                                accept="application/dns-message")
+            if resp.status != 200:
+                return replace(base, failure=f"unknown_failure: DoH HTTP status {resp.status}", t=clock())
+            reply = dns.message.from_wire(resp.body)
         except trio.TooSlowError:
             return replace(base, failure=TIMEOUT, t=clock())
-        except (httpx.HTTPError, OSError) as e:
+        except _ERRORS as e:
             return replace(base, failure=classify(e), t=clock())
         except Exception as e:  # a malformed DNS message from the DoH server
             return replace(base, failure=f"unknown_failure: bad DoH reply: {type(e).__name__}", t=clock())
         return replace(base, **parse_reply(reply, qtype), t=clock())
 
     async def helper(self, target: Target, addresses: list[str]) -> ControlResult:
-        assert self.helper_url is not None
+        assert self.helper_client is not None and self.helper_url is not None
         request = {
             "http_request": target.url,
             "http_request_headers": {k: [v] for k, v in BROWSER_HEADERS.items()},
@@ -98,19 +111,18 @@ class ControlClient:
         }
         t0 = trio.current_time()
         try:
-            async with self._helper_slots:
-                with trio.fail_after(HELPER_TIMEOUT):
-                    resp = await self.client.post(self.helper_url, json=request, timeout=HELPER_TIMEOUT)
-            if resp.status_code != 200:
+            with trio.fail_after(HELPER_TIMEOUT):
+                resp = await self.helper_client.post(json.dumps(request).encode(), "application/json")
+            if resp.status != 200:
                 return ControlResult(source=self.helper_url,
-                                     failure=f"unknown_failure: helper HTTP status {resp.status_code}")
-            if len(resp.content) > MAX_HELPER_REPLY:
-                return ControlResult(source=self.helper_url, failure="unknown_failure: helper reply too large")
-            data = json.loads(resp.content)
+                                     failure=f"unknown_failure: helper HTTP status {resp.status}")
+            data = json.loads(resp.body)
             result = parse_helper_reply(self.helper_url, data)
         except trio.TooSlowError:
             return ControlResult(source=self.helper_url, failure=TIMEOUT)
-        except (httpx.HTTPError, OSError) as e:
+        except ReplyTooLarge:
+            return ControlResult(source=self.helper_url, failure="unknown_failure: helper reply too large")
+        except _ERRORS as e:
             return ControlResult(source=self.helper_url, failure=classify(e))
         except (ValueError, TypeError, AttributeError) as e:
             return ControlResult(source=self.helper_url, failure=f"unknown_failure: bad helper reply: {e}"[:200])
