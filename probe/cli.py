@@ -11,12 +11,12 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import trio
 
 from . import reanalysis, signatures, storage
+from .control.transport import split_service_url
 from .runner import Progress, RunOptions, run_async
 from .targets import TargetError, filter_categories, read_inputs
 
@@ -81,9 +81,10 @@ def _default_inputs(data_dir: str | None = None, country: str | None = None) -> 
 def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Control services are reached over http(s) only: say so before measuring anything."""
     for url in ([] if value is None else [value] if isinstance(value, str) else value):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise click.BadParameter(f"{url!r} is not an http(s) URL", ctx=ctx, param=param)
+        try:
+            split_service_url(url)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx=ctx, param=param) from None
     return value
 
 

@@ -50,9 +50,15 @@ class ControlClient:
                  timeout: float = 4.0) -> None:
         self.doh = doh
         self.helper_client = helper
-        self.helper_url = helper.url if helper else None
-        self.doh_urls = tuple(doh)
         self.timeout = timeout
+
+    @property
+    def doh_urls(self) -> tuple[str, ...]:
+        return tuple(self.doh)
+
+    @property
+    def helper_url(self) -> str | None:
+        return self.helper_client.url if self.helper_client else None
 
     @classmethod
     @asynccontextmanager
@@ -103,7 +109,8 @@ class ControlClient:
         return replace(base, **parse_reply(reply, qtype), t=clock())
 
     async def helper(self, target: Target, addresses: list[str]) -> ControlResult:
-        assert self.helper_client is not None and self.helper_url is not None
+        assert self.helper_client is not None
+        source = self.helper_client.url
         request = {
             "http_request": target.url,
             "http_request_headers": {k: [v] for k, v in BROWSER_HEADERS.items()},
@@ -114,18 +121,18 @@ class ControlClient:
             with trio.fail_after(HELPER_TIMEOUT):
                 resp = await self.helper_client.post(json.dumps(request).encode(), "application/json")
             if resp.status != 200:
-                return ControlResult(source=self.helper_url,
+                return ControlResult(source=source,
                                      failure=f"unknown_failure: helper HTTP status {resp.status}")
             data = json.loads(resp.body)
-            result = parse_helper_reply(self.helper_url, data)
+            result = parse_helper_reply(source, data)
         except trio.TooSlowError:
-            return ControlResult(source=self.helper_url, failure=TIMEOUT)
+            return ControlResult(source=source, failure=TIMEOUT)
         except ReplyTooLarge:
-            return ControlResult(source=self.helper_url, failure="unknown_failure: helper reply too large")
+            return ControlResult(source=source, failure="unknown_failure: helper reply too large")
         except _ERRORS as e:
-            return ControlResult(source=self.helper_url, failure=classify(e))
+            return ControlResult(source=source, failure=classify(e))
         except (ValueError, TypeError, AttributeError) as e:
-            return ControlResult(source=self.helper_url, failure=f"unknown_failure: bad helper reply: {e}"[:200])
+            return ControlResult(source=source, failure=f"unknown_failure: bad helper reply: {e}"[:200])
         return replace(result, t=round(trio.current_time() - t0, 4))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import h11
 import trio
@@ -46,27 +46,33 @@ class _Conn:
     idle_since: float = 0.0
 
 
+def split_service_url(url: str) -> SplitResult:
+    """The parts of a control service's URL; ValueError unless it is http(s) with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return parts
+
+
 class ServiceClient:
     """Up to `size` connections to the origin of `url`; requests beyond that wait their turn here."""
 
     def __init__(self, url: str, *, ssl_context: ssl.SSLContext, size: int, max_reply: int) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+        parts = split_service_url(url)
         self.url = url
         self._tls = parts.scheme == "https"
-        self._host = parts.hostname
+        self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._tls else 80)
-        self._authority = parts.netloc.rsplit("@", 1)[-1]
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._fixed_headers = [("host", parts.netloc.rsplit("@", 1)[-1]), ("user-agent", "probe")]
         self._ssl = ssl_context
         self._max_reply = max_reply
         self._slots = trio.CapacityLimiter(size)
         self._idle: list[_Conn] = []
 
     async def post(self, body: bytes, content_type: str, *, accept: str | None = None) -> Reply:
-        headers = [("host", self._authority), ("content-type", content_type), ("content-length", str(len(body))),
-                   ("user-agent", "probe"), *([("accept", accept)] if accept else [])]
+        headers = [*self._fixed_headers, ("content-type", content_type), ("content-length", str(len(body))),
+                   *([("accept", accept)] if accept else [])]
         async with self._slots:
             conn = await self._checkout()
             if conn is not None:
