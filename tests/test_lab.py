@@ -14,13 +14,16 @@ from probe.lab.run import report, run_scenarios
 from probe.lab.scenarios import SCENARIOS
 from probe.lab.topology import Lab, missing_requirements
 
+# Parallel checkouts on one machine each set their own prefix (namespaces are machine-wide).
+LAB_PREFIX = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")
+
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(bool(missing_requirements()), reason="; ".join(missing_requirements()))]
 
 
 @pytest.fixture(scope="module")
 def lab():
-    the_lab = Lab(prefix="plt")
+    the_lab = Lab(prefix=LAB_PREFIX)
     the_lab.up()
     try:
         yield the_lab
@@ -62,19 +65,19 @@ def test_every_scenario_gives_its_expected_verdict(lab, tmp_path):
 
 
 def test_down_leaves_nothing_and_up_recovers_from_a_crash():
-    crashed = Lab(prefix="plr")
+    crashed = Lab(prefix=LAB_PREFIX[:-1] + "r")
     crashed.up()
     # A crash: the lab's internet dies and the state is half gone, namespaces and other processes remain.
     os.killpg(crashed._pids()["net-web"], signal.SIGKILL)
     (crashed.state / "ready").unlink()
     assert not crashed.is_up()
-    again = Lab(prefix="plr")
+    again = Lab(prefix=LAB_PREFIX[:-1] + "r")
     again.up()  # recovers: tears down the remains first
     assert again.is_up()
     outcomes = run_scenarios(again, tuple(s for s in SCENARIOS if s.name in ("snirst", "clean1")))
     assert all(o.correct for o in outcomes), report(outcomes)
     again.down()
-    assert leftovers("plr") == []
+    assert leftovers(LAB_PREFIX[:-1] + "r") == []
 
 
 def test_vantage_is_the_networks_asn_and_the_ip_is_nowhere(lab, tmp_path):
