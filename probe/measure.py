@@ -1,8 +1,8 @@
 """Measuring one URL: the steps and how they depend on each other.
 
-    DNS (every resolver, A+AAAA) ─┬─ TCP → TLS for every public answer ─┬─ HTTP via the first address that
-    DoH control ──────────────────┤  TCP → TLS for the control's answers │  accepted TCP
-                                  └─ helper control (needs our answers) ─┘
+    DNS (every resolver, A+AAAA) ─┬─ TCP → TLS for every public answer ─┬─ HTTP through each resolver's own
+    DoH control ──────────────────┤  TCP → TLS for the control's answers │  answers (one chain per distinct set)
+                                  └─ helper control (needs our answers) ─┘  then the self-controls
 
 Nothing waits for more than it needs: TCP starts when every resolver has given its *first* reply, while the
 DNS tasks keep listening for late (injected) replies in the background. One nursery per URL; nothing
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,9 +51,14 @@ class _Acc:
     control_dns: list[DnsQuery] = field(default_factory=list)
     tcp: list[TcpConnect] = field(default_factory=list)
     tls: list[TlsHandshake] = field(default_factory=list)
-    http: tuple[HttpHop, ...] = ()
+    chains: dict[str, tuple[HttpHop, ...]] = field(default_factory=dict)  # see HttpHop.chain
     control: ControlResult | None = None
     connected: list[str] = field(default_factory=list)  # probe-origin addresses that accepted TCP
+    control_connected: list[str] = field(default_factory=list)  # control-origin addresses that accepted TCP
+    outcomes: dict[str, trio.Event] = field(default_factory=dict)  # set once an address's TCP connect is over
+
+    def outcome(self, ip: str) -> trio.Event:
+        return self.outcomes.setdefault(ip, trio.Event())
 
 
 def _public_answers(queries: list[DnsQuery], policy: NetPolicy) -> tuple[list[str], list[str]]:
@@ -64,6 +70,26 @@ def _public_answers(queries: list[DnsQuery], policy: NetPolicy) -> tuple[list[st
             if a not in dest:
                 dest.append(a)
     return public, bogons
+
+
+def _paths(queries: list[DnsQuery], policy: NetPolicy) -> list[tuple[str, list[str]]]:
+    """Each distinct set of public answers, as (chain, addresses), in the resolvers' rank order.
+
+    The first set is fetched as the main chain (""): the system resolver's, which is what the volunteer's browser
+    would use. Another resolver that answers differently gets its own chain, so that each answer is judged by the
+    page it leads to, never by whichever address happened to connect first.
+    """
+    by_resolver: dict[str, list[str]] = {}
+    for q in queries:
+        addrs = by_resolver.setdefault(q.resolver, [])
+        addrs.extend(a for a in q.answers if policy.is_public(a) and a not in addrs)
+    paths: list[tuple[str, list[str]]] = []
+    seen: list[frozenset[str]] = []
+    for resolver, addrs in by_resolver.items():
+        if addrs and frozenset(addrs) not in seen:
+            seen.append(frozenset(addrs))
+            paths.append(("" if not paths else f"dns:{resolver}", addrs))
+    return paths
 
 
 async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
@@ -85,49 +111,96 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
 
         if literal:
             public, bogons = ([host], []) if cfg.policy.is_public(host) else ([], [host])
+            paths = [("", public)] if public else []
         else:
             await _resolve(nursery, cfg, host, acc, clock)
             # The system resolver's answer first: it is what the volunteer's browser would connect to.
             rank = {r.label: i for i, r in enumerate(cfg.resolvers)}
             acc.first_dns.sort(key=lambda q: (rank.get(q.resolver, 99), q.query_type))
             public, bogons = _public_answers(acc.first_dns, cfg.policy)
+            paths = _paths(acc.first_dns, cfg.policy)
         public = public[: cfg.max_addresses]
 
         if cfg.control and cfg.control.helper_url:
             nursery.start_soon(_helper, cfg, target, public, acc)
 
         async with trio.open_nursery() as connects:
-            gate = _FirstConnect(len(public))
             for ip in public:
-                connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock, gate)
+                connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
             connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
-            await gate.wait()
-            if acc.connected:
-                acc.http = await http.fetch(
-                    target.url,
-                    hostname=host,
-                    ip=acc.connected[0],
-                    resolve=lambda name: _resolve_for_redirect(cfg, name, clock),
-                    policy=cfg.policy,
-                    contexts=cfg.contexts,
-                    timeout=cfg.timeout,
-                    body_cap=cfg.body_cap,
-                    max_redirects=cfg.max_redirects,
-                    clock=clock,
-                )
+            for chain, addrs in paths:
+                connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public], acc, clock)
+        await _self_controls(cfg, target, paths, acc, clock)
+    # Control answers that are not public are bogons too: the same loopback answer at the control means the
+    # name points nowhere for everyone, which is no sign of tampering here.
+    _, control_bogons = _public_answers(acc.control_dns, cfg.policy)
+    bogons += [b for b in control_bogons if b not in bogons]
     order = {a: i for i, a in enumerate(public)}
     return Observations(
         target=target,
-        dns=tuple(sorted(acc.dns, key=lambda q: (q.resolver, q.query_type))),
+        dns=tuple(sorted(acc.dns, key=lambda q: (q.hostname != host, q.hostname, q.resolver, q.query_type))),
         tcp=tuple(sorted(acc.tcp, key=lambda c: (c.origin != "probe", order.get(c.ip, 99), c.ip))),
         tls=tuple(sorted(acc.tls, key=lambda h: (order.get(h.ip, 99), h.ip, h.decoy))),
-        http=acc.http,
+        http=tuple(h for chain in sorted(acc.chains, key=_chain_order) for h in acc.chains[chain]),
         control=acc.control,
-        control_dns=tuple(sorted(acc.control_dns, key=lambda q: (q.resolver, q.query_type))),
+        control_dns=tuple(sorted(acc.control_dns, key=lambda q: (q.hostname != host, q.hostname, q.resolver,
+                                                                 q.query_type))),
         bogons=tuple(bogons),
         started=started,
         runtime_s=clock(),
     )
+
+
+def _chain_order(chain: str) -> tuple[int, str]:
+    return ({"": 0, "control": 2, "https": 3}.get(chain, 1), chain)
+
+
+async def _fetch_path(cfg: MeasureConfig, target: Target, chain: str, addrs: list[str], acc: _Acc,
+                      clock) -> None:
+    """GET the URL through the first of `addrs`, in the resolver's order, that accepted TCP.
+
+    Waiting for the earlier addresses' outcome (not taking whichever connected first) keeps the verdict the same
+    from run to run.
+    """
+    for ip in addrs:
+        await acc.outcome(ip).wait()
+        if ip in acc.connected:
+            acc.chains[chain] = await _fetch(cfg, target.url, target, ip, acc, clock, chain)
+            return
+
+
+async def _fetch(cfg: MeasureConfig, url: str, target: Target, ip: str, acc: _Acc, clock,
+                 chain: str) -> tuple[HttpHop, ...]:
+    return await http.fetch(
+        url, hostname=target.hostname, ip=ip, resolve=lambda name: _resolve_for_redirect(cfg, acc, name, clock),
+        policy=cfg.policy, contexts=cfg.contexts, timeout=cfg.timeout, body_cap=cfg.body_cap,
+        max_redirects=cfg.max_redirects, clock=clock, chain=chain)
+
+
+async def _self_controls(cfg: MeasureConfig, target: Target, paths: list[tuple[str, list[str]]], acc: _Acc,
+                         clock) -> None:
+    """Pages to compare ours with, fetched from here, for when no helper reports the page.
+
+    - "control": through the control's DNS answers, when they share nothing with our first resolver's: the
+      same vantage, another answer; a different page says the answer, not the site, differs.
+    - "https": for an http:// URL without a helper, the same host's https:// page over verified TLS. A notice
+      on plain HTTP beside the real page over HTTPS is interference on HTTP.
+    """
+    if cfg.control is None or "" not in acc.chains:
+        return
+    ours = set(paths[0][1]) if paths else set()
+    theirs, _ = _public_answers(acc.control_dns, cfg.policy)
+    if theirs and not ours & set(theirs):
+        reached = [ip for ip in theirs if ip in acc.connected or ip in acc.control_connected]
+        if reached:
+            acc.chains["control"] = await _fetch(cfg, target.url, target, reached[0], acc, clock, "control")
+    main = acc.chains[""]
+    if (target.scheme == "http" and target.port == 80 and not cfg.control.helper_url
+            and main[-1].url.startswith("http://")):
+        parts = urllib.parse.urlsplit(target.url)
+        url = urllib.parse.urlunsplit(("https", target.hostname, parts.path or "/", parts.query, ""))
+        chosen = main[0].ip or paths[0][1][0]
+        acc.chains["https"] = await _fetch(cfg, url, target, chosen, acc, clock, "https")
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -164,41 +237,26 @@ async def _resolve(nursery: trio.Nursery, cfg: MeasureConfig, host: str, acc: _A
     await all_first.wait()
 
 
-async def _resolve_for_redirect(cfg: MeasureConfig, name: str, clock) -> tuple[str | None, list[str]]:
+async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock) -> tuple[str | None, list[str]]:
+    """A redirect target's name, from the first resolver; recorded, and asked of the control when it fails here."""
     if _is_ip_literal(name):
         return None, [name]
     if not cfg.resolvers:
         return "dns_no_answer", []
     q = await dns.query(cfg.resolvers[0], name, "A", timeout=cfg.dns_timeout, late_window=0, clock=clock)
+    acc.dns.append(q)
+    if not q.answers and cfg.control and cfg.control.doh_urls:
+        acc.control_dns.extend(await cfg.control.resolve(name, clock=clock))
     return (None, list(q.answers)) if q.answers else (q.failure or "dns_no_answer", [])
 
 
-class _FirstConnect:
-    """Opens when one probe-origin address accepts TCP, or when all of them have failed."""
-
-    def __init__(self, expected: int) -> None:
-        self._left = expected
-        self._event = trio.Event()
-        if expected == 0:
-            self._event.set()
-
-    def report(self, connected: bool) -> None:
-        self._left -= 1
-        if connected or self._left == 0:
-            self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
 async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal["probe", "control"],
-                   acc: _Acc, clock, gate: _FirstConnect | None = None) -> None:
+                   acc: _Acc, clock) -> None:
     conn, stream = await tcp.connect(ip, target.port, timeout=cfg.timeout, origin=origin, clock=clock)
     acc.tcp.append(conn)
-    if stream is not None and origin == "probe":
-        acc.connected.append(ip)
-    if gate is not None:
-        gate.report(stream is not None)
+    if stream is not None:
+        (acc.connected if origin == "probe" else acc.control_connected).append(ip)
+    acc.outcome(ip).set()
     if stream is None:
         return
     if target.scheme != "https":

@@ -41,6 +41,9 @@ class DnsQuery:
     # Replies that arrived after the first one, within the listening window: an injector's mark.
     late_answers: tuple[dict[str, Any], ...] = ()
     control: bool = False  # True for the control's own queries (DoH)
+    # Copies of the query we sent after the first (a retransmission after half the timeout): a resolver answers
+    # each copy, so one extra reply is expected then and is no sign of an injector.
+    retransmits: int = 0
     t0: float = 0.0
     t: float = 0.0
 
@@ -51,6 +54,9 @@ class TcpConnect:
     port: int
     origin: Literal["probe", "control"]  # whose DNS answer gave us this address
     failure: str | None = None
+    # An unreachable failure that this machine's own routing table explains (a route lookup failed too): a
+    # local fact, not something the network did. An ICMP unreachable from a router on the path leaves it False.
+    no_local_route: bool = False
     t0: float = 0.0
     t: float = 0.0
 
@@ -76,9 +82,17 @@ class TlsHandshake:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpHop:
-    """One request of a redirect chain."""
+    """One request of a redirect chain.
+
+    A measurement can hold several chains, told apart by `chain`: "" is the page through the first resolver's
+    answers (the system resolver: what the volunteer's browser gets); "dns:<resolver>" the page through another
+    resolver's different answers; "control" the page fetched from here through the control's DNS answers;
+    "https" the https:// page of an http:// URL's host. The extra chains are the self-controls analysis
+    compares with when no helper reports the page.
+    """
 
     url: str
+    chain: str = ""
     ip: str | None = None  # the peer address we dialled
     status: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
@@ -90,6 +104,8 @@ class HttpHop:
     failure: str | None = None
     # Why the chain stopped here although the hop asked to go on (loop cap, bogon target, bad scheme).
     stopped: str | None = None
+    # Which step of this hop failed: "dns" (the redirect target's name), "tcp", "tls" or "http".
+    failed_step: str | None = None
     t0: float = 0.0
     t: float = 0.0
     body: bytes = field(default=b"", repr=False, compare=False)  # capped; stored apart, by sha256
@@ -129,6 +145,10 @@ class Observations:
     bogons: tuple[str, ...] = ()  # answers we refused to connect to
     started: str = ""  # ISO 8601, UTC
     runtime_s: float = 0.0
+
+    def chain(self, name: str = "") -> tuple[HttpHop, ...]:
+        """The hops of one HTTP chain (see HttpHop.chain); "" is the main one."""
+        return tuple(h for h in self.http if h.chain == name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

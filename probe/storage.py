@@ -100,6 +100,15 @@ def m004_tls_first_failure(db: sqlite_utils.Database) -> None:
     _add_column(db, "tls_handshakes", "first_failure", str)
 
 
+@migrations()
+def m005_paths_and_steps(db: sqlite_utils.Database) -> None:
+    """Rules 2026.11.2: several HTTP chains per URL, the step a hop failed at, retransmissions, local routes."""
+    _add_column(db, "http_hops", "chain", str)
+    _add_column(db, "http_hops", "failed_step", str)
+    _add_column(db, "dns_queries", "retransmits", int)
+    _add_column(db, "tcp_connects", "no_local_route", int)
+
+
 def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,
                 country: str | None, failure: str | None) -> None:
     with db.atomic():
@@ -198,10 +207,15 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
             v = json.loads(v)
             if isinstance(v, list):
                 v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-        elif k in ("control", "decoy", "body_truncated") and v is not None:
+        elif k in ("control", "decoy", "body_truncated", "no_local_route") and v is not None:
             v = bool(v)
+        if v is None and k in _DEFAULT_WHEN_NULL:
+            continue  # a column added by a later migration: older rows have NULL, the record its default
         kwargs[k] = v
     return cls(**kwargs)
+
+
+_DEFAULT_WHEN_NULL = {"chain", "retransmits", "no_local_route"}
 
 
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:

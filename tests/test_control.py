@@ -98,3 +98,59 @@ async def test_blockpage_and_censor_ip_are_named_and_reanalysis_finds_them(world
         "blocked", "http/blockpage:probe.pk.surf-safely", "probe.pk.surf-safely")
     assert (rows[urls[1]]["status"], rows[urls[1]]["detail"]) == ("blocked", "dns/censor-ip:lab.dns-blockpage-server")
     write_golden(db, rows[urls[0]], "pk-surf-safely-in-path")
+
+
+async def test_a_retransmission_s_answer_is_not_an_injection(world):
+    net = world
+    targets, _ = read_inputs([net.http("rotate.test"), net.http("inject.test")])
+    db = open_db(":memory:")
+    summary = await run_async(db, targets, control_options(net), emit=None)
+    rows = {m["url"]: m for m in measurements(db, summary.run_id)}
+    rotate = load_observations(db, rows[net.http("rotate.test")])
+    a = next(q for q in rotate.dns if q.query_type == "A")
+    # The scenario did what it says: we sent the query twice and heard two different, honest answers.
+    assert a.retransmits == 1 and [late["answers"] for late in a.late_answers] == [["127.0.0.1"]]
+    assert a.answers == ("127.0.0.12",)
+    assert (rows[net.http("rotate.test")]["status"], rows[net.http("rotate.test")]["rule"]) == ("ok", "ok")
+    assert (rows[net.http("inject.test")]["status"], rows[net.http("inject.test")]["rule"]) == (
+        "blocked", "dns-injection")
+
+
+async def test_doh_only_control_compares_what_it_claims(world):
+    """The control most volunteers have: DoH, no helper. Pages are compared with pages fetched from here."""
+    net = world
+    cases = {
+        net.http("ok.test"): ("ok", None, "ok", "ok-dns-consistent"),
+        # Our answer leads to a notice; the control's answer, fetched from here, to the real page.
+        net.http("dnspage.test"): ("blocked", "dns", "dns/inconsistent", "dns-inconsistent-page"),
+        net.http("redir-nx.test"): ("blocked", "dns", "dns/nxdomain", "redirect-blocked"),
+        # No helper fetched the page: a reset on the second hop is not conclusive.
+        net.http("redir-reset.test"): ("anomaly", "http", "http/connection_reset", "redirect-unverified"),
+    }
+    targets, _ = read_inputs(list(cases))
+    db = open_db(":memory:")
+    opts = net.options(no_control=False, doh=(f"https://127.0.0.1:{net.doh_port}/dns-query",))
+    summary = await run_async(db, targets, opts, emit=None)
+    rows = {m["url"]: m for m in measurements(db, summary.run_id)}
+    got = {u: (m["status"], m["layer"], m["detail"], m["rule"]) for u, m in rows.items()}
+    assert got == cases, "\n".join(f"{u}: {rows[u]['evidence']}" for u in cases if got[u] != cases[u])
+    assert "compared" not in rows[net.http("ok.test")]["evidence"].split(";")[0].replace("no control page was"
+                                                                                         " compared", "")
+    dnspage = load_observations(db, rows[net.http("dnspage.test")])
+    assert {h.chain for h in dnspage.http} == {"", "control"}  # no https self-control for a URL on port 8xxx
+    assert "control-address page" in rows[net.http("dnspage.test")]["evidence"]
+    for url in cases:
+        write_golden(db, rows[url], url.split("//")[1].split(".")[0] + "-doh-only")
+
+
+async def test_without_control_nothing_is_blocked_without_a_signature(world):
+    net = world
+    cases = {net.http("ok.test"): ("ok", None, "ok", "ok-unverified"),
+             net.http("inject.test"): ("anomaly", "dns", "dns/injection", "dns-injection-unverified")}
+    targets, _ = read_inputs(list(cases))
+    db = open_db(":memory:")
+    summary = await run_async(db, targets, net.options(), emit=None)
+    rows = {m["url"]: m for m in measurements(db, summary.run_id)}
+    assert {u: (m["status"], m["layer"], m["detail"], m["rule"]) for u, m in rows.items()} == cases
+    for url in cases:
+        write_golden(db, rows[url], url.split("//")[1].split(".")[0] + "-no-control")

@@ -30,6 +30,14 @@ def test_every_command_is_in_the_readme_and_has_an_example():
         assert "Example:" in (cmd.help or ""), f"{name} --help has no example"
 
 
+def test_readme_tables_are_generated_from_the_code():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "probe.readme_tables", "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_every_rule_is_in_the_readme():
     for rule in RULES:
         assert f"`{rule.id}`" in README, rule.id

@@ -171,3 +171,21 @@ async def test_vantage_offline_is_error_not_censorship(net):
     assert summary.status == "offline"
     assert {r["status"] for r in rows.values()} == {"error"}
     assert {r["detail"] for r in rows.values()} == {"vantage/offline"}
+
+
+def test_no_route_is_told_by_this_machine_s_routing_table():
+    """In a network namespace with no routes at all, a connection fails for want of a route here, and the
+    route lookup (a UDP connect, which sends nothing) says so; on loopback there is a route."""
+    import shutil
+    import subprocess
+    import sys
+
+    from probe.steps.tcp import has_local_route
+
+    assert has_local_route("127.0.0.1")
+    assert shutil.which("unshare"), "util-linux's unshare is needed (root, Linux)"
+    code = ("import trio; from probe.steps import tcp\n"
+            "c, s = trio.run(lambda: tcp.connect('198.18.0.1', 80, timeout=2, origin='probe', clock=lambda: 0.0))\n"
+            "print(c.failure, c.no_local_route, tcp.has_local_route('198.18.0.1'))")
+    out = subprocess.run(["unshare", "--net", sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["network_unreachable", "True", "False"]

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,19 @@ def test_every_scenario_gives_its_expected_verdict(lab, tmp_path):
     assert wrong == []
     assert not any(o.false_positive for o in outcomes)
     assert len([o for o in outcomes if o.scenario.expect == "ok"]) >= 25
+
+
+def test_a_second_resolver_gives_the_same_verdict_every_time(lab, tmp_path):
+    """The ISP's resolver sends the name to its own server (a notice no signature knows); the public resolver the
+    probe also asks, and the control, give the real address. The page is fetched through each resolver's own
+    answer, so the verdict cannot depend on which address happened to connect first."""
+    subset = tuple(s for s in SCENARIOS if s.name in ("dns-unknown", "dns-unknown-doh"))
+    seen = Counter()
+    for i in range(20):
+        for o in run_scenarios(lab, subset, db=tmp_path / f"repeat{i}.db"):
+            seen[(o.scenario.name, o.status, o.detail)] += 1
+    assert seen == {("dns-unknown", "blocked", "dns/inconsistent"): 20,
+                    ("dns-unknown-doh", "blocked", "dns/inconsistent"): 20}
 
 
 def test_down_leaves_nothing_and_up_recovers_from_a_crash():

@@ -20,3 +20,34 @@ async def test_reanalyze_restores_verdicts_from_observations_alone(net):
     assert (changed, total) == (4, 4)
     assert after == before
     assert {m["rules_version"] for m in measurements(db)} == {RULES_VERSION}
+
+
+async def test_a_database_from_the_previous_rules_moves_to_the_new_ones(net, tmp_path):
+    """A run stored by rules 2026.11.1 (no chains, steps, retransmissions or route facts in its tables) is
+    migrated on open and re-judged by the current rules, with the same verdicts a new run gets."""
+    import sqlite3
+
+    urls = [net.http("ok.test"), "http://nx.test/", net.http("loop.test"), f"https://tlsreset.test:{net.reset_port}/"]
+    targets, _ = read_inputs(urls)
+    path = tmp_path / "old.db"
+    db = open_db(path)
+    summary = await run_async(db, targets, net.options(keep_bodies="all"))
+    now = {m["url"]: (m["status"], m["detail"], m["rule"]) for m in measurements(db, summary.run_id)}
+    db.close()
+    con = sqlite3.connect(path)
+    for table, column in (("http_hops", "chain"), ("http_hops", "failed_step"), ("dns_queries", "retransmits"),
+                          ("tcp_connects", "no_local_route")):
+        con.execute(f"alter table {table} drop column {column}")
+    con.execute("delete from _sqlite_migrations where name = 'm005_paths_and_steps'")
+    con.execute("update measurements set rules_version = '2026.11.1', rule = 'ok', status = 'ok', detail = 'ok'"
+                " where url = ?", [net.http("loop.test")])  # what 2026.11.1 said of a redirect loop
+    con.commit()
+    con.close()
+    db = open_db(path)
+    assert {"chain", "failed_step"} <= set(db.table("http_hops").columns_dict)
+    changed, total = reanalyze(db)
+    rows = {m["url"]: m for m in measurements(db)}
+    assert (changed, total) == (1, 4)
+    assert {u: (m["status"], m["detail"], m["rule"]) for u, m in rows.items()} == now
+    assert now[net.http("loop.test")] == ("anomaly", "http/too-many-redirects:10", "redirect-unfinished")
+    assert {m["rules_version"] for m in rows.values()} == {RULES_VERSION}

@@ -182,3 +182,49 @@ def test_dns_censor_ip_and_redirect_location():
                        status=302)
     v = analyse(redirect, sigset.hits)
     assert (v.status, v.detail) == ("blocked", "http/blockpage:probe.pk.mobilink-redirect-location")
+
+
+def _page(url: str, body: bytes, *, status: int = 200, title: str | None = None, location: str | None = None,
+          **kw) -> HttpHop:
+    import hashlib
+
+    headers = (("location", location),) if location else (("content-type", "text/html"),)
+    return HttpHop(url=url, ip="203.0.113.7", status=status, headers=headers, location=location, body=body,
+                   body_length=len(body), body_sha256=hashlib.sha256(body).hexdigest(), title=title, **kw)
+
+
+def test_an_injected_redirect_is_named_even_when_the_notice_is_as_long_as_the_page():
+    """Mobilink style: a 302 to a notice on another host, whose length is within 30% of the real page."""
+    real = ControlResult(source="test", http_status=200, http_title="Daily News Today", http_body_length=1000,
+                         http_headers={"x-news": "1"})
+    notice = b"<html><head><title>Access denied</title></head><body>" + b"x" * 900 + b"</body></html>"
+    loc = "http://119.73.65.87:8080/redirect.html?accessurl=site.example/"
+    obs = Observations(target=TARGET, control=real, http=(
+        _page(TARGET.url, b"", status=302, location=loc),
+        _page(loc, notice, title="Access denied")))
+    v = analyse(obs, SignatureSet(load_builtin()[0]).hits)
+    assert (v.status, v.detail) == ("blocked", "http/blockpage:probe.pk.mobilink-redirect-location"), v.evidence
+    # The same redirect to a host no signature knows: a different title on another host is a difference.
+    other = "http://notice.example/denied.html"
+    obs = Observations(target=TARGET, control=real, http=(
+        _page(TARGET.url, b"", status=302, location=other), _page(other, notice, title="Access denied")))
+    v = analyse(obs, SignatureSet(load_builtin()[0]).hits)
+    assert (v.status, v.detail, v.rule) == ("anomaly", "http/diff", "http-diff"), v.evidence
+
+
+def test_a_false_positive_signature_on_a_redirect_does_not_speak_for_the_chain(shared_data):
+    """A server's default page on a 301, then a certificate that is bad for everyone: down, not server-side."""
+    text = (shared_data / "censoredplanet-assets-false_positive_signatures.json").read_text()
+    fps, _ = load_censoredplanet_jsonl(text, "fp.json", false_positive=True)
+    sigset = SignatureSet([*load_builtin()[0], *fps])
+    body = b"<html><body><h1>Moved</h1><p><em>Thank you for using nginx.</em></p></body></html>"
+    to = "https://site.example/"
+    broken = ControlResult(source="test", http_failure="ssl_invalid_hostname")
+    hops = (_page(TARGET.url, body, status=301, location=to),
+            HttpHop(url=to, failure="ssl_invalid_hostname", failed_step="tls"))
+    assert any(h.server_side for h in sigset.hits(Observations(target=TARGET, http=hops)))  # it does match
+    v = analyse(Observations(target=TARGET, control=broken, http=hops), sigset.hits)
+    assert (v.status, v.layer, v.detail, v.rule) == ("down", "tls", "tls/ssl_invalid_hostname", "redirect-down")
+    # On the page the chain ends on, the same signature does speak: the site's own page, not a censor's.
+    v = analyse(Observations(target=TARGET, http=(_page(TARGET.url, body),)), sigset.hits)
+    assert v.rule == "server-side-page"

@@ -31,7 +31,7 @@ def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
     rule = first_rule(facts)
     return Verdict(
         status=rule.status,
-        layer=rule.layer,
+        layer=rule.layer_for(facts),
         detail=rule.detail(facts),
         rule=rule.id,
         control=facts.control,
@@ -56,7 +56,14 @@ def _evidence(rule: Rule, f: Facts) -> str:
         decoy = "" if f.decoy_ok is None else f" (decoy SNI: {f.decoy_failure or 'ok'})"
         parts.append(f"tls: {f.tls_failure}{decoy}")
     if f.final is not None:
-        parts.append(f"http: {f.final.status or f.http_failure} {f.final.url}")
+        parts.append(f"http: {f.final.status or f.final.failure} {f.final.url}")
+    if f.hop_failure is not None:
+        parts.append(f"hop {f.hop_failure.index}: {f.hop_failure.layer} {f.hop_failure.failure}")
+    if f.comparison is not None:
+        same = "same" if f.comparison.consistent else "different"
+        parts.append(f"page compared with the {f.reference}: {same}")
+    if f.path_diffs:
+        parts.append("a different page through the answers of: " + ", ".join(f.path_diffs))
     if f.signature:
         parts.append(f"signature {f.signature.id} in {f.signature.where}")
     return "; ".join(parts)

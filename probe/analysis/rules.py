@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from ..models import Layer, Status
 from .facts import Facts
 
-RULES_VERSION = "2026.11.1"
+RULES_VERSION = "2026.11.2"
 
 _INTERFERENCE = {"connection_reset", "eof_error", "generic_timeout_error"}
+_CERT = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
+_LOOKUP = {"dns_nxdomain_error", "dns_no_answer"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,9 +25,13 @@ class Rule:
     id: str
     when: Callable[[Facts], bool]
     status: Status
-    layer: Layer | None
+    # The layer the verdict names; a function for rules whose layer is the failing hop's step.
+    layer: Layer | Callable[[Facts], Layer | None] | None
     detail: Callable[[Facts], str]
     explain: str  # the condition in words, for the README's rule table and the evidence
+
+    def layer_for(self, facts: Facts) -> Layer | None:
+        return self.layer(facts) if callable(self.layer) else self.layer
 
 
 def _ctl_ok(f: Facts) -> bool:
@@ -54,6 +60,19 @@ def _first(d: dict[str, str]) -> str:
     return next(iter(d.values()))
 
 
+def _hop_layer(f: Facts) -> Layer | None:
+    return f.hop_failure.layer if f.hop_failure else None
+
+
+_DNS_REASON = {"dns_nxdomain_error": "nxdomain", "dns_no_answer": "no_answer"}
+
+
+def _hop_detail(f: Facts) -> str:
+    assert f.hop_failure is not None
+    failure = f.hop_failure.failure
+    return f"{f.hop_failure.layer}/{_DNS_REASON.get(failure, failure) if f.hop_failure.layer == 'dns' else failure}"
+
+
 def _sig(f: Facts) -> str:
     assert f.signature is not None
     return f.signature.id
@@ -65,21 +84,31 @@ RULES: tuple[Rule, ...] = (
     Rule(id="not-public", when=lambda f: f.target_not_public, status="error", layer=None,
          detail=lambda f: "local/not_public_address",
          explain="the URL names a loopback, private or reserved address: never connected to, not measured"),
-    Rule(id="server-side-page", when=lambda f: f.signature is not None and f.signature.server_side,
-         status="anomaly", layer="http", detail=lambda f: f"http/server-side:{_sig(f)}",
-         explain="the page matches a false-positive signature (CDN challenge, geo-block): the site, not a censor"),
+    Rule(id="server-side-page", when=lambda f: f.signature is not None and f.signature.server_side
+         and not _site_down_for_control(f), status="anomaly", layer="http",
+         detail=lambda f: f"http/server-side:{_sig(f)}",
+         explain="the page the chain ends on matches a false-positive signature (CDN challenge, geo-block): the"
+                 " site, not a censor"),
     Rule(id="dns-censor-ip", when=lambda f: f.signature is not None and f.signature.layer == "dns",
          status="blocked", layer="dns", detail=lambda f: f"dns/censor-ip:{_sig(f)}",
          explain="a DNS answer is a known censor address"),
-    Rule(id="http-blockpage", when=lambda f: f.signature is not None and f.signature.layer == "http",
-         status="blocked", layer="http", detail=lambda f: f"http/blockpage:{_sig(f)}",
+    Rule(id="http-blockpage", when=lambda f: f.signature is not None and f.signature.layer == "http"
+         and not f.signature.server_side, status="blocked", layer="http",
+         detail=lambda f: f"http/blockpage:{_sig(f)}",
          explain="a hop's body, headers or redirect matches a censor's blockpage signature"),
-    Rule(id="dns-injection", when=lambda f: bool(f.injected), status="blocked", layer="dns",
+    Rule(id="dns-injection", when=lambda f: bool(f.injected) and f.injection_settled, status="blocked",
+         layer="dns", detail=lambda f: "dns/injection",
+         explain="a query got a second, contradicting reply that no retransmission of ours explains, and the"
+                 " control shows which reply is forged (an on-path injector)"),
+    Rule(id="dns-injection-unverified", when=lambda f: bool(f.injected), status="anomaly", layer="dns",
          detail=lambda f: "dns/injection",
-         explain="a resolver's query got a second, contradicting reply (an on-path injector)"),
-    Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_dns_failure == "dns_nxdomain_error",
-         status="down", layer="dns", detail=lambda f: "dns/nxdomain",
-         explain="the name does not exist for the control either"),
+         explain="a query got a second, contradicting reply, and no control answer tells which one is forged"),
+    Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_name_missing, status="down", layer="dns",
+         detail=lambda f: "dns/nxdomain",
+         explain="the name has no address for the control either (NXDOMAIN or an empty answer)"),
+    Rule(id="dns-bogon-everywhere", when=lambda f: f.bogon_only and f.control_bogon_only, status="down",
+         layer="dns", detail=lambda f: "dns/bogon",
+         explain="the name points to a non-public address at the control too: misconfigured, not censored"),
     Rule(id="dns-bogon", when=lambda f: f.bogon_only and bool(f.control_addrs),
          status="blocked", layer="dns", detail=lambda f: "dns/bogon",
          explain="a resolver here gives only non-public answers, the control public ones"),
@@ -92,8 +121,9 @@ RULES: tuple[Rule, ...] = (
          explain="the resolver failed (timeout, SERVFAIL, REFUSED) while the control resolves: could be a flaky"
                  " resolver, so not conclusive"),
     Rule(id="control-failed", when=lambda f: f.control == "failed" and (_dns_broken(f) or _all_tcp_failed(f)
-         or f.tls_failure is not None or f.http_failure is not None), status="error", layer=None,
-         detail=lambda f: "control/failed", explain="something failed here and the control could not be reached"),
+         or f.tls_failure is not None or f.http_failure is not None or f.hop_failure is not None),
+         status="error", layer=None, detail=lambda f: "control/failed",
+         explain="something failed here and the control could not be reached"),
     Rule(id="dns-unverified", when=lambda f: _dns_broken(f), status="anomaly", layer="dns",
          detail=lambda f: "dns/bogon" if not f.dns_failure else f"dns/{f.dns_failure}",
          explain="a DNS failure or bogon answer with no control to compare"),
@@ -113,6 +143,11 @@ RULES: tuple[Rule, ...] = (
          ep.rsplit(":", 1)[0].strip("[]") in f.tcp_failures for ep in f.control_tcp_ok),
          status="blocked", layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
          explain="some addresses fail here that the control connects to (others work)"),
+    Rule(id="dns-inconsistent-tls", when=lambda f: f.tls_failure is not None and f.dns_consistent is False
+         and f.tls_failure_ip not in f.control_addrs and _site_ok_for_control(f), status="blocked", layer="dns",
+         detail=lambda f: "dns/inconsistent",
+         explain="TLS fails on an address only our DNS gave, our answers differ from the control's, and the"
+                 " control reaches the site: the answer is at fault, not TLS"),
     Rule(id="tls-sni", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is True, status="blocked",
          layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake with the real name fails by reset/EOF/timeout; a decoy name to the same address"
@@ -125,10 +160,10 @@ RULES: tuple[Rule, ...] = (
     Rule(id="tls-down", when=lambda f: f.tls_failure is not None and _ctl_ok(f) and f.control_tls_ok is False
          and not f.control_http_ok, status="down", layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake fails here and at the control"),
-    Rule(id="tls-mitm", when=lambda f: f.tls_failure in ("ssl_invalid_hostname", "ssl_unknown_authority",
-         "ssl_invalid_certificate") and bool(f.control_tls_ok or f.control_http_ok), status="blocked",
-         layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
-         explain="the certificate presented here is not valid for the name, while the control's is"),
+    Rule(id="tls-mitm", when=lambda f: f.tls_failure in _CERT and f.control_tls_same_endpoint is True,
+         status="blocked", layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
+         explain="the certificate presented here is not valid for the name, while the control's handshake with"
+                 " the same address and name verifies"),
     Rule(id="tls-unverified", when=lambda f: f.tls_failure is not None, status="anomaly", layer="tls",
          detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake failed and neither control nor decoy tells why"),
@@ -140,24 +175,61 @@ RULES: tuple[Rule, ...] = (
          explain="the request fails here (reset, EOF, timeout) while the control gets the page"),
     Rule(id="http-unverified", when=lambda f: f.http_failure is not None, status="anomaly", layer="http",
          detail=lambda f: f"http/{f.http_failure}", explain="the request failed and no control tells why"),
-    Rule(id="dns-inconsistent-page", when=lambda f: f.dns_consistent is False and f.comparison is not None
-         and not f.comparison.consistent, status="blocked", layer="dns", detail=lambda f: "dns/inconsistent",
-         explain="our answers differ from the control's and lead to a different page"),
-    Rule(id="dns-only-here", when=lambda f: f.dns_consistent is False and f.control_dns_failure == "dns_nxdomain_error"
+    Rule(id="redirect-down", when=lambda f: f.hop_failure is not None and (
+         f.hop_failure.control_resolves is False if f.hop_failure.layer == "dns" else f.control_http_ok is False),
+         status="down", layer=_hop_layer, detail=_hop_detail,
+         explain="a redirect target fails here and at the control (its name has no address there, or the"
+                 " helper does not get the page either)"),
+    Rule(id="redirect-blocked", when=lambda f: f.hop_failure is not None and (
+         f.hop_failure.control_resolves is True and f.hop_failure.failure in _LOOKUP
+         if f.hop_failure.layer == "dns" else f.control_http_ok is True), status="blocked", layer=_hop_layer,
+         detail=_hop_detail,
+         explain="a redirect target fails here at its own step (its name does not resolve while the control"
+                 " resolves it; TCP, TLS or HTTP fails while the control gets the page)"),
+    Rule(id="redirect-unverified", when=lambda f: f.hop_failure is not None, status="anomaly", layer=_hop_layer,
+         detail=_hop_detail, explain="a redirect target fails here and no control tells why"),
+    Rule(id="dns-inconsistent-page", when=lambda f: f.dns_consistent is False and bool(f.path_diffs),
+         status="blocked", layer="dns", detail=lambda f: "dns/inconsistent",
+         explain="a resolver's answers differ from the control's and lead to a different page than the"
+                 " control's (the helper's page, or the page through the control's answers fetched from here)"),
+    Rule(id="dns-only-here", when=lambda f: f.dns_consistent is False and f.control_name_missing
          and not f.tls_verified, status="anomaly", layer="dns", detail=lambda f: "dns/inconsistent",
-         explain="the name resolves here but does not exist for the control (e.g. a resolver that hijacks"
+         explain="the name resolves here but has no address for the control (e.g. a resolver that hijacks"
                  " NXDOMAIN)"),
-    Rule(id="https-verified", when=lambda f: f.tls_verified and f.final is not None and f.final.status is not None
+    Rule(id="redirect-stopped", when=lambda f: f.stopped is not None and f.control_http_ok is False,
+         status="down", layer="http", detail=lambda f: f"http/{f.stopped}",
+         explain="the redirects end nowhere (a loop, too many, a non-public or non-HTTP target) and the control"
+                 " gets no page either"),
+    Rule(id="redirect-unfinished", when=lambda f: f.stopped is not None, status="anomaly", layer="http",
+         detail=lambda f: f"http/{f.stopped}",
+         explain="the redirects end nowhere (a loop, too many, a non-public or non-HTTP target): no page"),
+    Rule(id="https-verified", when=lambda f: f.tls_verified and f.final_is_page and f.final is not None
          and f.final.url.startswith("https://"), status="ok", layer=None, detail=lambda f: "ok",
          explain="a page over verified TLS: what we got is what the site served (OONI's rule too)"),
-    Rule(id="http-diff", when=lambda f: f.comparison is not None and not f.comparison.consistent,
-         status="anomaly", layer="http", detail=lambda f: "http/diff",
-         explain="the page differs from the control's (status, and none of size, headers, title match)"),
-    Rule(id="ok", when=lambda f: f.final is not None and f.final.status is not None, status="ok", layer=None,
-         detail=lambda f: "ok", explain="we got the page, consistent with the control where there is one"),
+    Rule(id="http-diff-https", when=lambda f: f.reference == "https page" and f.comparison is not None
+         and not f.comparison.consistent, status="anomaly", layer="http", detail=lambda f: "http/diff",
+         explain="the http:// page differs from the same host's page over verified HTTPS (no helper page to"
+                 " compare with)"),
+    Rule(id="http-diff", when=lambda f: f.comparison is not None and (not f.comparison.consistent
+         or f.cross_host_title_diff), status="anomaly", layer="http", detail=lambda f: "http/diff",
+         explain="the page differs from the control's (status, and none of size, headers, title match; or a"
+                 " redirect to another host whose title is not the control's)"),
+    Rule(id="ok", when=lambda f: f.comparison is not None, status="ok", layer=None, detail=lambda f: "ok",
+         explain="we got the page and it matches the control's page (by OONI's body, header and title tests)"),
+    Rule(id="ok-dns-consistent", when=lambda f: f.final_is_page and f.dns_consistent is True, status="ok",
+         layer=None, detail=lambda f: "ok",
+         explain="we got the page through answers consistent with the control's DNS; no control page was"
+                 " compared"),
+    Rule(id="dns-unconfirmed", when=lambda f: f.final_is_page and f.dns_consistent is False, status="anomaly",
+         layer="dns", detail=lambda f: "dns/inconsistent",
+         explain="our answers differ from the control's, and no page through the control's answers could be"
+                 " compared with ours"),
+    Rule(id="ok-unverified", when=lambda f: f.final_is_page, status="ok", layer=None, detail=lambda f: "ok",
+         explain="we got the page; there was no control page or DNS answer to compare it with"),
     Rule(id="no-route", when=lambda f: bool(f.probe_addrs) and not f.tcp_connected and not f.tcp_failures,
          status="error", layer=None, detail=lambda f: "local/network_unreachable",
-         explain="this machine has no route to any of the site's addresses (e.g. an IPv6-only site here)"),
+         explain="this machine has no route to any of the site's addresses (a route lookup here fails, e.g. an"
+                 " IPv6-only site on an IPv4-only network)"),
     Rule(id="no-evidence", when=lambda f: True, status="anomaly", layer=None, detail=lambda f: "unknown",
          explain="nothing conclusive either way"),
 )

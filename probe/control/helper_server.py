@@ -107,7 +107,8 @@ async def _endpoint(cfg: HelperConfig, target: Target, ip: str, port: int, out: 
 
 
 def _http_section(obs: Observations) -> dict[str, Any]:
-    if not obs.http:
+    hops = obs.chain()
+    if not hops:
         if obs.bogons and not any(c.origin == "probe" for c in obs.tcp):
             failure = f"refused: {obs.target.hostname} resolves only to non-public addresses"
         else:
@@ -115,7 +116,7 @@ def _http_section(obs: Observations) -> dict[str, Any]:
             tcp_fail = next((c.failure for c in obs.tcp if c.failure), None)
             failure = tcp_fail or dns_fail or "unknown_failure: no address to connect to"
         return {"body_length": -1, "failure": failure, "title": "", "headers": {}, "status_code": -1}
-    final = obs.http[-1]
+    final = hops[-1]
     return {
         "body_length": final.body_length if final.body_length is not None else -1,
         "failure": final.failure or (f"refused: {final.stopped}" if final.stopped else None),
@@ -123,7 +124,7 @@ def _http_section(obs: Observations) -> dict[str, Any]:
         "headers": dict(final.headers),
         "status_code": final.status or -1,
         "x_body_sha256": final.body_sha256,
-        "x_redirects": [{"url": h.url, "status": h.status, "location": h.location} for h in obs.http],
+        "x_redirects": [{"url": h.url, "status": h.status, "location": h.location} for h in hops],
     }
 
 

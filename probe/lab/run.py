@@ -2,7 +2,8 @@
 
 The probe runs exactly as a volunteer would run it (`probe run`, the system resolver from the client's
 resolv.conf), plus the lab's control, CA and signature pack, and the public resolver as a second resolver so
-that transparent DNS interception shows.
+that transparent DNS interception shows. Scenarios marked for DoH-only control run in a second `probe run`
+without the helper. Each scenario must get its exact status (blocked is not anomaly) and layer.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .scenarios import Scenario
+from .scenarios import Control, Scenario
 from .topology import DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT, Lab, LabError
 
 INTERFERENCE = {"blocked", "anomaly"}
+STATUSES = ("blocked", "anomaly", "down", "ok")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +31,9 @@ class Outcome:
     fingerprint: str | None
 
     @property
-    def got_class(self) -> str:
-        return "interference" if self.status in INTERFERENCE else self.status
-
-    @property
     def correct(self) -> bool:
         s = self.scenario
-        return (self.got_class == s.expect and self.layer == s.layer
+        return (self.status == s.expect and self.layer == s.layer
                 and (s.fingerprint is None or self.fingerprint == s.fingerprint))
 
     @property
@@ -43,10 +41,11 @@ class Outcome:
         return self.scenario.expect in ("ok", "down") and self.status in INTERFERENCE
 
 
-def probe_command(lab: Lab, list_file: Path, db: Path, extra: tuple[str, ...] = ()) -> list[str]:
+def probe_command(lab: Lab, list_file: Path, db: Path, extra: tuple[str, ...] = (),
+                  control: Control = "full") -> list[str]:
+    helper = ("--helper", f"http://{HELPER_IP}:{HELPER_PORT}/") if control == "full" else ()
     return ["ip", "netns", "exec", lab.client, sys.executable, "-m", "probe", "run", str(list_file),
-            "--db", str(db), "--json", "--quiet", "--accept-risk",
-            "--helper", f"http://{HELPER_IP}:{HELPER_PORT}/", "--doh", f"https://{DOH_IP}/dns-query",
+            "--db", str(db), "--json", "--quiet", "--accept-risk", *helper, "--doh", f"https://{DOH_IP}/dns-query",
             "--ca-file", str(lab.ca_file), "--allow-net", "198.18.0.0/15", "--resolver", DNS_IP,
             "--signatures", str(lab.signatures_file), "--data-dir", str(lab.state / "data"),
             "--ip-service", f"http://{HELPER_IP}:{HELPER_PORT}/ip",
@@ -57,18 +56,12 @@ def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = N
                   extra: tuple[str, ...] = ()) -> list[Outcome]:
     if not lab.is_up():
         lab.up()
-    list_file = lab.state / "scenarios.txt"
-    list_file.write_text("".join(f"{s.url}\n" for s in scenarios))
     db = db or lab.state / "lab.db"
-    env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}  # the client's own resolv.conf
-    proc = subprocess.run(probe_command(lab, list_file, db, extra), capture_output=True, text=True, timeout=600,
-                          env=env)
-    if proc.returncode not in (0,):
-        raise LabError(f"probe run in the lab exited {proc.returncode}: {proc.stderr[-2000:]}")
-    got = {}
-    for line in proc.stdout.splitlines():
-        row = json.loads(line)
-        got[row["url"]] = row
+    got: dict[str, dict] = {}
+    for control in ("full", "doh"):
+        part = [s for s in scenarios if s.control == control]
+        if part:
+            got.update(_run_probe(lab, part, db, extra, control))
     outcomes = []
     for s in scenarios:
         row = got.get(s.url)
@@ -78,25 +71,44 @@ def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = N
     return outcomes
 
 
+def _run_probe(lab: Lab, scenarios: list[Scenario], db: Path, extra: tuple[str, ...],
+               control: Control) -> dict[str, dict]:
+    list_file = lab.state / f"scenarios-{control}.txt"
+    list_file.write_text("".join(f"{s.url}\n" for s in scenarios))
+    env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}  # the client's own resolv.conf
+    proc = subprocess.run(probe_command(lab, list_file, db, extra, control), capture_output=True, text=True,
+                          timeout=600, env=env)
+    if proc.returncode not in (0,):
+        raise LabError(f"probe run in the lab exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return {row["url"]: row for row in map(json.loads, proc.stdout.splitlines())}
+
+
 def report(outcomes: list[Outcome]) -> str:
-    lines = [f"{'scenario':18} {'expected':22} {'got':48}", "-" * 92]
+    lines = [f"{'scenario':18} {'control':8} {'expected':16} {'got':52}", "-" * 100]
     for o in outcomes:
         s = o.scenario
         expected = f"{s.expect}/{s.layer or '-'}"
         got = f"{o.status} {o.detail}"
-        lines.append(f"{s.name:18} {expected:22} {got:48} {'✓' if o.correct else '✗'}")
+        lines.append(f"{s.name:18} {s.control:8} {expected:16} {got:52} {'✓' if o.correct else '✗'}")
     total = len(outcomes)
     correct = sum(o.correct for o in outcomes)
-    interference = [o for o in outcomes if o.scenario.expect == "interference"]
     clean = [o for o in outcomes if o.scenario.expect in ("ok", "down")]
-    detected = sum(o.got_class == "interference" for o in interference)
     fps = sum(o.false_positive for o in outcomes)
     named = [o for o in outcomes if o.scenario.fingerprint]
-    lines += ["-" * 92,
-              f"accuracy: {correct}/{total} scenarios right (class, layer and fingerprint)",
-              f"interference detected: {detected}/{len(interference)};"
-              f" layer right: {sum(o.correct for o in interference)}/{len(interference)}",
-              f"false positives: {fps}/{len(clean)} clean or down sites reported as blocked or anomaly",
+    lines += ["-" * 100, f"accuracy: {correct}/{total} scenarios right (exact status, layer and fingerprint)"]
+    for status in STATUSES:
+        want = [o for o in outcomes if o.scenario.expect == status]
+        if want:
+            lines.append(f"  expected {status}: {sum(o.correct for o in want)}/{len(want)} right"
+                         f" (got: {', '.join(f'{k} {v}' for k, v in _counts(want).items())})")
+    lines += [f"false positives: {fps}/{len(clean)} clean or down sites reported as blocked or anomaly",
               f"blockpages named by signature: {sum(o.fingerprint == o.scenario.fingerprint for o in named)}"
               f"/{len(named)}"]
     return "\n".join(lines)
+
+
+def _counts(outcomes: list[Outcome]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for o in outcomes:
+        out[o.status] = out.get(o.status, 0) + 1
+    return out

@@ -29,6 +29,7 @@ async def main(config: dict[str, Any], part: str = "all") -> None:
     tls_ctx.load_cert_chain(config["cert"], config["key"])
     sites = Sites(by_host={s["host"]: Site(title=f"{s['host']} - home", paragraphs=600,
                                            behaviour="dynamic" if s.get("dynamic") else "normal")
+                           if not s.get("redirect") else Site(status=302, location=s["redirect"])
                            for s in config["sites"]},
                   delay=config.get("http_delay", 0.0))
     async with trio.open_nursery() as n:

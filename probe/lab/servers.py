@@ -27,7 +27,7 @@ import h11
 import trio
 
 DnsBehaviour = Literal["answer", "nxdomain", "servfail", "refused", "inject", "drop", "truncate", "garbage",
-                       "wrong-id", "noanswer", "huge", "cut"]
+                       "wrong-id", "noanswer", "huge", "cut", "rotate-slow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,7 @@ class DnsZone:
     default: DnsEntry = DnsEntry(behaviour="nxdomain")
     delay: float = 0.0
     queries: int = 0
+    copies: dict[tuple[int, str], int] = field(default_factory=dict)  # for "rotate-slow": copies of a query seen
 
     def lookup(self, name: str) -> DnsEntry:
         name = name.rstrip(".").lower()
@@ -117,6 +118,9 @@ async def serve_dns(zone: DnsZone, host: str = "127.0.0.1", port: int = 0, *,
         task_status.started(port)
 
 
+ROTATE_SLOW_DELAY = 1.2  # past half a 2 s DNS timeout: the client has sent its copy by then
+
+
 async def _dns_udp_loop(zone: DnsZone, sock: Any, nursery: trio.Nursery) -> None:
     with sock:
         while True:
@@ -138,6 +142,15 @@ async def _dns_udp_answer(zone: DnsZone, sock: Any, data: bytes, peer: Any) -> N
         await sock.sendto(_reply(query, entry, entry.forged).to_wire(), peer)
         await trio.sleep(max(zone.delay, 0.05))
         await sock.sendto(_reply(query, DnsEntry(a=entry.a, aaaa=entry.aaaa)).to_wire(), peer)
+        return
+    if entry.behaviour == "rotate-slow":
+        # An honest but slow resolver behind a CDN: the first copy of a query is answered late (after the
+        # client's retransmission), each copy with the next address of the rotation.
+        key = (query.id, query.question[0].name.to_text())
+        copy = zone.copies[key] = zone.copies.get(key, -1) + 1
+        await trio.sleep(ROTATE_SLOW_DELAY if copy == 0 else 0.0)
+        answer = entry.a[copy % len(entry.a)] if entry.a else None
+        await sock.sendto(_reply(query, entry, (answer,) if answer else ()).to_wire(), peer)
         return
     await trio.sleep(zone.delay)
     if entry.behaviour == "garbage":

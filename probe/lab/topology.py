@@ -23,18 +23,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .pki import make_pki
-from .scenarios import BOGON, DOMAIN, ISP_BLOCKPAGE_IP, SCENARIOS, Scenario
+from .scenarios import (
+    BOGON,
+    DOMAIN,
+    ISP_BLOCKPAGE_IP,
+    ISP_NOTICE_IP,
+    MOBILINK_NOTICE,
+    SCENARIOS,
+    Scenario,
+    url_of,
+)
+from .servers import Site
 
 REQUIRED_TOOLS = {"ip": "iproute2", "iptables": "iptables", "dnsmasq": "dnsmasq", "nginx": "nginx-light"}
 DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT = "198.18.2.53", "198.18.2.54", "198.18.2.80", 8780
 CLIENT_IP, ISP_CLIENT_IP, ISP_NET_IP, NET_IP = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
-PROXY_200_PORT, PROXY_302_PORT = 8081, 8082
+PROXY_200_PORT, PROXY_302_PORT, PROXY_NOTICE_PORT = 8081, 8082, 8083
 LAB_ASN = 64512  # private-use ASN
 BLOCKPAGE = """<html><head><title>Surf Safely</title></head><body><h1>Surf Safely!</h1>
 <p>This website is not accessible.</p>
 <p>The site you are trying to access contains content that is prohibited for viewership from within Pakistan.</p>
 <p>(probe lab imitation of an in-path national blockpage)</p></body></html>
 """
+# Notices no signature knows. The ISP server's is as long as a lab site's page (OONI's length test alone would
+# call it the same page); the proxy's is short.
+_NOTICE_HEAD = "<html><head><title>Access restricted</title></head><body><h1>Access restricted</h1><p>"
+_NOTICE_LINE = "This service is not available on your connection at the moment. "
+SHORT_NOTICE = f"{_NOTICE_HEAD}{_NOTICE_LINE}</p></body></html>\n"
+
+
+def _long_notice() -> str:
+    page = len(Site(title=f"x.{DOMAIN} - home", paragraphs=600).render(0))  # as lab/serve.py renders a site
+    return f"{_NOTICE_HEAD}{_NOTICE_LINE * (page // len(_NOTICE_LINE))}</p></body></html>\n"
+
+
+def _in_lab(ip: str) -> bool:
+    return ip.startswith("198.18.") or ip.startswith("198.19.")
 
 
 class LabError(RuntimeError):
@@ -146,8 +170,9 @@ class Lab:
         self.ns(n, "ip", "route", "add", "default", "via", ISP_NET_IP)
         self.ns(i, "ip", "route", "add", "198.18.8.0/21", "via", NET_IP)
         self.ns(i, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.ns(i, "ip", "addr", "add", f"{ISP_BLOCKPAGE_IP}/32", "dev", "lo")
-        for addr in sorted({DNS_IP, DOH_IP, HELPER_IP, *(ip for s in scenarios for ip in s.ips)}):
+        for addr in (ISP_BLOCKPAGE_IP, ISP_NOTICE_IP, MOBILINK_NOTICE):
+            self.ns(i, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
+        for addr in sorted({DNS_IP, DOH_IP, HELPER_IP, *(ip for s in scenarios for ip in s.ips if _in_lab(ip))}):
             self.ns(n, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
         netns_etc = Path("/etc/netns") / c
         netns_etc.mkdir(parents=True, exist_ok=True)
@@ -180,8 +205,9 @@ class Lab:
             }},
             "doh": {"listen": DOH_IP},
             "helper": {"listen": HELPER_IP, "port": HELPER_PORT, "resolver": DNS_IP, "timeout": 4.0},
-            "sites": [{"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down"}
-                      for s in scenarios for ip in s.ips],
+            "sites": [{"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down",
+                       "redirect": url_of(s.redirect) if s.redirect else None}
+                      for s in scenarios for ip in s.ips if _in_lab(ip)],
             "ca": str(ca), "cert": str(cert), "key": str(key), "ready": str(ready),
             "dns_delay": self.dns_delay, "http_delay": self.http_delay,
         }
@@ -208,19 +234,29 @@ class Lab:
                 lines.append(f"address=/{s.host}/{ISP_BLOCKPAGE_IP}")
             elif s.censor == "dns-bogon":
                 lines.append(f"address=/{s.host}/{BOGON}")
+            elif s.censor == "dns-unknown-server":
+                lines.append(f"address=/{s.host}/{ISP_NOTICE_IP}")
         (self.state / "dnsmasq.conf").write_text("\n".join(lines) + "\n")
         self._spawn("dnsmasq", self.isp, "dnsmasq", "-k", "-C", str(self.state / "dnsmasq.conf"))
         www = self.state / "www"
         www.mkdir(exist_ok=True)
         (www / "blockpage.html").write_text(BLOCKPAGE)
+        (www / "notice.html").write_text(_long_notice())
+        (www / "short-notice.html").write_text(SHORT_NOTICE)
         tmp = self.state / "nginx-tmp"
         tmp.mkdir(exist_ok=True)
         temps = "".join(f"  {k}_temp_path {tmp}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        blockpage_loc = f"location / {{ root {www}; default_type text/html; rewrite ^ /blockpage.html break; }}"
+        def page(name: str) -> str:
+            return f"location / {{ root {www}; default_type text/html; rewrite ^ /{name} break; }}"
+
+        blockpage_loc = page("blockpage.html")
         conf = (f"user root;\nworker_processes 1;\npid {self.state}/nginx.pid;\nerror_log {self.state}/nginx.log;\n"
                 f"events {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n{temps}"
                 f"  server {{ listen {ISP_BLOCKPAGE_IP}:80; {blockpage_loc} }}\n"
                 f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_200_PORT}; {blockpage_loc} }}\n"
+                f"  server {{ listen {ISP_NOTICE_IP}:80; {page('notice.html')} }}\n"
+                f"  server {{ listen {MOBILINK_NOTICE}:8080; {page('notice.html')} }}\n"
+                f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_NOTICE_PORT}; {page('short-notice.html')} }}\n"
                 f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_302_PORT}; location / {{ return 302 "
                 f"http://{ISP_BLOCKPAGE_IP}/blocked.html?accessurl=$host$request_uri; }} }}\n}}\n")
         (self.state / "nginx.conf").write_text(conf)
@@ -243,6 +279,8 @@ class Lab:
             rules: list[list[str]] = []
             if s.censor == "tcp-drop":
                 rules.append([*fwd, "-d", ip, "-j", "DROP"])
+            elif s.censor == "tcp-unreachable":
+                rules.append([*fwd, "-d", ip, "--syn", "-j", "REJECT", "--reject-with", "icmp-host-unreachable"])
             elif s.censor == "tcp-rst":
                 rules.append([*fwd, "-d", ip, "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"])
             elif s.censor == "partial-drop":
@@ -254,6 +292,12 @@ class Lab:
             elif s.censor == "host-rst":
                 rules.append([*fwd, "--dport", "80", "-m", "string", "--algo", "bm", "--string",
                               f"Host: {s.host}", "-j", "REJECT", "--reject-with", "tcp-reset"])
+            elif s.censor == "proxy-notice":  # plain HTTP only: the site's HTTPS goes through untouched
+                rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", "80", "-j", "REDIRECT", "--to-ports",
+                              str(PROXY_NOTICE_PORT)])
+            elif s.censor == "inject-302":  # the injector answers; the real request never reaches the site
+                rules.append([*fwd, "--dport", "80", "-m", "string", "--algo", "bm", "--string",
+                              f"Host: {s.host}", "-j", "DROP"])
             elif s.censor in ("proxy-200", "proxy-302"):
                 to = str(PROXY_200_PORT if s.censor == "proxy-200" else PROXY_302_PORT)
                 rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", port, "-j", "REDIRECT", "--to-ports", to])
@@ -264,6 +308,21 @@ class Lab:
                               qname, "-j", "DNAT", "--to-destination", f"{ISP_CLIENT_IP}:53"])
             for rule in rules:
                 self.ns(self.isp, *rule)
+        targets = {s.host: s.inject_to for s in scenarios if s.censor == "inject-302" and s.inject_to}
+        if targets:
+            self._start_injector(targets)
+
+    def _start_injector(self, targets: dict[str, str]) -> None:
+        ready = self.state / "injector.ready"
+        path = self.state / "injector.json"
+        path.write_text(json.dumps({"iface": f"{self.prefix}-i0", "targets": targets, "ready": str(ready)}))
+        pid = self._spawn("injector", self.isp, sys.executable, "-m", "probe.lab.injector", str(path))
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if not self._alive(pid) or time.monotonic() > deadline:
+                log = (self.state / "injector.log").read_text(errors="replace")[-2000:]
+                raise LabError(f"the lab's injector did not start:\n{log}")
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------------------------------- down
     def _pids(self) -> dict[str, int]:

@@ -28,6 +28,8 @@ class Match:
     signature: Signature
     where: str  # "body", "header.location", "dns", with the hop number for HTTP: "hop 2 body"
     matched: str = ""  # the DNS answer, for DNS signatures
+    chain: str = ""  # the HTTP chain of the hop (see HttpHop.chain)
+    page: bool = False  # in the response its chain ends on (not a redirect on the way)
 
 
 class SignatureSet:
@@ -90,19 +92,24 @@ class SignatureSet:
     def match_dns(self, address: str) -> list[Signature]:
         return list(self._dns.get(address, ()))
 
-    def match_hop(self, hop: HttpHop, index: int) -> list[Match]:
+    def match_hop(self, hop: HttpHop, index: int, *, page: bool = False) -> list[Match]:
         out: list[Match] = []
+        label = f"{hop.chain} hop {index}" if hop.chain else f"hop {index}"
         for name, value in hop.headers:
-            out.extend(Match(s, f"hop {index} header.{name}") for s in self.match_header(name, value))
+            out.extend(Match(s, f"{label} header.{name}", chain=hop.chain, page=page)
+                       for s in self.match_header(name, value))
         head = "".join(f"{_title(k)}: {v}\r\n" for k, v in hop.headers).encode("latin-1", errors="replace")
-        out.extend(Match(s, f"hop {index} body") for s in self.match_text(head + b"\r\n" + hop.body, hop.body))
+        out.extend(Match(s, f"{label} body", chain=hop.chain, page=page)
+                   for s in self.match_text(head + b"\r\n" + hop.body, hop.body))
         return out
 
     def match(self, obs: Observations) -> list[Match]:
-        """Every match in a measurement: each hop's headers and body, each DNS answer."""
+        """Every match in a measurement: each hop's headers and body in every chain, each DNS answer."""
         out: list[Match] = []
-        for i, hop in enumerate(obs.http, 1):
-            out.extend(self.match_hop(hop, i))
+        for chain in dict.fromkeys(h.chain for h in obs.http):
+            hops = obs.chain(chain)
+            for i, hop in enumerate(hops, 1):
+                out.extend(self.match_hop(hop, i, page=i == len(hops) and hop.status is not None))
         for q in obs.dns:
             for addr in dict.fromkeys((*q.answers, *(a for late in q.late_answers for a in late.get("answers", ())))):
                 out.extend(Match(s, f"dns {q.resolver}", addr) for s in self.match_dns(addr))
@@ -123,15 +130,16 @@ class SignatureSet:
         # The earliest layer is the cause: a DNS answer that is a censor's address explains the blockpage after it.
         ordered = sorted(matches, key=lambda m: (not m.signature.false_positive, m.signature.layer != "dns",
                                                  m.signature.weak))
-        seen: set[str] = set()
+        seen: set[tuple[str, str, bool]] = set()
         out = []
         for m in ordered:
-            if m.signature.id in seen:
+            # The same signature on a redirect and on the final page says two things (see facts._pick_signature).
+            if (m.signature.id, m.chain, m.page) in seen:
                 continue
-            seen.add(m.signature.id)
+            seen.add((m.signature.id, m.chain, m.page))
             s = m.signature
             out.append(SignatureHit(id=s.id, layer=s.layer, where=m.where, matched=m.matched,
-                                    server_side=s.false_positive, weak=s.weak))
+                                    server_side=s.false_positive, weak=s.weak, chain=m.chain, page=m.page))
         return tuple(out)
 
 

@@ -200,6 +200,7 @@ async def _first_reply(sock, msg, base: DnsQuery, qtype: QueryType, timeout, clo
         if resend_at:
             resend_at = 0.0
             await sock.send(wire)
+            base = replace(base, retransmits=base.retransmits + 1)  # its answer may still come, late
             continue
         return replace(base, failure=TIMEOUT, t=clock())
 

@@ -110,16 +110,27 @@ def extract_title(body: bytes, content_type: str | None) -> str | None:
 
 
 async def _hop(client: httpx.AsyncClient, url: str, ip: str, *, timeout: float, body_cap: int,
-               clock: Callable[[], float]) -> HttpHop:
+               clock: Callable[[], float], chain: str) -> HttpHop:
     t0 = clock()
     status: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
     body = bytearray()
     truncated = False
     failure: str | None = None
+    phase: list[str] = ["http"]  # a kept-alive connection goes straight to the request
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        # httpcore tells where it is; a failure belongs to the step it interrupted.
+        if event == "connection.connect_tcp.started":
+            phase[0] = "tcp"
+        elif event == "connection.connect_tcp.complete":
+            phase[0] = "tls" if url.lower().startswith("https:") else "http"
+        elif event == "connection.start_tls.complete":
+            phase[0] = "http"
+
     with trio.move_on_after(timeout) as scope:
         try:
-            resp = await client.send(client.build_request("GET", url), stream=True)
+            resp = await client.send(client.build_request("GET", url, extensions={"trace": trace}), stream=True)
             try:
                 status = resp.status_code
                 headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.raw)
@@ -140,6 +151,8 @@ async def _hop(client: httpx.AsyncClient, url: str, ip: str, *, timeout: float, 
     data = bytes(body)
     return HttpHop(
         url=url,
+        chain=chain,
+        failed_step=(phase[0] if status is None else "http") if failure else None,
         ip=ip,
         status=status,
         headers=headers,
@@ -167,6 +180,7 @@ async def fetch(
     body_cap: int,
     max_redirects: int,
     clock: Callable[[], float],
+    chain: str = "",
 ) -> tuple[HttpHop, ...]:
     addresses = {hostname: ip}
     transport = httpx.AsyncHTTPTransport(verify=contexts.http)
@@ -179,12 +193,13 @@ async def fetch(
                                  timeout=timeout) as client:
         current, host = url, hostname
         while True:
-            hop = await _hop(client, current, addresses[host], timeout=timeout, body_cap=body_cap, clock=clock)
+            hop = await _hop(client, current, addresses[host], timeout=timeout, body_cap=body_cap, clock=clock,
+                             chain=chain)
             hops.append(hop)
             if hop.failure or hop.status not in REDIRECT_STATUSES or not hop.location:
                 break
             nxt = urllib.parse.urljoin(current, hop.location.strip())
-            stop, host = await _next_host(nxt, addresses, resolve, policy, clock)
+            stop, host = await _next_host(nxt, addresses, resolve, policy, clock, chain)
             if stop is None and len(hops) > max_redirects:
                 stop = f"too-many-redirects:{max_redirects}"
             if stop is not None:
@@ -198,7 +213,7 @@ async def fetch(
 
 
 async def _next_host(nxt: str, addresses: dict[str, str], resolve: Resolve, policy: NetPolicy,
-                     clock: Callable[[], float]) -> tuple[str | HttpHop | None, str]:
+                     clock: Callable[[], float], chain: str) -> tuple[str | HttpHop | None, str]:
     """Decide whether a redirect may be followed; pin its host to a checked address."""
     scheme = urllib.parse.urlsplit(nxt).scheme.lower()
     if scheme not in ("http", "https"):
@@ -213,7 +228,7 @@ async def _next_host(nxt: str, addresses: dict[str, str], resolve: Resolve, poli
     t0 = clock()
     failure, ips = await resolve(host)
     if failure:
-        return HttpHop(url=nxt, failure=failure, t0=t0, t=clock()), host
+        return HttpHop(url=nxt, chain=chain, failure=failure, failed_step="dns", t0=t0, t=clock()), host
     public = [a for a in ips if policy.is_public(a)]
     if not public:
         return f"redirect-to-bogon:{ips[0] if ips else '?'}", host

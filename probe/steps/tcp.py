@@ -11,6 +11,23 @@ import trio
 from ..failures import TIMEOUT, classify
 from ..models import TcpConnect
 
+_UNREACHABLE = {"network_unreachable", "host_unreachable", "network_down"}
+
+
+def has_local_route(ip: str) -> bool:
+    """Does this machine have a route to `ip`? Connecting a UDP socket looks the route up and sends nothing.
+
+    An unreachable error with a route here came from the network (a router's ICMP, as some censors answer);
+    without one it is a fact about this machine (an IPv6 address on an IPv4-only host).
+    """
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((ip, 9))
+    except OSError:
+        return False
+    return True
+
 
 async def connect(
     ip: str,
@@ -32,7 +49,10 @@ async def connect(
             await sock.connect((ip, port))
     except OSError as e:
         sock.close()
-        return TcpConnect(ip=ip, port=port, origin=origin, failure=classify(e), t0=t0, t=clock()), None
+        failure = classify(e)
+        local = failure in _UNREACHABLE and not has_local_route(ip)
+        return TcpConnect(ip=ip, port=port, origin=origin, failure=failure, no_local_route=local, t0=t0,
+                          t=clock()), None
     if scope.cancelled_caught:
         sock.close()
         return TcpConnect(ip=ip, port=port, origin=origin, failure=TIMEOUT, t0=t0, t=clock()), None
