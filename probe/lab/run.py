@@ -14,10 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..verdicts import INTERFERENCE
 from .scenarios import Scenario
 from .topology import DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT, Lab, LabError
-
-INTERFERENCE = {"blocked", "anomaly"}
 
 
 @dataclass(frozen=True, slots=True)
