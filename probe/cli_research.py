@@ -59,11 +59,12 @@ def _since(value: str | None) -> str | None:
 
 
 def _runs(db: Any, run_id: int | None, since: str | None, db_path: str) -> list[dict[str, Any]]:
-    """The runs a --run/--since pair names, checked: a run that does not exist or a date no run follows is an error."""
+    """The runs a --run/--since pair names, checked: a run that does not exist or a date no run follows is an error.
+    `since` is the user's text."""
     from .research import queries
 
     try:
-        runs = queries.runs(db, run_id=run_id, since=since)
+        runs = queries.runs(db, run_id=run_id, since=_since(since))
     except queries.QueryError as e:
         raise _research_error(e) from None
     if not runs:
@@ -150,7 +151,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
         parsed = _since(since)
         if run_a is not None or run_b is not None:
             raise click.ClickException("give RUN_A and RUN_B, or --since DATE, not both")
-        _runs(db, None, parsed, db_path)
+        _runs(db, None, since, db_path)
         out: dict[str, Any] = history(db, parsed)
         if as_json:
             click.echo(json.dumps(out, indent=1))
@@ -357,11 +358,11 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
 
     from .research.report import render
 
-    parsed = _since(since)
+    _since(since)  # a bad date is an error before anything else
     if run_id is not None and since is not None:
         raise click.ClickException("give --run or --since, not both")
     db = storage.open_db(db_path)
-    runs = _runs(db, run_id, parsed, db_path)
+    runs = _runs(db, run_id, since, db_path)
     scope = f"run {run_id}" if run_id is not None else f"runs since {since}" if since else "all runs"
     Path(html_file).write_text(render(db, runs, scope), encoding="utf-8")
     click.echo(f"wrote {html_file}")

@@ -229,8 +229,10 @@ def _words(claim: dict[str, Any], basis: str, scope: Scope, testable: dict[str, 
                      + f", {testable['testable']:,} are websites a network probe can test"
                      + (f", {testable['partly']:,} are apps testable only through their (unlisted) domains"
                         if testable["partly"] else "")
-                     + (f", and {others:,} are accounts, channels or groups that platforms withhold and no network "
-                        "probe can see." if others > 0 else "."))
+                     + (f", and {others:,} " + ("is an account, channel or group that platforms withhold"
+                                                  if others == 1 else
+                                                  "are accounts, channels or groups that platforms withhold")
+                        + " and no network probe can see." if others > 0 else "."))
     if basis == "none":
         parts.append("No list of the blocked items was published and no --list, --category or --run names what to "
                      "compare it with, so nothing measured can be compared with this claim: unrelated URLs are not "

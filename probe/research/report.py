@@ -127,6 +127,7 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
     if not runs:
         return _empty(title)
     left, right, top_pad, bottom = 56, 20, 16, height - 84
+    inner = 60  # room for half a time label on either side of the first and last run
     values = [c.get(k, 0) for per_run in series.values() for c in per_run.values() for k in ("blocked", "anomaly")]
     ticks = _ticks(max(values, default=0))
     y_top = ticks[-1] or 1
@@ -135,8 +136,8 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
     if len(runs) == 1:
         xs = {runs[0]["id"]: (left + width - right) / 2}
     else:
-        step = (width - left - right - 40) / (len(runs) - 1)
-        xs = {r["id"]: left + 20 + i * step for i, r in enumerate(runs)}
+        step = (width - left - right - 2 * inner) / (len(runs) - 1)
+        xs = {r["id"]: left + inner + i * step for i, r in enumerate(runs)}
     body = [f'<line x1="{left}" y1="{bottom}" x2="{width - right}" y2="{bottom}" stroke="#999"/>',
             f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{bottom}" stroke="#999"/>',
             _text(14, (top_pad + bottom) / 2, "URLs", size=11, anchor="middle",
@@ -147,7 +148,7 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
         body.append(_text(left - 7, y_of(t) + 4, str(t), size=10, anchor="end"))
     # Date and time under each run; when runs are dense, only every k-th label so that none overlaps.
     label_w = 84
-    every = max(1, math.ceil(label_w / ((width - left - right - 40) / max(len(runs) - 1, 1)))) if len(runs) > 1 else 1
+    every = max(1, math.ceil(label_w / ((width - left - right - 2 * inner) / max(len(runs) - 1, 1))))
     for i, r in enumerate(runs):
         x = xs[r["id"]]
         body.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 4}" stroke="#999"/>')
@@ -168,8 +169,8 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
                 shape = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">' if status == "blocked" else
                          f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="white" stroke="{color}" stroke-width="2">')
                 body.append(f"{shape}<title>{e(network)}, run {rid}: {value} {SHORT[status]}</title></circle>")
-                if len(runs) == 1 or len(pts) == 1:
-                    body.append(_text(x + 8, y + 4, f"{value} {SHORT[status]}", size=10))
+                if len(runs) == 1:  # a lone run: say the numbers, there is no line to read them from
+                    body.append(_text(x + 10, y + 4, f"{value} {SHORT[status]}", size=11))
     legend, last_y = _legend(legend_entries, left, bottom + 40, width)
     body += legend
     body.append(_text(left, last_y + 26, "solid line, filled dot: blocked (strong evidence); dashed line, open dot: "
@@ -180,15 +181,16 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
 
 def side_by_side_bars(title: str, groups: list[tuple[str, list[tuple[str, int | None, str, str]]]],
                       width: int = 900) -> str:
-    """Groups of horizontal bars on one common scale, one bar per line (label, value or None, colour, note when
-    there is no value): for numbers that are subsets of one another, which must never be stacked."""
+    """Groups of horizontal bars, one scale within a group, one bar per line (label, value or None, colour, and a
+    note: said instead of the bar when there is no value, after the number otherwise): for numbers that are
+    subsets of one another, which must never be stacked."""
     if not groups:
         return _empty(title)
     label_w, bar_h, gap, head_h = 330, 16, 5, 22
-    top = max((v for _, bars in groups for _, v, _, _ in bars if v is not None), default=0) or 1
-    scale = (width - label_w - 90) / top
     body, y = [], 0.0
     for heading, bars in groups:
+        top = max((v for _, v, _, _ in bars if v is not None), default=0) or 1
+        scale = (width - label_w - 90) / top
         body.append(_text(4, y + 15, heading, size=12, max_px=width - 8, extra='font-weight="bold"'))
         y += head_h
         for label, value, color, note in bars:
@@ -204,8 +206,8 @@ def side_by_side_bars(title: str, groups: list[tuple[str, list[tuple[str, int | 
                                   max_px=width - label_w - w - 10))
             y += bar_h + gap
         y += 8
-    return (f"<h3>{e(title)}</h3><p class='note'>One scale for every bar; each number is part of the one above it "
-            "in its group, so they are drawn side by side, never added.</p>" + _svg(title, width, int(y), body))
+    return (f"<h3>{e(title)}</h3><p class='note'>Within each claim, one scale for every bar; each number is part of "
+            "the one above it, so they are drawn side by side, never added.</p>" + _svg(title, width, int(y), body))
 
 
 def _claim_groups(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
@@ -216,7 +218,7 @@ def _claim_groups(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> list
         bars: list[tuple[str, int | None, str, str]] = [
             ("claimed", c["claimed_count"], BAR_COLORS["claimed"], ""),
             ("testable by a network probe", testable, BAR_COLORS["testable"],
-             "unknown: no breakdown or list published"),
+             "unknown: no breakdown or list published" if testable is None else ""),
         ]
         if cmp.basis == "none":
             bars.append(("measured", None, BAR_COLORS["measured"],
@@ -286,9 +288,9 @@ def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) ->
     shown = [m for m in d["latest"] if m["status"] in ("blocked", "anomaly")]
     shown.sort(key=lambda m: (STATUSES.index(m["status"]), m["network"], m["url"]))
     rows = "".join(
-        f"<tr><td>{e(m['url'])}</td><td>{e(m['network'])}</td><td>{m['run_id']}</td>"
+        f"<tr><td class='url'>{e(m['url'])}</td><td>{e(m['network'])}</td><td>{m['run_id']}</td>"
         f"<td class='nowrap'>{' '.join(_when(m['run_started']))}</td><td>{e(m['category'] or '')}</td>"
-        f"<td class='{e(m['status'])}'>{e(SHORT[m['status']])}</td><td>{e(m['detail'])}</td>"
+        f"<td class='{e(m['status'])} nowrap'>{e(SHORT[m['status']])}</td><td class='detail'>{e(m['detail'])}</td>"
         f"<td>{e(m['fingerprint'] or '')}</td><td class='ev'>{e(m['evidence'] or '')}</td></tr>" for m in shown)
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
@@ -306,6 +308,9 @@ def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) ->
     summary = "".join(f"<span class='{s}'><b>{d['counts'].get(s, 0)}</b> {SHORT[s]}</span>" for s in STATUSES)
     meanings = "".join(f"<dt class='{s}'>{e(SHORT[s])}</dt><dd>{e(MEANING[s])}</dd>" for s in STATUSES)
     first, last = _when(runs[0]["started"]), _when(runs[-1]["started"])
+    when = (f"Run {runs[0]['id']} on {e(networks[0])}, started {first[0]} {first[1]}" if len(runs) == 1 else
+            f"{len(runs)} runs on {len(networks)} network{'s' if len(networks) > 1 else ''}, from {first[0]} "
+            f"{first[1]} to {last[0]} {last[1]}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>probe report: {e(scope)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -316,7 +321,7 @@ h1 {{ font-size: 1.6em; }} h3 {{ margin-top: 2em; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 12px; }}
 td, th {{ border: 1px solid #ddd; padding: 4px 6px; vertical-align: top; text-align: left; }}
 th {{ background: #f4f4f4; }} td.ev {{ color: #555; max-width: 380px; }} td.nowrap {{ white-space: nowrap; }}
-td {{ overflow-wrap: anywhere; }}
+td {{ overflow-wrap: anywhere; }} td.url {{ min-width: 14em; }} td.detail {{ min-width: 12em; }}
 .blocked {{ color: {COLORS['blocked']}; font-weight: bold; }} .anomaly {{ color: {COLORS['anomaly']}; }}
 .down {{ color: {COLORS['down']}; }} .ok {{ color: {COLORS['ok']}; }} .error {{ color: {COLORS['error']}; }}
 .summary span {{ display: inline-block; margin-right: 1.5em; font-size: 1.1em; }}
@@ -324,8 +329,7 @@ td {{ overflow-wrap: anywhere; }}
 dt {{ float: left; clear: left; width: 8em; }} dd {{ margin-left: 9em; }}
 </style></head><body>
 <h1>probe report: {e(scope)}</h1>
-<p>{len(runs)} run(s) on {len(networks)} network(s), from {first[0]} {first[1]} to {last[0]} {last[1]};
-{d['urls']} distinct URLs. Generated {generated}.</p>
+<p>{when}; {d['urls']} distinct URLs. Generated {generated}.</p>
 <p>Latest verdict of each URL on each network ({len(d['latest'])} URL–network pairs):</p>
 <p class="summary">{summary}</p>
 <dl>{meanings}</dl>
