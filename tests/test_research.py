@@ -272,7 +272,7 @@ def _ooni_words(status: str, detail: str) -> tuple[str | bool | None, bool | Non
         return {"ok": (False, True), "down": (False, False), "error": (None, None)}[status]
     layer = detail.split("/")[0]
     words = {"dns": "dns", "tcp": "tcp_ip", "tls": "http-failure"}
-    return (words[layer] if layer in words else "http-diff" if detail == "http/diff" else "http-failure"), False
+    return words.get(layer, "http-diff" if detail == "http/diff" else "http-failure"), False
 
 
 def _oonidata_venv(tmp_path: Path) -> Path:
