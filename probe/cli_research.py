@@ -301,6 +301,7 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
     from .research import claims
     from .research.queries import QueryError
     from .targets import TargetError, read_inputs
+    from .verdicts import SHORT
 
     parsed = _since(since)
     urls = None
@@ -335,9 +336,8 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
     if cmp.items:
         click.echo("\nitems:")
         for i in cmp.items:
-            where = "; ".join(f"{status} on {', '.join(nets)}" for status, nets in (
-                ("blocked", i["blocked_on"]), ("anomalous", i["anomalous_on"]), ("down", i["down_on"]),
-                ("reachable", i["reachable_on"]), ("not measured", i["not_measured_on"])) if nets)
+            where = "; ".join(f"{SHORT[status]} on {', '.join(i[key])}" for status, key in claims.ITEM_KEYS.items()
+                              if i[key])
             click.echo(f"  {i['url']}: {where or 'not tested'}")
 
 

@@ -16,9 +16,9 @@ from .models import Status
 STATUSES: Final[tuple[Status, ...]] = ("blocked", "anomaly", "down", "ok", "error")
 assert set(STATUSES) == set(get_args(Status))
 
-# Interference of any strength, for the few places where a sum is wanted at all (the lab's scoring); never to be
-# reported as "blocked".
-INTERFERENCE: Final[frozenset[str]] = frozenset({"blocked", "anomaly"})
+# Interference of any strength, strong first: for what lists both (apart) and the few places where a sum is wanted
+# at all (the lab's scoring); never to be reported as "blocked".
+INTERFERENCE: Final[tuple[Status, ...]] = ("blocked", "anomaly")
 
 # What each status means, in words a researcher can publish next to the number.
 MEANING: Final[dict[str, str]] = {

@@ -98,6 +98,12 @@ COLUMNS: dict[str, str] = {
 }
 
 
+# Per listed item, the networks where its latest verdict is each status.
+ITEM_KEYS: dict[str, str] = {"blocked": "blocked_on", "anomaly": "anomalous_on", "down": "down_on",
+                             "ok": "reachable_on", "error": "not_measured_on"}
+assert list(ITEM_KEYS) == list(STATUSES)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scope:
     """What a claim is measured against when the authority published no list: the URLs the user names."""
@@ -204,9 +210,8 @@ def _items(items: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[
         row: dict[str, Any] = {"url": item["url"], "kind": item["kind"],
                                "testable": TESTABILITY.get(item["kind"], "unknown"), "tested": bool(seen),
                                "verdicts": {m["network"]: m["status"] for m in seen}}
-        for status, name in (("blocked", "blocked_on"), ("anomaly", "anomalous_on"), ("down", "down_on"),
-                             ("ok", "reachable_on"), ("error", "not_measured_on")):
-            row[name] = sorted(m["network"] for m in seen if m["status"] == status)
+        for status, key in ITEM_KEYS.items():
+            row[key] = sorted(m["network"] for m in seen if m["status"] == status)
         out.append(row)
     return out
 

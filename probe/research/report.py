@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ..verdicts import CHANGES, COLORS, MEANING, SHORT, STATUSES
+from ..verdicts import CHANGES, COLORS, INTERFERENCE, MEANING, SHORT, STATUSES
 from . import claims as claims_mod
 from . import queries
 from .diff import compare_runs
@@ -128,7 +128,7 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
         return _empty(title)
     left, right, top_pad, bottom = 56, 20, 16, height - 84
     inner = 60  # room for half a time label on either side of the first and last run
-    values = [c.get(k, 0) for per_run in series.values() for c in per_run.values() for k in ("blocked", "anomaly")]
+    values = [c.get(k, 0) for per_run in series.values() for c in per_run.values() for k in INTERFERENCE]
     ticks = _ticks(max(values, default=0))
     y_top = ticks[-1] or 1
     def y_of(n: int) -> float:
@@ -269,12 +269,12 @@ def gather(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> dict[str, A
     for m in latest:
         by_cat[m["category"] or "uncategorised"][m["status"]] += 1
         by_net[m["network"]][m["status"]] += 1
-        if m["status"] in ("blocked", "anomaly"):
+        if m["status"] in INTERFERENCE:
             methods[m["detail"].split(":")[0]][m["status"]] += 1
     per_run: dict[str, dict[int, dict[str, int]]] = defaultdict(dict)
     for r in runs:
-        per_run[queries.network_of(r)][r["id"]] = dict.fromkeys(("blocked", "anomaly"), 0)
-    for m in queries.measurements(db, runs, statuses=("blocked", "anomaly")):
+        per_run[queries.network_of(r)][r["id"]] = dict.fromkeys(INTERFERENCE, 0)
+    for m in queries.measurements(db, runs, statuses=INTERFERENCE):
         per_run[m["network"]][m["run_id"]][m["status"]] += 1
     return {"latest": latest, "by_category": by_cat, "by_network": by_net, "methods": methods,
             "over_time": dict(sorted(per_run.items())), "counts": Counter(m["status"] for m in latest),
@@ -285,7 +285,7 @@ def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) ->
     """The page for these runs (from queries.runs: checked, oldest first); `scope` says which in words."""
     d = gather(db, runs)
     networks = sorted({queries.network_of(r) for r in runs})
-    shown = [m for m in d["latest"] if m["status"] in ("blocked", "anomaly")]
+    shown = [m for m in d["latest"] if m["status"] in INTERFERENCE]
     shown.sort(key=lambda m: (STATUSES.index(m["status"]), m["network"], m["url"]))
     rows = "".join(
         f"<tr><td class='url'>{e(m['url'])}</td><td>{e(m['network'])}</td><td>{m['run_id']}</td>"
@@ -298,7 +298,7 @@ def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) ->
         stacked_bars("Verdicts by category", sorted((k, dict(v)) for k, v in d["by_category"].items())),
         stacked_bars("Blocking methods (layer/reason)",
                      sorted(((k, dict(v)) for k, v in d["methods"].items()), key=lambda kv: -sum(kv[1].values())),
-                     keys=("blocked", "anomaly")),
+                     keys=INTERFERENCE),
         _changes(db, runs),
         line_chart("Blocked and anomalous URLs per run, per network", runs, d["over_time"]),
     ]
