@@ -50,8 +50,20 @@ def url(host: str) -> str:
 
 def build(path: Path):
     db = open_db(path)
-    for (asn, network), started, verdicts in RUNS:
-        targets = [normalise(url(h), category=CATEGORY[h]) for h in verdicts]
+    add_runs(db, RUNS)
+    for doc in claims.builtin_claims():
+        claims.add(db, doc)
+    cid = claims.add(db, {"key": "test-list", "authority": "Test Authority", "date": "2025-10-01",
+                          "claimed_count": 5, "covers": "websites and an account"})
+    rows = "".join(f"{u},2025-10-01,TA,website\n" for u in LISTED) + "https://facebook.com/someone,2025-10-01,TA," \
+                                                                     "facebook_account\n"
+    claims.import_items(db, cid, "url,date_published,authority,kind\n" + rows, "items.csv")
+    return db
+
+
+def add_runs(db, runs: list[tuple[tuple[int, str], str, dict[str, tuple[str, str | None, str]]]]) -> None:
+    for (asn, network), started, verdicts in runs:
+        targets = [normalise(url(h), category=CATEGORY.get(h, "")) for h in verdicts]
         run_id = create_run(db, options={}, software_version="test", rules_version="test", targets=targets,
                             resolvers=[])
         set_vantage(db, run_id, asn, network, "PK", None)
@@ -65,11 +77,14 @@ def build(path: Path):
                                   "test", keep_body=False)
         finish_run(db, run_id, "done")
         db.table("runs").update(run_id, {"started": started})
-    for doc in claims.builtin_claims():
-        claims.add(db, doc)
-    cid = claims.add(db, {"key": "test-list", "authority": "Test Authority", "date": "2025-10-01",
-                          "claimed_count": 5, "covers": "websites and an account"})
-    rows = "".join(f"{u},2025-10-01,TA,website\n" for u in LISTED) + "https://facebook.com/someone,2025-10-01,TA," \
-                                                                     "facebook_account\n"
-    claims.import_items(db, cid, "url,date_published,authority,kind\n" + rows, "items.csv")
-    return db
+
+
+def many_runs(db, n: int) -> None:
+    """n more runs of network A, three a day, with the blocked count going up and down: a crowded time axis."""
+    hosts = [f"site{i}" for i in range(12)]
+    runs = []
+    for i in range(n):
+        started = f"2025-11-{1 + i // 3:02d}T{6 + 6 * (i % 3):02d}:00:00+00:00"
+        runs.append((NET_A, started, {h: NXDOMAIN if j < 3 + i % 7 else HTTP_DIFF if j == 11 else OK
+                                      for j, h in enumerate(hosts)}))
+    add_runs(db, runs)

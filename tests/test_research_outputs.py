@@ -369,48 +369,59 @@ def test_report_of_one_run(known):
 
 
 CHECK_TEXTS = """<script>
-const clipped = []; let texts = 0;
+const clipped = [], overlapping = []; let texts = 0;
+const label = t => t.lastChild.textContent;
 for (const svg of document.querySelectorAll('svg')) {
-  const box = svg.getBoundingClientRect();
+  const box = svg.getBoundingClientRect(), seen = [];
   for (const t of svg.querySelectorAll('text')) {
     texts++;
     const r = t.getBoundingClientRect();
     if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5)
-      clipped.push(t.lastChild.textContent);
+      clipped.push(label(t));
+    for (const [other, o] of seen)
+      if (Math.min(r.right, o.right) - Math.max(r.left, o.left) > 1
+          && Math.min(r.bottom, o.bottom) - Math.max(r.top, o.top) > 3)
+        overlapping.push(label(other) + ' / ' + label(t));
+    seen.push([t, r]);
   }
 }
 document.body.setAttribute('data-texts', texts);
-document.body.setAttribute('data-clipped', JSON.stringify(clipped));
+document.body.setAttribute('data-bad', JSON.stringify({clipped, overlapping}));
 </script></body>"""
 
 
-def _texts_in_chromium(chromium: str, page: str, tmp: Path) -> tuple[int, list[str]]:
-    """How many SVG texts the page has and which of them stick out of their SVG, as Chromium lays them out."""
+def _texts_in_chromium(chromium: str, page: str, tmp: Path) -> tuple[int, dict[str, list[str]]]:
+    """How many SVG texts the page has, which of them stick out of their SVG and which overlap another, as
+    Chromium lays them out."""
     checked = tmp / "checked.html"
     checked.write_text(page.replace("</body>", CHECK_TEXTS))
     proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            f"--user-data-dir={tmp / 'chrome-dom'}", "--window-size=1200,1600", "--dump-dom",
                            checked.as_uri()], capture_output=True, text=True, timeout=120)
-    found = re.search(r'data-texts="(\d+)" data-clipped="([^"]*)"', proc.stdout)
+    found = re.search(r'data-texts="(\d+)" data-bad="([^"]*)"', proc.stdout)
     assert found, proc.stdout[-500:] + proc.stderr[-2000:]
     return int(found.group(1)), json.loads(found.group(2).replace("&quot;", '"'))
 
 
-def test_report_in_chromium_has_no_clipped_label(known, tmp_path):
+def test_report_in_chromium_has_no_clipped_or_overlapping_label(known, tmp_path):
     from tests.test_research import _distinct_bytes, _render_in_chromium
 
     db, _ = known
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "chromium is needed (CI installs Debian's chromium)"
-    for name, runs in (("all", queries.runs(db)), ("one", queries.runs(db, run_id=3))):
-        page = render(db, runs, name)
-        texts, clipped = _texts_in_chromium(chromium, page, tmp_path)
-        assert texts > 60 and clipped == [], (name, clipped)
+    pages = [("all", render(db, queries.runs(db), "all")), ("one", render(db, queries.runs(db, run_id=3), "run 3"))]
+    world.many_runs(db, 30)  # a crowded time axis: three runs a day for ten days
+    pages.append(("many", render(db, queries.runs(db), "many")))
+    for name, page in pages:
+        texts, bad = _texts_in_chromium(chromium, page, tmp_path)
+        assert texts > 60 and bad == {"clipped": [], "overlapping": []}, (name, bad)
         path = tmp_path / f"{name}.html"
         path.write_text(page)
         errors, png = _render_in_chromium(chromium, path, tmp_path)
         assert errors == [] and _distinct_bytes(png) > 20
-    # The check sees a label that sticks out.
-    broken = '<html><body><svg width="100" height="40"><text x="-30" y="20">clipped label</text></svg></body></html>'
-    assert _texts_in_chromium(chromium, broken, tmp_path) == (1, ["clipped label"])
+    # The check sees a label that sticks out and two that overlap.
+    broken = ('<html><body><svg width="200" height="40"><text x="-30" y="20">clipped label</text>'
+              '<text x="120" y="20">one</text><text x="125" y="22">two</text></svg></body></html>')
+    assert _texts_in_chromium(chromium, broken, tmp_path) == (3, {"clipped": ["clipped label"],
+                                                                  "overlapping": ["one / two"]})

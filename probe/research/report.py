@@ -147,7 +147,7 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
                     f'stroke="#eee"/>')
         body.append(_text(left - 7, y_of(t) + 4, str(t), size=10, anchor="end"))
     # Date and time under each run; when runs are dense, only every k-th label so that none overlaps.
-    label_w = 84
+    label_w = max(_width(f"{_when(r['started'])[1]} · run {r['id']}", 10) for r in runs) + 16
     every = max(1, math.ceil(label_w / ((width - left - right - 2 * inner) / max(len(runs) - 1, 1))))
     for i, r in enumerate(runs):
         x = xs[r["id"]]
@@ -169,8 +169,10 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
                 shape = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">' if status == "blocked" else
                          f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="white" stroke="{color}" stroke-width="2">')
                 body.append(f"{shape}<title>{e(network)}, run {rid}: {value} {SHORT[status]}</title></circle>")
-                if len(runs) == 1:  # a lone run: say the numbers, there is no line to read them from
-                    body.append(_text(x + 10, y + 4, f"{value} {SHORT[status]}", size=11))
+                if len(runs) == 1:  # a lone run: say the numbers (blocked right, anomalous left: never on top)
+                    left_side = status != "blocked"
+                    body.append(_text(x - 10 if left_side else x + 10, y + 4, f"{value} {SHORT[status]}", size=11,
+                                      anchor="end" if left_side else "start"))
     legend, last_y = _legend(legend_entries, left, bottom + 40, width)
     body += legend
     body.append(_text(left, last_y + 26, "solid line, filled dot: blocked (strong evidence); dashed line, open dot: "
@@ -253,8 +255,10 @@ def _changes(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> str:
         parts.append(f"<p><b>{e(network)}</b>: run {prev['id']} ({pday} {pclock}) → run {run['id']} ({day} {clock}): "
                      f"{e(said)}.</p>")
         if d.changes:
-            rows = "".join(f"<tr><td title='{e(CHANGES[c.kind])}'>{e(c.kind)}</td><td>{e(c.url)}</td>"
-                           f"<td>{e(c.before)}</td><td>{e(c.after)}</td></tr>" for c in d.changes)
+            order = list(CHANGES)  # strong evidence first, then anomalies, then what says nothing about blocking
+            ranked = sorted(d.changes, key=lambda c: (order.index(c.kind), c.url))
+            rows = "".join(f"<tr><td class='nowrap' title='{e(CHANGES[c.kind])}'>{e(c.kind)}</td>"
+                           f"<td>{e(c.url)}</td><td>{e(c.before)}</td><td>{e(c.after)}</td></tr>" for c in ranked)
             parts.append("<table class='changes'><thead><tr><th>change</th><th>URL</th><th>before</th><th>now</th>"
                          f"</tr></thead><tbody>{rows}</tbody></table>")
     return "".join(parts)
