@@ -153,6 +153,8 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
             raise click.ClickException("give RUN_A and RUN_B, or --since DATE, not both")
         _runs(db, None, since, db_path)
         out: dict[str, Any] = history(db, parsed)
+        if not out:
+            raise click.ClickException(f"no finished run since {since} in {db_path} (only runs still going)")
         if as_json:
             click.echo(json.dumps(out, indent=1))
             return

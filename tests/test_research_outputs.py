@@ -215,6 +215,8 @@ def test_claims_compare_cli(known, tmp_path):
      "Error: --since: 'yesterday' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
      "offset (default UTC)"),
     (["diff", "1", "99"], "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
+    (["diff", "--since", "2025-10-03"],
+     "Error: no run since 2025-10-03 in {db} (the latest, run 4, started 2025-10-02T09:30:00+00:00)"),
     (["claims", "compare", "pta-2025-09-personal-data", "--since", "garbage"],
      "Error: --since: 'garbage' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
      "offset (default UTC)"),
@@ -425,3 +427,12 @@ def test_report_in_chromium_has_no_clipped_or_overlapping_label(known, tmp_path)
               '<text x="120" y="20">one</text><text x="125" y="22">two</text></svg></body></html>')
     assert _texts_in_chromium(chromium, broken, tmp_path) == (3, {"clipped": ["clipped label"],
                                                                   "overlapping": ["one / two"]})
+
+
+def test_diff_since_counts_only_finished_runs(known):
+    from probe.storage import create_run
+
+    db, path = known
+    create_run(db, options={}, software_version="test", rules_version="test", targets=[], resolvers=[])  # going on
+    code, out, err = probe("diff", "--db", str(path), "--since", "2025-10-03")
+    assert (code, out, err) == (1, "", f"Error: no finished run since 2025-10-03 in {path} (only runs still going)\n")
