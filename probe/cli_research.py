@@ -42,30 +42,80 @@ def runs(db_path: str, as_json: bool) -> None:
             click.echo(f"{r['id']:>4} {r['started']} {r['status']:11} {row['network'][:40]:40} {summary}")
 
 
+def _research_error(e: ValueError) -> click.ClickException:
+    """A bad filter or a failed look-up from the research library, as the one-line error users see."""
+    return click.ClickException(str(e))
+
+
+def _since(value: str | None) -> str | None:
+    from .research.queries import QueryError, parse_since
+
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except QueryError as e:
+        raise click.ClickException(f"--since: {e}") from None
+
+
+def _runs(db: Any, run_id: int | None, since: str | None, db_path: str) -> list[dict[str, Any]]:
+    """The runs a --run/--since pair names, checked: a run that does not exist or a date no run follows is an error.
+    `since` is the user's text."""
+    from .research import queries
+
+    try:
+        runs = queries.runs(db, run_id=run_id, since=_since(since))
+    except queries.QueryError as e:
+        raise _research_error(e) from None
+    if not runs:
+        latest = queries.latest_run(db)
+        raise click.ClickException(f"no run since {since} in {db_path}" + (
+            f" (the latest, run {latest['id']}, started {latest['started']})" if latest else " (it has no run yet)"))
+    return runs
+
+
 @cli.command()
 @_db_option
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
-@click.option("--status", help="Only this status (ok, blocked, anomaly, down, error).")
+@click.option("--status", help="Only this status (blocked, anomaly, down, ok, error).")
 @click.option("--layer", help="Only this layer (dns, tcp, tls, http).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header.")
 def results(db_path: str, run_id: int | None, status: str | None, layer: str | None, as_json: bool,
             as_csv: bool) -> None:
-    """List the verdicts of a run.
+    """List the verdicts of a run: blocked (strong evidence), anomaly (not attributable), down, ok, error.
 
     Example:
 
         probe results --status blocked --csv > blocked.csv
     """
+    from typing import get_args
+
+    from .models import Layer
+    from .research import queries
+    from .verdicts import VerdictError, parse_status
+
+    try:
+        wanted = parse_status(status) if status is not None else None
+    except VerdictError as e:
+        raise click.ClickException(f"--status: {e}") from None
+    if layer is not None and layer not in get_args(Layer):
+        raise click.ClickException(f"--layer: unknown layer {layer!r}: use one of {', '.join(get_args(Layer))}")
     db = storage.open_db(db_path)
-    run_id = run_id if run_id is not None else storage.latest_run_id(db)
     if run_id is None:
-        raise click.ClickException(f"no run in {db_path}")
+        run_id = storage.latest_run_id(db)
+        if run_id is None:
+            raise click.ClickException(f"no run in {db_path}")
+    else:
+        try:
+            queries.run(db, run_id)
+        except queries.QueryError as e:
+            raise _research_error(e) from None
     writer = csv.writer(sys.stdout) if as_csv else None
     if writer:
         writer.writerow(RESULT_COLUMNS)
     for m in storage.measurements(db, run_id):
-        if (status and m["status"] != status) or (layer and m["layer"] != layer):
+        if (wanted and m["status"] != wanted) or (layer and m["layer"] != layer):
             continue
         row = {k: m[k] for k in RESULT_COLUMNS}
         if writer:
@@ -85,37 +135,51 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
 @click.option("--json", "as_json", is_flag=True)
 def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, across_networks: bool,
          as_json: bool) -> None:
-    """What changed between two runs (or over time, per network, with --since).
+    """What changed between two runs (or over time, per network, with --since): newly blocked and unblocked
+    (strong evidence) apart from newly anomalous and anomaly cleared, method and blockpage changes, flapping URLs.
 
     Example:
 
         probe diff 12 15
     """
-    from .research.diff import DiffError, compare_runs, history
+    from .research.diff import compare_runs, history
+    from .research.queries import QueryError
+    from .verdicts import CHANGES
 
     db = storage.open_db(db_path)
-    if since:
-        out: dict[str, Any] = history(db, since)
+    if since is not None:
+        parsed = _since(since)
+        if run_a is not None or run_b is not None:
+            raise click.ClickException("give RUN_A and RUN_B, or --since DATE, not both")
+        _runs(db, None, since, db_path)
+        out: dict[str, Any] = history(db, parsed)
+        if not out:
+            raise click.ClickException(f"no finished run since {since} in {db_path} (only runs still going)")
         if as_json:
             click.echo(json.dumps(out, indent=1))
             return
         for network, h in out.items():
-            click.echo(f"{network}: runs {h['runs']}; flapping: {', '.join(h['flapping']) or 'none'}")
+            flapping = "; ".join(f"{kind}: {', '.join(urls)}" for kind, urls in h["flapping"].items() if urls)
+            click.echo(f"{network}: runs {h['runs']}; flapping: {flapping or 'none'}")
             for d in h["diffs"]:
-                click.echo(f"  {d['run_a']} -> {d['run_b']}: {d['counts'] or 'no change'}")
+                said = ", ".join(f"{n} {kind}" for kind, n in d["counts"].items())
+                click.echo(f"  {d['run_a']} -> {d['run_b']}: {said or 'no change'}")
         return
     if run_a is None or run_b is None:
         raise click.ClickException("give RUN_A and RUN_B, or --since DATE")
     try:
         d = compare_runs(db, run_a, run_b, across_networks=across_networks)
-    except DiffError as e:
-        raise click.ClickException(str(e)) from None
+    except QueryError as e:
+        raise _research_error(e) from None
     if as_json:
         click.echo(json.dumps(d.as_dict(), indent=1))
         return
-    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {d.counts() or 'no change'}")
+    said = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
+    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {said or 'no change'}")
     for c in d.changes:
         click.echo(f"{c.kind:18} {c.url}\n{'':18}   {c.before} -> {c.after}")
+    if d.changes:
+        click.echo("\n" + "\n".join(f"{kind}: {CHANGES[kind]}" for kind in d.counts()))
 
 
 @cli.group("claims")
@@ -219,21 +283,44 @@ def claims_list(db_path: str) -> None:
 @claims_group.command("compare")
 @_db_option
 @click.argument("key")
-@click.option("--since", metavar="DATE", help="Only runs since DATE.")
+@click.option("--since", metavar="DATE", help="Only runs since DATE (YYYY-MM-DD).")
+@click.option("--list", "list_file", type=click.Path(dir_okay=False),
+              help="For a claim without a published list: the URLs (a .txt or .csv list) that stand for it.")
+@click.option("--category", metavar="CODE", help="For a claim without a published list: the URLs of this category.")
+@click.option("--run", "run_id", type=int, help="Only this run (for a claim without a list, its URLs stand for it).")
 @click.option("--json", "as_json", is_flag=True)
-def claims_compare(db_path: str, key: str, since: str | None, as_json: bool) -> None:
-    """Claimed vs testable vs measured vs blocked, per network and category, with the gap in words.
+def claims_compare(db_path: str, key: str, since: str | None, list_file: str | None, category: str | None,
+                   run_id: int | None, as_json: bool) -> None:
+    """Claimed vs testable vs measured vs blocked, anomalous, down and ok, per network, with the gap in words.
+
+    A claim is measured against its published items (`claims import --items-for`); where the authority published
+    no list, against the URLs you name with --list, --category or --run. With neither, nothing is compared.
 
     Example:
 
-        probe claims compare pta-2025-10-personal-data
+        probe claims compare pta-2025-09-personal-data --list pta-sites.txt
     """
     from .research import claims
+    from .research.queries import QueryError
+    from .targets import TargetError, read_inputs
+    from .verdicts import SHORT
 
+    parsed = _since(since)
+    urls = None
+    if list_file is not None:
+        try:
+            targets, warnings = read_inputs([list_file])
+        except TargetError as e:
+            raise click.ClickException(f"--list: {e}") from None
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
+        urls = frozenset(t.url for t in targets)
+    scope = claims.Scope(urls=urls, list_name=list_file, category=category, run_id=run_id, since=parsed)
+    db = storage.open_db(db_path)
     try:
-        cmp = claims.compare(storage.open_db(db_path), key, since)
-    except claims.ClaimError as e:
-        raise click.ClickException(str(e)) from None
+        cmp = claims.compare(db, key, scope)
+    except (claims.ClaimError, QueryError) as e:
+        raise _research_error(e) from None
     if as_json:
         click.echo(json.dumps(cmp.as_dict(), indent=1))
         return
@@ -242,16 +329,18 @@ def claims_compare(db_path: str, key: str, since: str | None, as_json: bool) -> 
         click.echo("\nby kind:")
         for kind, v in cmp.testable["by_kind"].items():
             click.echo(f"  {kind:20} {v['count']:>5}  testable: {v['testable']}")
-    if cmp.networks:
-        click.echo("\nby network:")
+    if cmp.networks and cmp.basis != "none":
         for net, c in cmp.networks.items():
-            click.echo(f"  {net:40} " + " ".join(f"{k}={v}" for k, v in sorted(c.items())))
+            click.echo(f"\n{net}:")
+            for column, meaning in claims.COLUMNS.items():
+                value = c[column]
+                click.echo(f"  {column:9} {'unknown' if value is None else f'{value:,}':>7}  {meaning}")
     if cmp.items:
         click.echo("\nitems:")
         for i in cmp.items:
-            where = ("blocked on " + ", ".join(i["blocked_on"])) if i["blocked_on"] else (
-                "reachable on " + ", ".join(i["reachable_on"]) if i["reachable_on"] else "not tested")
-            click.echo(f"  {i['url']}: {where}")
+            where = "; ".join(f"{SHORT[status]} on {', '.join(i[key])}" for status, key in claims.ITEM_KEYS.items()
+                              if i[key])
+            click.echo(f"  {i['url']}: {where or 'not tested'}")
 
 
 @cli.command()
@@ -260,7 +349,8 @@ def claims_compare(db_path: str, key: str, since: str | None, as_json: bool) -> 
 @click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD).")
 @click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False), help="Where to write the page.")
 def report(db_path: str, run_id: int | None, since: str | None, html_file: str) -> None:
-    """Write a self-contained HTML report (inline SVG charts, no external assets).
+    """Write a self-contained HTML report (inline SVG charts, no external assets): the latest verdict of each URL
+    on each network, what changed since the previous run, blocked URLs over time, claims next to measurements.
 
     Example:
 
@@ -270,7 +360,13 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
 
     from .research.report import render
 
-    Path(html_file).write_text(render(storage.open_db(db_path), run_id, since), encoding="utf-8")
+    _since(since)  # a bad date is an error before anything else
+    if run_id is not None and since is not None:
+        raise click.ClickException("give --run or --since, not both")
+    db = storage.open_db(db_path)
+    runs = _runs(db, run_id, since, db_path)
+    scope = f"run {run_id}" if run_id is not None else f"runs since {since}" if since else "all runs"
+    Path(html_file).write_text(render(db, runs, scope), encoding="utf-8")
     click.echo(f"wrote {html_file}")
 
 
@@ -282,16 +378,26 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
 def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> None:
     """Export a run: OONI Web Connectivity measurements (JSONL), our observations (JSONL), or verdicts (CSV).
 
+    In the OONI format, `blocking` and `accessible` use OONI's words (blocked and anomalous: "dns", "tcp_ip",
+    "http-failure" or "http-diff"; down: false/false; ok: false/true; error: null/null), and our status is kept
+    in `x_probe_status`.
+
     Example:
 
         probe export --format ooni --run 3 -o run3.jsonl
     """
     from .research.exchange import export as do_export
+    from .research.queries import QueryError, run
 
     db = storage.open_db(db_path)
-    run_id = run_id if run_id is not None else storage.latest_run_id(db)
     if run_id is None:
-        raise click.ClickException(f"no run in {db_path}")
+        run_id = storage.latest_run_id(db)
+        if run_id is None:
+            raise click.ClickException(f"no run in {db_path}")
+    try:
+        run(db, run_id)  # before the output file is opened: a wrong --run leaves no empty file behind
+    except QueryError as e:
+        raise _research_error(e) from None
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
         n = do_export(db, run_id, fmt, out)

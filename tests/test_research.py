@@ -16,7 +16,7 @@ import pytest
 
 from probe import open_db, read_inputs, run_async
 from probe.lab.servers import DnsEntry
-from probe.research import claims
+from probe.research import claims, queries
 from probe.research.datasette import QUERIES
 from probe.research.diff import DiffError, compare_runs, history
 from probe.research.exchange import export, import_ooni
@@ -26,7 +26,7 @@ from probe.storage import measurements, set_vantage
 LOOP = ("127.0.0.1",)
 # What each name resolves to, run after run: None is NXDOMAIN, "reset" points at the resetting port.
 PLAN = {
-    "a": ["ok", "nx", "reset"],   # ok -> blocked (dns) -> blocked (http): newly blocked, then method changed
+    "a": ["ok", "nx", "reset"],   # ok -> anomaly (dns; no control here) -> another URL (the port differs)
     "b": ["ok", "ok", "ok"],
     "c": ["nx", "ok", "nx"],      # flaps
 }
@@ -65,9 +65,10 @@ def _by_kind(diff) -> dict[str, list[str]]:
 
 async def test_diff_finds_newly_blocked_unblocked_and_method_changes(history_db):
     db, (r1, r2, r3), other = history_db
-    assert _by_kind(compare_runs(db, r1, r2)) == {"newly-blocked": ["a.test"], "unblocked": ["c.test"]}
+    # Without a control an NXDOMAIN is an anomaly, not a block: the diff must not call it "newly blocked".
+    assert _by_kind(compare_runs(db, r1, r2)) == {"newly-anomalous": ["a.test"], "anomaly-cleared": ["c.test"]}
     d23 = compare_runs(db, r2, r3)
-    assert _by_kind(d23).get("newly-blocked") == ["c.test"]
+    assert _by_kind(d23) == {"newly-anomalous": ["c.test"]}
     # a.test: dns/nxdomain (run 2) then http/connection_reset (run 3, another URL because the port differs)
     assert d23.only_in_a == 1 and d23.only_in_b == 1
     with pytest.raises(DiffError, match="different networks"):
@@ -80,7 +81,8 @@ async def test_history_per_network_with_flapping(history_db):
     h = history(db, "2000-01-01")
     assert set(h) == {"AS64500 TESTNET-64500", "AS64501 TESTNET-64501"}
     assert h["AS64500 TESTNET-64500"]["runs"] == runs
-    assert "http://c.test:" in " ".join(h["AS64500 TESTNET-64500"]["flapping"])
+    flapping = h["AS64500 TESTNET-64500"]["flapping"]
+    assert flapping["blocked"] == [] and [u.split(":")[1] for u in flapping["anomaly"]] == ["//c.test"]
 
 
 async def test_method_change_is_reported(net, tmp_path):
@@ -111,22 +113,25 @@ async def test_claims_compare_states_the_gap_and_checks_items(history_db, tmp_pa
     october = claims.compare(db, "pta-2025-10-personal-data")
     assert october.testable["testable"] == 17 and october.testable["partly"] == 18
     assert "104 are accounts, channels or groups" in october.summary
-    assert "cannot be checked item by item" in october.summary
+    assert "nothing measured can be compared with this claim" in october.summary
     assert set(october.networks) == {"AS64500 TESTNET-64500", "AS64501 TESTNET-64501"}
+    assert {c["measured"] for c in october.networks.values()} == {0}  # unrelated URLs are no evidence
     september = claims.compare(db, "pta-2025-09-personal-data")
     assert "No breakdown by kind was published" in september.summary
     listed = claims.compare(db, "test-list")
     items = {i["url"]: i for i in listed.items}
     assert items[b_url]["reachable_on"] and not items[b_url]["blocked_on"]
+    assert items[a_url]["anomalous_on"] and not items[a_url]["blocked_on"]  # an NXDOMAIN without control
     assert items["http://never.example/"]["tested"] is False
-    assert "3 listed items, 2 were measured" in listed.summary
+    assert "Of the 3 listed items, 2 were measured: 0 found blocked with strong evidence" in listed.summary
 
 
 async def test_report_is_self_contained_and_escapes_what_it_shows(history_db, tmp_path):
     db, _runs, _ = history_db
-    db.execute("update measurements set category = '<script>alert(1)</script>' where id = 1")
-    page = render(db, since="2000-01-01")
+    db.execute("update measurements set category = '<script>alert(1)</script>', evidence = '<b>x</b>'")
+    page = render(db, queries.runs(db, since="2000-01-01"), "runs since 2000-01-01")
     assert "<script>alert" not in page and "&lt;script&gt;" in page
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert page.count("<svg") >= 4
     assert "http://" in page and "src=" not in page and "href=\"http" not in page  # nothing loaded from outside
     path = tmp_path / "report.html"
@@ -215,29 +220,59 @@ async def test_export_is_read_by_oonis_own_parser(world, tmp_path):
     out = tmp_path / "ooni.jsonl"
     with out.open("w") as f:
         export(db, summary.run_id, "ooni", f)
+    # What OONI's `blocking`/`accessible` must say for each scenario's expected verdict (ts-017's vocabulary).
+    words = {_url(net, n, s, p): list(_ooni_words(status, detail)) for n, s, _, p, (status, _, detail, _)
+             in SCENARIOS}
+    exported = [json.loads(line)["input"] for line in out.read_text().splitlines()]
+    expected = {"file": str(out), "expected": [words[url] for url in exported]}
+    # The database with known verdicts adds what the loopback world has no case of (error, a censor address).
+    from tests import research_world
+    from tests.test_research_outputs import known_ooni_export
+
+    known = tmp_path / "known-ooni.jsonl"
+    expectations = [expected, {"file": str(known)} | known_ooni_export(research_world.build(tmp_path / "k.db"), known)]
+    (tmp_path / "expected.json").write_text(json.dumps(expectations))
     venv = _oonidata_venv(tmp_path)
     check = tmp_path / "check.py"
     check.write_text("""
 import json, sys
 from oonidata.dataclient import load_measurement
-for line in open(sys.argv[1]):
-    raw = json.loads(line)
-    m = load_measurement(msmt=raw)
-    tk = m.test_keys
-    assert m.probe_ip == "127.0.0.1" and m.input == raw["input"] and m.probe_asn == raw["probe_asn"]
-    assert len(tk.queries or []) == len(raw["test_keys"]["queries"])
-    assert len(tk.tcp_connect or []) == len(raw["test_keys"]["tcp_connect"])
-    assert len(tk.requests or []) == len(raw["test_keys"]["requests"])
-    for r, rr in zip(tk.requests or [], raw["test_keys"]["requests"]):
-        assert (r.response.code if r.response else None) == (rr["response"] or {}).get("code")
-    if raw["test_keys"]["control"]:
-        assert tk.control.http_request.status_code == raw["test_keys"]["control"]["http_request"]["status_code"]
-print("ok", sum(1 for _ in open(sys.argv[1])))
+n = 0
+for spec in json.load(open(sys.argv[1])):
+    lines = open(spec["file"]).read().splitlines()
+    assert len(lines) == len(spec["expected"]), (spec["file"], len(lines))
+    for line, (blocking, accessible) in zip(lines, spec["expected"]):
+        raw = json.loads(line)
+        m = load_measurement(msmt=raw)
+        tk = m.test_keys
+        assert m.probe_ip == "127.0.0.1" and m.input == raw["input"] and m.probe_asn == raw["probe_asn"]
+        assert len(tk.queries or []) == len(raw["test_keys"]["queries"])
+        assert len(tk.tcp_connect or []) == len(raw["test_keys"]["tcp_connect"])
+        assert len(tk.requests or []) == len(raw["test_keys"]["requests"])
+        for r, rr in zip(tk.requests or [], raw["test_keys"]["requests"]):
+            assert (r.response.code if r.response else None) == (rr["response"] or {}).get("code")
+        if raw["test_keys"]["control"]:
+            assert tk.control.http_request.status_code == raw["test_keys"]["control"]["http_request"]["status_code"]
+        got = (tk.blocking, tk.accessible)
+        assert got == (blocking, accessible), (raw["input"], raw["test_keys"]["x_probe_status"], got)
+        assert tk.blocking in (False, None, "dns", "tcp_ip", "http-failure", "http-diff"), tk.blocking
+        n += 1
+print("ok", n)
 """)
-    proc = subprocess.run([str(venv / "bin" / "python"), str(check), str(out)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([str(venv / "bin" / "python"), str(check), str(tmp_path / "expected.json")],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == f"ok {len(SCENARIOS)}"
+    assert proc.stdout.strip() == f"ok {len(SCENARIOS) + 15}"
+
+
+def _ooni_words(status: str, detail: str) -> tuple[str | bool | None, bool | None]:
+    """OONI's (blocking, accessible) for an expected verdict, worked out from ts-017 by hand: TLS failures are
+    http-failure, a differing page http-diff; a site down everywhere false/false; a failed analysis null/null."""
+    if status in ("ok", "down", "error"):
+        return {"ok": (False, True), "down": (False, False), "error": (None, None)}[status]
+    layer = detail.split("/")[0]
+    words = {"dns": "dns", "tcp": "tcp_ip", "tls": "http-failure"}
+    return words.get(layer, "http-diff" if detail == "http/diff" else "http-failure"), False
 
 
 def _oonidata_venv(tmp_path: Path) -> Path:

@@ -15,11 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..verdicts import INTERFERENCE, STATUSES
 from .scenarios import Control, Scenario
 from .topology import DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT, Lab, LabError
-
-INTERFERENCE = {"blocked", "anomaly"}
-STATUSES = ("blocked", "anomaly", "down", "ok")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,15 @@ import io
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from importlib import resources
 from typing import Any
 
 import sqlite_utils
 
 from ..targets import TargetError, normalise
-from .diff import INTERFERENCE, network_of
+from ..verdicts import MEANING, SHORT, STATUSES
+from . import queries
 
 TESTABILITY = {
     "website": "testable",
@@ -87,96 +89,177 @@ def import_items(db: sqlite_utils.Database, claim_id: int, text: str, origin: st
     return len(rows), warnings
 
 
-@dataclass(frozen=True, slots=True)
+# The numbers `compare` gives per network, each with its meaning (printed next to it and kept in the JSON).
+COLUMNS: dict[str, str] = {
+    "claimed": "items the authority says it blocked (every kind)",
+    "testable": "of those, websites a network probe can test (unknown when the claim gives no breakdown or list)",
+    "measured": "URLs in the comparison that probe measured on this network (latest verdict of each)",
+    **{s: MEANING[s] for s in STATUSES},
+}
+
+
+# Per listed item, the networks where its latest verdict is each status.
+ITEM_KEYS: dict[str, str] = {"blocked": "blocked_on", "anomaly": "anomalous_on", "down": "down_on",
+                             "ok": "reachable_on", "error": "not_measured_on"}
+assert list(ITEM_KEYS) == list(STATUSES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scope:
+    """What a claim is measured against when the authority published no list: the URLs the user names."""
+
+    urls: frozenset[str] | None = None  # from --list FILE
+    list_name: str | None = None
+    category: str | None = None
+    run_id: int | None = None
+    since: str | None = None  # parsed (queries.parse_since)
+
+    def names_urls(self) -> bool:
+        return self.urls is not None or self.category is not None or self.run_id is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Comparison:
     claim: dict[str, Any]
+    basis: str  # "items" (the published list), "user" (--list/--category/--run) or "none"
     testable: dict[str, Any]
-    networks: dict[str, dict[str, int]]
+    networks: dict[str, dict[str, int | None]]
     categories: dict[str, dict[str, int]]
-    items: list[dict[str, Any]]
+    items: list[dict[str, Any]] = dataclass_field(default_factory=list)
     summary: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"claim": self.claim, "testable": self.testable, "networks": self.networks,
-                "categories": self.categories, "items": self.items, "summary": self.summary}
+        return {"claim": self.claim, "basis": self.basis, "columns": COLUMNS, "testable": self.testable,
+                "networks": self.networks, "categories": self.categories, "items": self.items,
+                "summary": self.summary}
 
 
-def _latest_per_url(db: sqlite_utils.Database, since: str | None) -> list[dict[str, Any]]:
-    """Each URL's latest verdict on each network."""
-    rows = db.query(
-        "select m.url, m.hostname, m.category, m.status, m.detail, m.run_id, r.vantage_asn, r.vantage_network "
-        "from measurements m join runs r on r.id = m.run_id where r.started >= ? order by m.run_id",
-        [since or ""])
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in rows:
-        latest[(network_of(r), r["url"])] = r
-    return list(latest.values())
-
-
-def compare(db: sqlite_utils.Database, key: str, since: str | None = None) -> Comparison:
-    claims = list(db.table("claims").rows_where("key = ?", [key]))
-    if not claims:
-        raise ClaimError(f"no claim {key!r} (see `probe claims list`)")
-    claim = dict(claims[0])
-    breakdown = json.loads(claim["breakdown"]) if claim["breakdown"] else None
-    if breakdown:
-        testable_n = sum(n for k, n in breakdown.items() if TESTABILITY.get(k, "").startswith("testable"))
-        partly = sum(n for k, n in breakdown.items() if TESTABILITY.get(k, "").startswith("partly"))
-        testable = {"by_kind": {k: {"count": n, "testable": TESTABILITY.get(k, "unknown kind")}
-                                for k, n in breakdown.items()}, "testable": testable_n, "partly": partly}
+def testability(claim: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many of the claimed items a network probe can test: from the published list, else the breakdown."""
+    if items:
+        kinds: dict[str, int] = defaultdict(int)
+        for i in items:
+            kinds[i["kind"]] += 1
+        breakdown: dict[str, int] | None = dict(kinds)
     else:
-        testable = {"by_kind": None, "testable": None, "partly": None}
-    measured = _latest_per_url(db, since)
-    networks: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    categories: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for m in measured:
-        for bucket in (networks[network_of(m)], categories[m["category"] or "uncategorised"]):
-            bucket["measured"] += 1
-            bucket[m["status"]] += 1
-    items = _items(db, claim["id"], measured)
-    summary = _words(claim, testable, networks, items)
-    return Comparison(claim, testable, {k: dict(v) for k, v in networks.items()},
-                      {k: dict(v) for k, v in categories.items()}, items, summary)
+        breakdown = json.loads(claim["breakdown"]) if claim["breakdown"] else None
+    if not breakdown:
+        return {"source": None, "total": None, "by_kind": None, "testable": None, "partly": None}
+    return {"source": "list" if items else "breakdown", "total": len(items) if items else claim["claimed_count"],
+            "by_kind": {k: {"count": n, "testable": TESTABILITY.get(k, "unknown kind")} for k, n in breakdown.items()},
+            "testable": sum(n for k, n in breakdown.items() if TESTABILITY.get(k, "").startswith("testable")),
+            "partly": sum(n for k, n in breakdown.items() if TESTABILITY.get(k, "").startswith("partly"))}
 
 
-def _items(db: sqlite_utils.Database, claim_id: int, measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def compare(db: sqlite_utils.Database, key: str, scope: Scope | None = None, *,
+            runs: list[dict[str, Any]] | None = None) -> Comparison:
+    """A claim next to the latest verdict of each URL it covers, per network: against the claim's published items,
+    or else against the URLs the user names; with neither, nothing measured is counted as evidence on it.
+    `runs` (the report's) says which runs to look at without naming URLs; by default the scope's run or since."""
+    scope = scope or Scope()
+    try:
+        claim = queries.claim(db, key)
+    except queries.QueryError as e:
+        raise ClaimError(str(e)) from None
+    items = queries.claim_items(db, claim["id"])
+    if items and (scope.urls is not None or scope.category is not None):
+        raise ClaimError(f"claim {key!r} has a published list of {len(items)} items, which is what it is compared "
+                         "against: --list and --category are for claims without one")
+    if scope.category is not None and scope.category not in queries.categories(db):
+        known = ", ".join(sorted(c for c in queries.categories(db) if c)) or "none"
+        raise ClaimError(f"no measurement has category {scope.category!r} (measured categories: {known})")
+    if runs is None:
+        runs = queries.runs(db, run_id=scope.run_id, since=scope.since)
+    latest = queries.latest_per_url(db, runs)
+    basis = "items" if items else "user" if scope.names_urls() else "none"
+    if basis == "items":
+        listed = {i["url"] for i in items}
+        in_scope = [m for m in latest if m["url"] in listed]
+    elif basis == "user":
+        in_scope = [m for m in latest if (scope.urls is None or m["url"] in scope.urls)
+                    and (scope.category is None or (m["category"] or "") == scope.category)]
+    else:
+        in_scope = []
+    testable = testability(claim, items)
+    networks: dict[str, dict[str, int | None]] = {}
+    for net in sorted({queries.network_of(r) for r in runs}):
+        mine = [m for m in in_scope if m["network"] == net]
+        networks[net] = {"claimed": claim["claimed_count"], "testable": testable["testable"], "measured": len(mine),
+                         **{s: sum(m["status"] == s for m in mine) for s in STATUSES}}
+    def empty() -> dict[str, int]:
+        return {"measured": 0} | dict.fromkeys(STATUSES, 0)
+
+    categories: dict[str, dict[str, int]] = defaultdict(empty)
+    for m in in_scope:
+        bucket = categories[m["category"] or "uncategorised"]
+        bucket["measured"] += 1
+        bucket[m["status"]] += 1
+    item_rows = _items(items, in_scope)
+    summary = _words(claim, basis, scope, testable, networks, item_rows)
+    return Comparison(claim=claim, basis=basis, testable=testable, networks=networks,
+                      categories=dict(sorted(categories.items())), items=item_rows, summary=summary)
+
+
+def _items(items: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_url: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for m in measured:
         by_url[m["url"]].append(m)
     out = []
-    for item in db.table("claim_items").rows_where("claim_id = ?", [claim_id]):
+    for item in items:
         seen = by_url.get(item["url"], [])
-        blocked = sorted({network_of(m) for m in seen if m["status"] in INTERFERENCE})
-        open_ = sorted({network_of(m) for m in seen if m["status"] == "ok"})
-        out.append({"url": item["url"], "kind": item["kind"], "testable": TESTABILITY.get(item["kind"], "unknown"),
-                    "blocked_on": blocked, "reachable_on": open_, "tested": bool(seen)})
+        row: dict[str, Any] = {"url": item["url"], "kind": item["kind"],
+                               "testable": TESTABILITY.get(item["kind"], "unknown"), "tested": bool(seen),
+                               "verdicts": {m["network"]: m["status"] for m in seen}}
+        for status, key in ITEM_KEYS.items():
+            row[key] = sorted(m["network"] for m in seen if m["status"] == status)
+        out.append(row)
     return out
 
 
-def _words(claim: dict[str, Any], testable: dict[str, Any], networks: dict[str, dict[str, int]],
-           items: list[dict[str, Any]]) -> str:
-    parts = [f"{claim['authority']} claims {claim['claimed_count']:,} items blocked ({claim['covers'] or 'unspecified'}"
-             f", {claim['date']})."]
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count:,} {one if count == 1 else many or one + 's'}"
+
+
+def _words(claim: dict[str, Any], basis: str, scope: Scope, testable: dict[str, Any],
+           networks: dict[str, dict[str, int | None]], items: list[dict[str, Any]]) -> str:
+    claimed = claim["claimed_count"]
+    parts = [f"{claim['authority']} claims {claimed:,} items blocked ({claim['covers'] or 'unspecified'}, "
+             f"{claim['date']})."]
     if testable["testable"] is None:
         parts.append("No breakdown by kind was published, so how many of them a network probe can test is unknown.")
     else:
-        parts.append(f"Of these, {testable['testable']} are websites a network probe can test"
-                     + (f", {testable['partly']} are apps testable only through their (unlisted) domains" if
-                        testable["partly"] else "")
-                     + f", and {claim['claimed_count'] - testable['testable'] - testable['partly']} are accounts, "
-                     "channels or groups that platforms withhold and no network probe can see.")
-    for net, c in sorted(networks.items()):
-        confirmed, anomalies = c.get("blocked", 0), c.get("anomaly", 0)
-        parts.append(f"On {net}, probe measured {c['measured']} URLs: {confirmed} blocked with strong evidence, "
-                     f"{anomalies} anomalies.")
+        others = testable["total"] - testable["testable"] - testable["partly"]
+        parts.append(("Of these" if testable["source"] == "breakdown" else
+                      f"The published list has {_n(testable['total'], 'item')}; of these")
+                     + f", {testable['testable']:,} are websites a network probe can test"
+                     + (f", {testable['partly']:,} are apps testable only through their (unlisted) domains"
+                        if testable["partly"] else "")
+                     + (f", and {others:,} " + ("is an account, channel or group that platforms withhold"
+                                                  if others == 1 else
+                                                  "are accounts, channels or groups that platforms withhold")
+                        + " and no network probe can see." if others > 0 else "."))
+    if basis == "none":
+        parts.append("No list of the blocked items was published and no --list, --category or --run names what to "
+                     "compare it with, so nothing measured can be compared with this claim: unrelated URLs are not "
+                     "evidence for or against it.")
+        return " ".join(parts)
+    if basis == "items":
+        parts.append(f"Compared with the {_n(len(items), 'item')} of the published list.")
+    else:
+        named = [f"the URLs of {scope.list_name} ({_n(len(scope.urls or ()), 'URL')})" if scope.urls is not None
+                 else "", f"category {scope.category}" if scope.category is not None else "",
+                 f"run {scope.run_id}" if scope.run_id is not None else ""]
+        parts.append(f"Compared with what you named: {', '.join(p for p in named if p)} (the authority published "
+                     "no list, so these URLs stand for the claim only as far as you chose them).")
+    for net, c in networks.items():
+        parts.append(f"On {net}, {_n(c['measured'] or 0, 'URL was', 'URLs were')} measured: "
+                     + ", ".join(f"{c[s]} {SHORT[s]}" for s in STATUSES) + ".")
     if not networks:
-        parts.append("probe has measured nothing yet.")
+        parts.append("No run matches, so nothing was measured.")
     if items:
         tested = sum(i["tested"] for i in items)
         blocked = sum(bool(i["blocked_on"]) for i in items)
-        parts.append(f"Of the {len(items)} listed items, {tested} were measured and {blocked} found blocked on at "
-                     "least one network.")
-    else:
-        parts.append("Without a published list, the claim cannot be checked item by item: the measured blocking "
-                     "above is the upper bound of what can be confirmed.")
+        anomalous = sum(bool(i["anomalous_on"]) and not i["blocked_on"] for i in items)
+        parts.append(f"Of the {_n(len(items), 'listed item')}, {tested} were measured: {blocked} found blocked with "
+                     f"strong evidence on at least one network, {anomalous} only anomalous.")
     return " ".join(parts)

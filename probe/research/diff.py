@@ -1,7 +1,11 @@
-"""What changed between runs: newly blocked, unblocked, method or blockpage changed, and flapping URLs.
+"""What changed between runs: newly blocked or unblocked (strong evidence), newly anomalous or cleared, method or
+blockpage changed, and URLs that flap.
 
-Runs from different networks (ASNs) measure different censors: comparing them silently would mislead, so
-`compare_runs` refuses unless asked, and `history` groups runs by network.
+Strong evidence and anomalies are kept apart: an URL that turns anomalous is not "newly blocked", and a URL that
+flips between ok and anomaly is not a blocking that comes and goes. A change to or from `down` or `error` says
+nothing about blocking either way and is reported as `status-changed`. Runs from different networks (ASNs)
+measure different censors: comparing them silently would mislead, so `compare_runs` refuses unless asked, and
+`history` groups runs by network.
 """
 
 from __future__ import annotations
@@ -13,22 +17,29 @@ from typing import Any
 
 import sqlite_utils
 
-INTERFERENCE = ("blocked", "anomaly")
+from ..verdicts import CHANGES, INTERFERENCE
+from . import queries
+from .queries import QueryError, network_of
+
+__all__ = ["Change", "DiffError", "RunDiff", "classify", "compare_runs", "history", "network_of"]
+
+# Which change kinds make a URL flap, per kind of evidence: a URL flaps when it goes in and out twice or more.
+FLAPS = {"blocked": ("newly-blocked", "unblocked"), "anomaly": ("newly-anomalous", "anomaly-cleared")}
 
 
-class DiffError(ValueError):
+class DiffError(QueryError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
     url: str
-    kind: str  # newly-blocked | unblocked | method-changed | blockpage-changed | status-changed
+    kind: str  # a key of verdicts.CHANGES
     before: str  # "status detail"
     after: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class RunDiff:
     run_a: int
     run_b: int
@@ -39,10 +50,9 @@ class RunDiff:
     only_in_b: int = 0
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        for c in self.changes:
-            out[c.kind] += 1
-        return dict(out)
+        """Changes per kind, in the vocabulary's order."""
+        out = {kind: sum(c.kind == kind for c in self.changes) for kind in CHANGES}
+        return {k: n for k, n in out.items() if n}
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_a": self.run_a, "run_b": self.run_b, "network_a": self.network_a, "network_b": self.network_b,
@@ -50,71 +60,60 @@ class RunDiff:
                 "changes": [asdict(c) for c in self.changes]}
 
 
-def network_of(run: dict[str, Any]) -> str:
-    if run.get("vantage_asn"):
-        return f"AS{run['vantage_asn']} {run.get('vantage_network') or ''}".strip()
-    return "unknown network"
-
-
-def _run(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
-    rows = list(db.table("runs").rows_where("id = ?", [run_id]))
-    if not rows:
-        raise DiffError(f"no run {run_id}")
-    return rows[0]
-
-
-def _verdicts(db: sqlite_utils.Database, run_id: int) -> dict[str, dict[str, Any]]:
-    query = "select url, status, layer, detail, fingerprint from measurements where run_id = ?"
-    return {r["url"]: r for r in db.query(query, [run_id])}
-
-
 def classify(a: dict[str, Any], b: dict[str, Any]) -> str | None:
-    was, now = a["status"] in INTERFERENCE, b["status"] in INTERFERENCE
-    if not was and now:
-        return "newly-blocked"
-    if was and not now:
-        return "unblocked"
-    if was and now:
+    """The kind of change from verdict `a` to verdict `b` of one URL (None: nothing changed that matters)."""
+    was, now = a["status"], b["status"]
+    if was == now:
+        if was not in INTERFERENCE:
+            return None
         if a["layer"] != b["layer"]:
             return "method-changed"
         if a["fingerprint"] != b["fingerprint"]:
             return "blockpage-changed"
-        if a["detail"] != b["detail"] or a["status"] != b["status"]:
-            return "status-changed"
-        return None
-    return "status-changed" if a["status"] != b["status"] else None
+        return "detail-changed" if a["detail"] != b["detail"] else None
+    measured = {"ok", *INTERFERENCE}  # down and error say nothing about blocking: no "newly" or "cleared" from them
+    if was not in measured or now not in measured:
+        return "status-changed"
+    if now == "blocked":
+        return "newly-blocked"
+    if was == "blocked":
+        return "unblocked"
+    return "newly-anomalous" if now == "anomaly" else "anomaly-cleared"
 
 
 def compare_runs(db: sqlite_utils.Database, run_a: int, run_b: int, *, across_networks: bool = False) -> RunDiff:
-    ra, rb = _run(db, run_a), _run(db, run_b)
+    ra, rb = queries.run(db, run_a), queries.run(db, run_b)
     na, nb = network_of(ra), network_of(rb)
     if na != nb and not across_networks:
         raise DiffError(f"run {run_a} is from {na} and run {run_b} from {nb}: different networks see different "
                         "censors (pass --across-networks to compare anyway)")
-    va, vb = _verdicts(db, run_a), _verdicts(db, run_b)
-    diff = RunDiff(run_a, run_b, na, nb, only_in_a=len(va.keys() - vb.keys()), only_in_b=len(vb.keys() - va.keys()))
+    va, vb = queries.verdicts(db, run_a), queries.verdicts(db, run_b)
+    diff = RunDiff(run_a=run_a, run_b=run_b, network_a=na, network_b=nb, only_in_a=len(va.keys() - vb.keys()),
+                   only_in_b=len(vb.keys() - va.keys()))
     for url in sorted(va.keys() & vb.keys()):
         kind = classify(va[url], vb[url])
         if kind:
-            diff.changes.append(Change(url, kind, f"{va[url]['status']} {va[url]['detail']}",
-                                       f"{vb[url]['status']} {vb[url]['detail']}"))
+            diff.changes.append(Change(url=url, kind=kind, before=f"{va[url]['status']} {va[url]['detail']}",
+                                       after=f"{vb[url]['status']} {vb[url]['detail']}"))
     return diff
 
 
-def history(db: sqlite_utils.Database, since: str) -> dict[str, dict[str, Any]]:
-    """Per network: its runs since `since`, consecutive diffs, and URLs that flapped (changed 2+ times)."""
-    runs = list(db.query("select * from runs where started >= ? and status != 'running' order by id", [since]))
+def history(db: sqlite_utils.Database, since: str | None) -> dict[str, dict[str, Any]]:
+    """Per network: its finished runs since `since` (parsed), consecutive diffs, and the URLs that flapped (went in
+    and out twice or more), strong evidence and anomalies counted apart."""
     by_network: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in runs:
+    for r in queries.runs(db, since=since, finished_only=True):
         by_network[network_of(r)].append(r)
     out = {}
-    for network, rs in by_network.items():
+    for network, rs in sorted(by_network.items()):
         diffs = [compare_runs(db, a["id"], b["id"]) for a, b in itertools.pairwise(rs)]
-        flips: dict[str, int] = defaultdict(int)
-        for d in diffs:
-            for c in d.changes:
-                if c.kind in ("newly-blocked", "unblocked"):
-                    flips[c.url] += 1
-        out[network] = {"runs": [r["id"] for r in rs], "diffs": [d.as_dict() for d in diffs],
-                        "flapping": sorted(u for u, n in flips.items() if n >= 2)}
+        flapping = {}
+        for status, kinds in FLAPS.items():
+            flips: dict[str, int] = defaultdict(int)
+            for d in diffs:
+                for c in d.changes:
+                    if c.kind in kinds:
+                        flips[c.url] += 1
+            flapping[status] = sorted(u for u, n in flips.items() if n >= 2)
+        out[network] = {"runs": [r["id"] for r in rs], "diffs": [d.as_dict() for d in diffs], "flapping": flapping}
     return out

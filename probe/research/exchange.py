@@ -14,6 +14,7 @@ from .. import __version__, storage
 from ..analysis import RULES_VERSION, Matcher, analyse
 from ..models import Verdict
 from ..serialize import to_dict
+from . import queries
 from .ooni import export_measurement, import_measurement
 
 FORMATS = ("ooni", "jsonl", "csv")
@@ -27,10 +28,7 @@ def _verdict(m: dict[str, Any]) -> Verdict:
 
 
 def export(db: sqlite_utils.Database, run_id: int, fmt: str, out: TextIO) -> int:
-    runs = list(db.table("runs").rows_where("id = ?", [run_id]))
-    if not runs:
-        raise ValueError(f"no run {run_id}")
-    run = runs[0]
+    run = queries.run(db, run_id)
     writer = csv.writer(out) if fmt == "csv" else None
     if writer:
         writer.writerow(CSV_COLUMNS)

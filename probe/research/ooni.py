@@ -1,11 +1,12 @@
 """OONI interoperability: our observations as Web Connectivity measurements, and OONI's as our observations.
 
 Export follows ooni/spec df-000-base (the envelope) and ts-017 (test_keys: queries, tcp_connect,
-tls_handshakes, requests, control). `probe_ip` is always "127.0.0.1". What OONI's format has no field for
-(late DNS replies, the decoy flag, bogons, body length and hash of bodies we did not keep, which address was
-the control's) travels in `x_probe_*` keys that OONI's tools ignore. Import reads OONI's standard fields, so a
-measurement from OONI Explorer or the OONI API becomes observations that our analysis judges; the extras only
-fill gaps when the file came from probe.
+tls_handshakes, requests, control). `probe_ip` is always "127.0.0.1". `blocking` and `accessible` use OONI's
+vocabulary (probe.verdicts.ooni_blocking), and our own status travels in `x_probe_status`. What OONI's format
+has no field for (late DNS replies, the decoy flag, bogons, body length and hash of bodies we did not keep, which
+address was the control's) travels in `x_probe_*` keys that OONI's tools ignore. Import reads OONI's standard
+fields, so a measurement from OONI Explorer or the OONI API becomes observations that our analysis judges; the
+extras only fill gaps when the file came from probe.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..models import ControlResult, DnsQuery, HttpHop, Observations, TcpConnect,
 from ..netpolicy import NetPolicy
 from ..steps.http import extract_title
 from ..targets import normalise
+from ..verdicts import ooni_blocking
 
 TEST_VERSION = "0.5.28"
 _POLICY = NetPolicy()
@@ -99,8 +101,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                                     "headers": c.http_headers, "status_code": c.http_status or -1,
                                     "x_body_sha256": c.http_body_sha256}}
     dns_failure = next((q.failure for q in obs.dns if q.failure and not q.answers and q.query_type == "A"), None)
-    blocking: str | bool | None = {"ok": False, "blocked": verdict.layer, "anomaly": verdict.layer}.get(
-        verdict.status)
+    blocking, accessible = ooni_blocking(verdict.status, verdict.layer, verdict.detail)
     return {
         "annotations": {"engine_name": "probe", "platform": "linux"},
         "data_format_version": "0.2.0",
@@ -121,7 +122,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
             "control": control, "control_failure": c.failure if c else None,
             "dns_experiment_failure": dns_failure,
             "http_experiment_failure": next((h.failure for h in obs.http if h.failure), None),
-            "blocking": blocking, "accessible": verdict.status == "ok" if verdict.status != "error" else None,
+            "blocking": blocking, "accessible": accessible, "x_probe_status": verdict.status,
             "x_probe_verdict": {"status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
                                 "rule": verdict.rule, "fingerprint": verdict.fingerprint},
             "x_probe_bogons": list(obs.bogons), "x_probe_category": t.category,

@@ -1,149 +1,346 @@
 """`probe report --html`: one self-contained page (no external assets, no script) with inline SVG charts.
 
-Verdicts by category and by network, blocking methods, blocked over time, measured vs claimed, and the table of
-blocked URLs with their evidence and fingerprints. Every text that comes from measurements is escaped.
+Counts are of URLs, not of measurements: each URL's latest verdict on each network in the runs asked for. The page
+shows verdicts by network and category, the blocking methods, what changed since each network's previous run,
+blocked URLs over time, the regulator's claims next to what was measured (side-by-side bars on one scale), and
+the table of blocked and anomalous URLs with their run, time and evidence. Words and colours come from
+`probe.verdicts`, so "blocked" always means strong evidence. Every text that comes from measurements is escaped,
+and labels too long for their place are shortened with the full text in a tooltip.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import json
+import math
 from collections import Counter, defaultdict
 from typing import Any
 
 import sqlite_utils
 
-from .claims import TESTABILITY
-from .diff import INTERFERENCE, network_of
+from ..verdicts import CHANGES, COLORS, INTERFERENCE, MEANING, SHORT, STATUSES
+from . import claims as claims_mod
+from . import queries
+from .diff import compare_runs
 
-COLORS = {"blocked": "#c0392b", "anomaly": "#e67e22", "ok": "#27ae60", "down": "#7f8c8d", "error": "#8e44ad",
-          "claimed": "#34495e", "testable": "#2980b9", "measured": "#16a085"}
-STATUSES = ("blocked", "anomaly", "ok", "down", "error")
+BAR_COLORS = {"claimed": "#34495e", "testable": "#2980b9", "measured": "#16a085", "confirmed": COLORS["blocked"]}
+NETWORK_COLORS = ("#1f77b4", "#9467bd", "#17becf", "#bcbd22", "#8c564b", "#e377c2", "#2ca02c", "#7f7f7f")
+FONT = "font-family='DejaVu Sans, Verdana, sans-serif'"
 e = html.escape
 
 
+def _width(text: str, size: float) -> float:
+    """A generous estimate of the rendered width (DejaVu Sans, the widest common sans, is ~0.6 em a character)."""
+    return len(text) * size * 0.64
+
+
+def _fit(text: str, max_px: float, size: float) -> str:
+    """The text, shortened in the middle with an ellipsis if it would not fit in max_px."""
+    if _width(text, size) <= max_px:
+        return text
+    keep = max(int(max_px / (size * 0.64)) - 1, 2)
+    head = (keep + 1) // 2
+    return text[:head] + "…" + text[len(text) - (keep - head):]
+
+
+def _text(x: float, y: float, text: str, *, size: float = 12, max_px: float | None = None, anchor: str = "start",
+          extra: str = "") -> str:
+    """An SVG text, shortened to max_px when needed, with the full text as its tooltip then."""
+    shown = _fit(text, max_px, size) if max_px else text
+    tip = f"<title>{e(text)}</title>" if shown != text else ""
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" {extra}>{tip}{e(shown)}'
+            "</text>")
+
+
+def _svg(title: str, width: int, height: int, body: list[str]) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} '
+            f'{height}" role="img" aria-label="{e(title)}" {FONT}>' + "".join(body) + "</svg>")
+
+
+def _empty(title: str, why: str = "nothing to show") -> str:
+    return f"<h3>{e(title)}</h3><p class='empty'>{e(why)}</p>"
+
+
+def _legend(entries: list[tuple[str, str]], x0: float, y: float, width: int) -> tuple[list[str], float]:
+    """Colour swatches with their words, wrapping to the next line when the row is full; returns the last y."""
+    out, x = [], x0
+    for label, color in entries:
+        w = 14 + _width(label, 11) + 16
+        if x + w > width - 4 and x > x0:
+            x, y = x0, y + 16
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="10" height="10" fill="{color}"/>')
+        out.append(_text(x + 14, y + 9, label, size=11))
+        x += w
+    return out, y
+
+
 def stacked_bars(title: str, rows: list[tuple[str, dict[str, int]]], keys: tuple[str, ...] = STATUSES,
-                 width: int = 760) -> str:
-    """Horizontal stacked bars, one per row, with a legend."""
+                 width: int = 900, unit: str = "URLs") -> str:
+    """Horizontal bars, one per row, stacked from parts that do not overlap (a URL has one verdict per network)."""
     if not rows:
-        return f"<h3>{e(title)}</h3><p class='empty'>nothing to show</p>"
-    label_w, bar_h, gap = 220, 18, 6
+        return _empty(title)
+    label_w, bar_h, gap = 280, 18, 6
     total_max = max(sum(c.get(k, 0) for k in keys) for _, c in rows) or 1
     scale = (width - label_w - 60) / total_max
-    height = len(rows) * (bar_h + gap) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{e(title)}">']
+    body = []
     for i, (label, counts) in enumerate(rows):
         y = i * (bar_h + gap)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end" font-size="12">{e(label[:34])}</text>')
+        body.append(_text(4, y + 13, label, max_px=label_w - 12))
         x = float(label_w)
         for k in keys:
             n = counts.get(k, 0)
             if n:
                 w = n * scale
-                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" '
-                             f'fill="{COLORS.get(k, "#999")}"><title>{e(k)}: {n}</title></rect>')
-                x += w
-        parts.append(f'<text x="{x + 4:.1f}" y="{y + 13}" font-size="11">{sum(counts.get(k, 0) for k in keys)}</text>')
-    ly = len(rows) * (bar_h + gap) + 12
-    for j, k in enumerate(keys):
-        parts.append(f'<rect x="{label_w + j * 95}" y="{ly}" width="10" height="10" fill="{COLORS.get(k, "#999")}"/>'
-                     f'<text x="{label_w + j * 95 + 14}" y="{ly + 9}" font-size="11">{e(k)}</text>')
-    parts.append("</svg>")
-    return f"<h3>{e(title)}</h3>" + "".join(parts)
+                body.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" '
+                            f'fill="{COLORS.get(k, "#999")}"><title>{e(label)}: {n} {e(SHORT.get(k, k))}</title>'
+                            "</rect>")
+                x += max(w, 1)
+        body.append(_text(x + 4, y + 13, str(sum(counts.get(k, 0) for k in keys)), size=11))
+    legend, last_y = _legend([(f"{SHORT.get(k, k)}", COLORS.get(k, "#999")) for k in keys], label_w,
+                             len(rows) * (bar_h + gap) + 6, width)
+    body += legend
+    return f"<h3>{e(title)}</h3><p class='note'>{e(unit)}; hover a bar for its count.</p>" + _svg(
+        title, width, int(last_y + 16), body)
 
 
-def line_chart(title: str, points: list[tuple[str, int]], width: int = 760, height: int = 220) -> str:
-    if not points:
-        return f"<h3>{e(title)}</h3><p class='empty'>nothing to show</p>"
-    top = max(n for _, n in points) or 1
-    left, bottom = 50, height - 40
-    step = (width - left - 20) / max(len(points) - 1, 1)
-    xy = [(left + i * step, bottom - n / top * (bottom - 20)) for i, (_, n) in enumerate(points)]
-    path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(xy))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{e(title)}"><line x1="{left}" y1="{bottom}" x2="{width - 10}" y2="{bottom}" stroke="#999"/>',
-             f'<path d="{path}" fill="none" stroke="{COLORS["blocked"]}" stroke-width="2"/>']
-    for (label, n), (x, y) in zip(points, xy, strict=True):
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{COLORS["blocked"]}"><title>{e(label)}: {n}'
-                     f'</title></circle><text x="{x:.1f}" y="{bottom + 14}" font-size="10" text-anchor="middle">'
-                     f'{e(label[:10])}</text><text x="{x:.1f}" y="{y - 6:.1f}" font-size="10" '
-                     f'text-anchor="middle">{n}</text>')
-    parts.append("</svg>")
-    return f"<h3>{e(title)}</h3>" + "".join(parts)
+def _ticks(top: int) -> list[int]:
+    """Round y-axis ticks from 0 to at least `top` (5 or so)."""
+    top = max(top, 1)
+    raw = top / 5
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    return list(range(0, top + step, step)) if top % step else list(range(0, top + 1, step))
 
 
-def gather(db: sqlite_utils.Database, run_id: int | None, since: str | None) -> dict[str, Any]:
-    if run_id is not None:
-        runs = list(db.query("select * from runs where id = ?", [run_id]))
+def _when(iso: str) -> tuple[str, str]:
+    """('YYYY-MM-DD', 'HH:MM UTC') of a stored start time."""
+    try:
+        t = dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
+    except ValueError:
+        return iso[:10], ""
+    return t.strftime("%Y-%m-%d"), t.strftime("%H:%M UTC")
+
+
+def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[int, dict[str, int]]],
+               width: int = 900, height: int = 300) -> str:
+    """Blocked (solid) and anomalous (dashed) URLs per run, one colour per network, runs in time order."""
+    if not runs:
+        return _empty(title)
+    left, right, top_pad, bottom = 56, 20, 16, height - 84
+    inner = 60  # room for half a time label on either side of the first and last run
+    values = [c.get(k, 0) for per_run in series.values() for c in per_run.values() for k in INTERFERENCE]
+    ticks = _ticks(max(values, default=0))
+    y_top = ticks[-1] or 1
+    def y_of(n: int) -> float:
+        return bottom - n / y_top * (bottom - top_pad)
+    if len(runs) == 1:
+        xs = {runs[0]["id"]: (left + width - right) / 2}
     else:
-        runs = list(db.query("select * from runs where started >= ? order by id", [since or ""]))
-    ids = [r["id"] for r in runs]
-    marks = ",".join("?" * len(ids)) or "null"
-    ms = list(db.query(f"select * from measurements where run_id in ({marks}) order by id", ids))
-    net_of_run = {r["id"]: network_of(r) for r in runs}
+        step = (width - left - right - 2 * inner) / (len(runs) - 1)
+        xs = {r["id"]: left + inner + i * step for i, r in enumerate(runs)}
+    body = [f'<line x1="{left}" y1="{bottom}" x2="{width - right}" y2="{bottom}" stroke="#999"/>',
+            f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{bottom}" stroke="#999"/>',
+            _text(14, (top_pad + bottom) / 2, "URLs", size=11, anchor="middle",
+                  extra=f'transform="rotate(-90 14 {(top_pad + bottom) / 2:.1f})"')]
+    for t in ticks:
+        body.append(f'<line x1="{left - 4}" y1="{y_of(t):.1f}" x2="{width - right}" y2="{y_of(t):.1f}" '
+                    f'stroke="#eee"/>')
+        body.append(_text(left - 7, y_of(t) + 4, str(t), size=10, anchor="end"))
+    # Date and time under each run; when runs are dense, only every k-th label so that none overlaps.
+    label_w = max(_width(f"{_when(r['started'])[1]} · run {r['id']}", 10) for r in runs) + 16
+    every = max(1, math.ceil(label_w / ((width - left - right - 2 * inner) / max(len(runs) - 1, 1))))
+    for i, r in enumerate(runs):
+        x = xs[r["id"]]
+        body.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 4}" stroke="#999"/>')
+        if i % every == 0:
+            day, clock = _when(r["started"])
+            body.append(_text(x, bottom + 16, day, size=10, anchor="middle"))
+            body.append(_text(x, bottom + 29, f"{clock} · run {r['id']}", size=10, anchor="middle"))
+    legend_entries = []
+    for n, (network, per_run) in enumerate(series.items()):
+        color = NETWORK_COLORS[n % len(NETWORK_COLORS)]
+        legend_entries.append((network, color))
+        for status, dash in (("blocked", ""), ("anomaly", ' stroke-dasharray="5,4"')):
+            pts = [(xs[rid], y_of(c.get(status, 0)), c.get(status, 0), rid) for rid, c in per_run.items()]
+            if len(pts) > 1:
+                path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y, _, _) in enumerate(pts))
+                body.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+            for x, y, value, rid in pts:
+                shape = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">' if status == "blocked" else
+                         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="white" stroke="{color}" stroke-width="2">')
+                body.append(f"{shape}<title>{e(network)}, run {rid}: {value} {SHORT[status]}</title></circle>")
+                if len(runs) == 1:  # a lone run: say the numbers (blocked right, anomalous left: never on top)
+                    left_side = status != "blocked"
+                    body.append(_text(x - 10 if left_side else x + 10, y + 4, f"{value} {SHORT[status]}", size=11,
+                                      anchor="end" if left_side else "start"))
+    legend, last_y = _legend(legend_entries, left, bottom + 40, width)
+    body += legend
+    body.append(_text(left, last_y + 26, "solid line, filled dot: blocked (strong evidence); dashed line, open dot: "
+                      "anomalous", size=10, extra='fill="#555"'))
+    note = ("<p class='note'>Only one run so far: no trend yet.</p>" if len(runs) == 1 else "")
+    return f"<h3>{e(title)}</h3>" + _svg(title, width, int(last_y + 34), body) + note
+
+
+def side_by_side_bars(title: str, groups: list[tuple[str, list[tuple[str, int | None, str, str]]]],
+                      width: int = 900) -> str:
+    """Groups of horizontal bars, one scale within a group, one bar per line (label, value or None, colour, and a
+    note: said instead of the bar when there is no value, after the number otherwise): for numbers that are
+    subsets of one another, which must never be stacked."""
+    if not groups:
+        return _empty(title)
+    label_w, bar_h, gap, head_h = 330, 16, 5, 22
+    body, y = [], 0.0
+    for heading, bars in groups:
+        top = max((v for _, v, _, _ in bars if v is not None), default=0) or 1
+        scale = (width - label_w - 90) / top
+        body.append(_text(4, y + 15, heading, size=12, max_px=width - 8, extra='font-weight="bold"'))
+        y += head_h
+        for label, value, color, note in bars:
+            body.append(_text(16, y + 12, label, size=11, max_px=label_w - 24))
+            if value is None:
+                body.append(_text(label_w, y + 12, note, size=11, max_px=width - label_w - 4,
+                                  extra='fill="#777" font-style="italic"'))
+            else:
+                w = max(value * scale, 1 if value else 0)
+                body.append(f'<rect x="{label_w}" y="{y:.1f}" width="{w:.1f}" height="{bar_h}" fill="{color}">'
+                            f"<title>{e(label)}: {value:,}</title></rect>")
+                body.append(_text(label_w + w + 5, y + 12, f"{value:,}" + (f" ({note})" if note else ""), size=11,
+                                  max_px=width - label_w - w - 10))
+            y += bar_h + gap
+        y += 8
+    return (f"<h3>{e(title)}</h3><p class='note'>Within each claim, one scale for every bar; each number is part of "
+            "the one above it, so they are drawn side by side, never added.</p>" + _svg(title, width, int(y), body))
+
+
+def _claim_groups(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    groups = []
+    for c in queries.claims(db):
+        cmp = claims_mod.compare(db, c["key"], runs=runs)
+        testable = cmp.testable["testable"]
+        bars: list[tuple[str, int | None, str, str]] = [
+            ("claimed", c["claimed_count"], BAR_COLORS["claimed"], ""),
+            ("testable by a network probe", testable, BAR_COLORS["testable"],
+             "unknown: no breakdown or list published" if testable is None else ""),
+        ]
+        if cmp.basis == "none":
+            bars.append(("measured", None, BAR_COLORS["measured"],
+                         "not comparable: no list published, so no measured URL stands for this claim"))
+        for net, counts in cmp.networks.items() if cmp.basis != "none" else ():
+            bars.append((f"measured on {net}", counts["measured"], BAR_COLORS["measured"], ""))
+            bars.append((f"confirmed blocked on {net}", counts["blocked"], BAR_COLORS["confirmed"],
+                         f"{counts['anomaly']} more anomalous" if counts["anomaly"] else ""))
+        groups.append((f"{c['key']} — {c['authority']}, {c['date']}", bars))
+    return groups
+
+
+def _changes(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> str:
+    """Per network: its latest run here against the run of that network before it (in the whole database)."""
+    everything = queries.runs(db, finished_only=True)
+    latest: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        latest[queries.network_of(r)] = r
+    parts = ["<h3>What changed since the previous run</h3>"]
+    for network, run in sorted(latest.items()):
+        before = [r for r in everything if queries.network_of(r) == network and r["id"] < run["id"]]
+        day, clock = _when(run["started"])
+        if not before:
+            parts.append(f"<p><b>{e(network)}</b>: only one run so far (run {run['id']}, {day} {clock}); nothing to "
+                         "compare with.</p>")
+            continue
+        prev = before[-1]
+        d = compare_runs(db, prev["id"], run["id"])
+        pday, pclock = _when(prev["started"])
+        counts = d.counts()
+        said = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "no change"
+        parts.append(f"<p><b>{e(network)}</b>: run {prev['id']} ({pday} {pclock}) → run {run['id']} ({day} {clock}): "
+                     f"{e(said)}.</p>")
+        if d.changes:
+            order = list(CHANGES)  # strong evidence first, then anomalies, then what says nothing about blocking
+            ranked = sorted(d.changes, key=lambda c: (order.index(c.kind), c.url))
+            rows = "".join(f"<tr><td class='nowrap' title='{e(CHANGES[c.kind])}'>{e(c.kind)}</td>"
+                           f"<td>{e(c.url)}</td><td>{e(c.before)}</td><td>{e(c.after)}</td></tr>" for c in ranked)
+            parts.append("<table class='changes'><thead><tr><th>change</th><th>URL</th><th>before</th><th>now</th>"
+                         f"</tr></thead><tbody>{rows}</tbody></table>")
+    return "".join(parts)
+
+
+def gather(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers the page shows, from the latest verdict of each URL on each network in these runs."""
+    latest = queries.latest_per_url(db, runs)
     by_cat: dict[str, Counter[str]] = defaultdict(Counter)
     by_net: dict[str, Counter[str]] = defaultdict(Counter)
-    methods: Counter[str] = Counter()
-    for m in ms:
+    methods: dict[str, Counter[str]] = defaultdict(Counter)
+    for m in latest:
         by_cat[m["category"] or "uncategorised"][m["status"]] += 1
-        by_net[net_of_run[m["run_id"]]][m["status"]] += 1
+        by_net[m["network"]][m["status"]] += 1
         if m["status"] in INTERFERENCE:
-            methods[m["detail"].split(":")[0]] += 1
-    over_time = [(r["started"][:10] + f" #{r['id']}", sum(1 for m in ms if m["run_id"] == r["id"]
-                                                         and m["status"] == "blocked")) for r in runs]
-    blocked_urls = {m["url"] for m in ms if m["status"] in INTERFERENCE}
-    claims = []
-    if db.table("claims").exists():
-        for c in db.query("select * from claims order by date"):
-            breakdown = json.loads(c["breakdown"]) if c["breakdown"] else None
-            testable = (sum(n for k, n in breakdown.items() if TESTABILITY.get(k, "").startswith("testable"))
-                        if breakdown else None)
-            claims.append((f"{c['key']}", {"claimed": c["claimed_count"], "testable": testable or 0,
-                                           "measured": len({m["url"] for m in ms}), "blocked": len(blocked_urls)}))
-    return {"runs": runs, "measurements": ms, "by_category": by_cat, "by_network": by_net, "methods": methods,
-            "over_time": over_time, "claims": claims, "network_of_run": net_of_run}
+            methods[m["detail"].split(":")[0]][m["status"]] += 1
+    per_run: dict[str, dict[int, dict[str, int]]] = defaultdict(dict)
+    for r in runs:
+        per_run[queries.network_of(r)][r["id"]] = dict.fromkeys(INTERFERENCE, 0)
+    for m in queries.measurements(db, runs, statuses=INTERFERENCE):
+        per_run[m["network"]][m["run_id"]][m["status"]] += 1
+    return {"latest": latest, "by_category": by_cat, "by_network": by_net, "methods": methods,
+            "over_time": dict(sorted(per_run.items())), "counts": Counter(m["status"] for m in latest),
+            "urls": len({m["url"] for m in latest})}
 
 
-def render(db: sqlite_utils.Database, run_id: int | None = None, since: str | None = None) -> str:
-    d = gather(db, run_id, since)
-    ms = d["measurements"]
-    counts = Counter(m["status"] for m in ms)
+def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) -> str:
+    """The page for these runs (from queries.runs: checked, oldest first); `scope` says which in words."""
+    d = gather(db, runs)
+    networks = sorted({queries.network_of(r) for r in runs})
+    shown = [m for m in d["latest"] if m["status"] in INTERFERENCE]
+    shown.sort(key=lambda m: (STATUSES.index(m["status"]), m["network"], m["url"]))
     rows = "".join(
-        f"<tr><td>{e(m['url'])}</td><td>{e(d['network_of_run'][m['run_id']])}</td><td>{e(m['category'] or '')}</td>"
-        f"<td class='{e(m['status'])}'>{e(m['status'])}</td><td>{e(m['detail'])}</td>"
-        f"<td>{e(m['fingerprint'] or '')}</td><td class='ev'>{e(m['evidence'] or '')}</td></tr>"
-        for m in ms if m["status"] in INTERFERENCE)
-    scope = f"run {run_id}" if run_id is not None else f"runs since {since}" if since else "all runs"
-    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        f"<tr><td class='url'>{e(m['url'])}</td><td>{e(m['network'])}</td><td>{m['run_id']}</td>"
+        f"<td class='nowrap'>{' '.join(_when(m['run_started']))}</td><td>{e(m['category'] or '')}</td>"
+        f"<td class='{e(m['status'])} nowrap'>{e(SHORT[m['status']])}</td><td class='detail'>{e(m['detail'])}</td>"
+        f"<td>{e(m['fingerprint'] or '')}</td><td class='ev'>{e(m['evidence'] or '')}</td></tr>" for m in shown)
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         stacked_bars("Verdicts by network", sorted((k, dict(v)) for k, v in d["by_network"].items())),
         stacked_bars("Verdicts by category", sorted((k, dict(v)) for k, v in d["by_category"].items())),
-        stacked_bars("Blocking methods", [(k, {"blocked": v}) for k, v in d["methods"].most_common()],
-                     keys=("blocked",)),
-        line_chart("Blocked URLs over time (per run)", d["over_time"]),
-        stacked_bars("Measured vs claimed", d["claims"], keys=("claimed", "testable", "measured", "blocked"))
-        if d["claims"] else "",
+        stacked_bars("Blocking methods (layer/reason)",
+                     sorted(((k, dict(v)) for k, v in d["methods"].items()), key=lambda kv: -sum(kv[1].values())),
+                     keys=INTERFERENCE),
+        _changes(db, runs),
+        line_chart("Blocked and anomalous URLs per run, per network", runs, d["over_time"]),
     ]
+    groups = _claim_groups(db, runs)
+    if groups:
+        sections.append(side_by_side_bars("Measured vs claimed", groups))
+    summary = "".join(f"<span class='{s}'><b>{d['counts'].get(s, 0)}</b> {SHORT[s]}</span>" for s in STATUSES)
+    meanings = "".join(f"<dt class='{s}'>{e(SHORT[s])}</dt><dd>{e(MEANING[s])}</dd>" for s in STATUSES)
+    first, last = _when(runs[0]["started"]), _when(runs[-1]["started"])
+    when = (f"Run {runs[0]['id']} on {e(networks[0])}, started {first[0]} {first[1]}" if len(runs) == 1 else
+            f"{len(runs)} runs on {len(networks)} network{'s' if len(networks) > 1 else ''}, from {first[0]} "
+            f"{first[1]} to {last[0]} {last[1]}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>probe report: {e(scope)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+body {{ font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 2em auto; max-width: 1100px; color: #222;
+       padding: 0 1em; }}
 h1 {{ font-size: 1.6em; }} h3 {{ margin-top: 2em; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 12px; }}
 td, th {{ border: 1px solid #ddd; padding: 4px 6px; vertical-align: top; text-align: left; }}
-th {{ background: #f4f4f4; }} td.ev {{ color: #555; max-width: 380px; }}
-td.blocked {{ color: {COLORS['blocked']}; font-weight: bold; }} td.anomaly {{ color: {COLORS['anomaly']}; }}
-.summary span {{ display: inline-block; margin-right: 1.5em; font-size: 1.1em; }} .empty {{ color: #888; }}
+th {{ background: #f4f4f4; }} td.ev {{ color: #555; max-width: 380px; }} td.nowrap {{ white-space: nowrap; }}
+td {{ overflow-wrap: anywhere; }} td.url {{ min-width: 14em; }} td.detail {{ min-width: 12em; }}
+.blocked {{ color: {COLORS['blocked']}; font-weight: bold; }} .anomaly {{ color: {COLORS['anomaly']}; }}
+.down {{ color: {COLORS['down']}; }} .ok {{ color: {COLORS['ok']}; }} .error {{ color: {COLORS['error']}; }}
+.summary span {{ display: inline-block; margin-right: 1.5em; font-size: 1.1em; }}
+.empty, .note {{ color: #777; font-size: 0.9em; }} dl {{ font-size: 0.9em; }}
+dt {{ float: left; clear: left; width: 8em; }} dd {{ margin-left: 9em; }}
 </style></head><body>
 <h1>probe report: {e(scope)}</h1>
-<p>{len(d['runs'])} run(s), {len(ms)} measurements; generated {e(generated)}.</p>
-<p class="summary">{''.join(f"<span><b>{counts.get(s, 0)}</b> {s}</span>" for s in STATUSES)}</p>
+<p>{when}; {d['urls']} distinct URLs. Generated {generated}.</p>
+<p>Latest verdict of each URL on each network ({len(d['latest'])} URL–network pairs):</p>
+<p class="summary">{summary}</p>
+<dl>{meanings}</dl>
 {''.join(sections)}
-<h3>Blocked and anomalous URLs</h3>
-<table><thead><tr><th>URL</th><th>network</th><th>category</th><th>status</th><th>detail</th><th>fingerprint</th>
-<th>evidence</th></tr></thead><tbody>{rows or '<tr><td colspan="7">none</td></tr>'}</tbody></table>
+<h3>Blocked and anomalous URLs (latest verdict on each network)</h3>
+<table><thead><tr><th>URL</th><th>network</th><th>run</th><th>time</th><th>category</th><th>status</th><th>detail</th>
+<th>fingerprint</th><th>evidence</th></tr></thead>
+<tbody>{rows or '<tr><td colspan="9">none</td></tr>'}</tbody></table>
 </body></html>
 """

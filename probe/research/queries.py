@@ -1,0 +1,123 @@
+"""How the research outputs read the database: runs, verdicts and claims, with the filters users give checked.
+
+One module so that diff, claims, report and export agree on what "a run", "since DATE" and "the latest verdict
+of a URL on a network" mean, and so that a filter that matches nothing because it is wrong (`--run 99`,
+`--since garbage`) is an error naming the value rather than an empty answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import sqlite_utils
+
+SINCE_FORMS = "YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC offset (default UTC)"
+
+
+class QueryError(ValueError):
+    """A filter that names nothing: a run that does not exist, a date that does not parse, a claim not recorded."""
+
+
+def parse_since(text: str) -> str:
+    """A date or date and time as the UTC ISO text runs are stored with, so that it compares as text."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise QueryError(f"{text!r} is not a date: use {SINCE_FORMS}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def network_of(run: dict[str, Any]) -> str:
+    """The network a run measured from: 'AS<n> <name>', the unit that reports compare within."""
+    if run.get("vantage_asn"):
+        return f"AS{run['vantage_asn']} {run.get('vantage_network') or ''}".strip()
+    return "unknown network"
+
+
+def run(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
+    rows = list(db.query("select * from runs where id = ?", [run_id]))
+    if not rows:
+        raise QueryError(f"no run {run_id} in this database ({_run_range(db)})")
+    return rows[0]
+
+
+def _run_range(db: sqlite_utils.Database) -> str:
+    low, high, n = db.execute("select min(id), max(id), count(*) from runs").fetchone()
+    if not n:
+        return "it has no run yet"
+    return f"run {low} is the only one" if n == 1 else f"{n} runs, ids {low} to {high}"
+
+
+def latest_run(db: sqlite_utils.Database) -> dict[str, Any] | None:
+    rows = list(db.query("select * from runs order by id desc limit 1"))
+    return rows[0] if rows else None
+
+
+def runs(db: sqlite_utils.Database, *, run_id: int | None = None, since: str | None = None,
+         finished_only: bool = False) -> list[dict[str, Any]]:
+    """The runs a command is about, oldest first: one run (checked), those started since a parsed date, or all.
+    `finished_only` leaves out runs still going (or killed before finishing): history compares whole runs."""
+    if run_id is not None:
+        return [run(db, run_id)]
+    where = ["started >= ?"]
+    args: list[Any] = [since or ""]
+    if finished_only:
+        where.append("status != 'running'")
+    return list(db.query(f"select * from runs where {' and '.join(where)} order by id", args))
+
+
+def verdicts(db: sqlite_utils.Database, run_id: int) -> dict[str, dict[str, Any]]:
+    """A run's verdict per URL."""
+    query = "select url, category, status, layer, detail, fingerprint from measurements where run_id = ? order by id"
+    return {r["url"]: r for r in db.query(query, [run_id])}
+
+
+def measurements(db: sqlite_utils.Database, runs_: Iterable[dict[str, Any]],
+                 statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The measurements of these runs in order, each with its run's start time and network."""
+    by_id = {r["id"]: r for r in runs_}
+    if not by_id:
+        return []
+    marks = ",".join("?" * len(by_id))
+    args: list[Any] = list(by_id)
+    where = f"run_id in ({marks})"
+    if statuses is not None:
+        wanted = list(statuses)
+        where += f" and status in ({','.join('?' * len(wanted))})"
+        args += wanted
+    out = []
+    for m in db.query(f"select * from measurements where {where} order by run_id, id", args):
+        r = by_id[m["run_id"]]
+        out.append(m | {"run_started": r["started"], "network": network_of(r)})
+    return out
+
+
+def latest_per_url(db: sqlite_utils.Database, runs_: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each URL's latest verdict on each network among these runs: what is true now, counted once per URL."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in measurements(db, runs_):
+        latest[(m["network"], m["url"])] = m
+    return sorted(latest.values(), key=lambda m: (m["network"], m["url"]))
+
+
+def claim(db: sqlite_utils.Database, key: str) -> dict[str, Any]:
+    rows = list(db.query("select * from claims where key = ?", [key]))
+    if not rows:
+        raise QueryError(f"no claim {key!r} (see `probe claims list`)")
+    return rows[0]
+
+
+def claims(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    return list(db.query("select * from claims order by date, key"))
+
+
+def claim_items(db: sqlite_utils.Database, claim_id: int) -> list[dict[str, Any]]:
+    return list(db.query("select * from claim_items where claim_id = ? order by rowid", [claim_id]))
+
+
+def categories(db: sqlite_utils.Database) -> set[str]:
+    return {r[0] for r in db.execute("select distinct coalesce(category, '') from measurements")}
