@@ -15,7 +15,7 @@ from .httpdiff import HttpComparison, compare
 
 DNS_LOOKUP_FAILURES = {"dns_nxdomain_error", "dns_no_answer"}
 # Failures that mean "this machine has no route", not "someone interfered".
-ROUTING_FAILURES = {"network_unreachable"}
+ROUTING_FAILURES = {"network_unreachable", "network_down"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from .facts import Facts
 
 RULES_VERSION = "2026.11.1"
 
-_INTERFERENCE = {"connection_reset", "eof_error", "generic_timeout_error"}
+_INTERFERENCE = {"connection_reset", "connection_aborted", "eof_error", "generic_timeout_error"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
