@@ -55,6 +55,14 @@ CONNECTION_ABORTED = "connection_aborted"
 NETWORK_UNREACHABLE = "network_unreachable"
 NETWORK_DOWN = "network_down"
 
+# OONI's test helper (oohelperd) reports the control's own DNS lookup in the legacy helper's words; here is what
+# each means in ours. It reports "no answer" as an empty list with no failure.
+HELPER_DNS = {
+    "dns_name_error": DNS_NXDOMAIN,
+    "dns_server_failure": DNS_MISBEHAVING,  # REFUSED, SERVFAIL-like and temporary failures, not told apart
+    "unknown_error": f"{UNKNOWN_PREFIX}: test helper: unknown_error",
+}
+
 _ERRNO = {
     errno.ECONNREFUSED: "connection_refused",
     errno.ECONNRESET: CONNECTION_RESET,
@@ -73,6 +81,14 @@ _LOCAL_ERRNO = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.E
 # OpenSSL X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code carries them.
 _HOSTNAME_MISMATCH = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 _UNKNOWN_AUTHORITY = {2, 18, 19, 20, 21}  # no issuer / self-signed / not trusted
+
+
+def from_helper_dns(failure: str | None, addrs: object, *, ip_literal: bool = False) -> str | None:
+    """The control's DNS outcome as a failure of our vocabulary: the test helper's names translated, and an empty
+    answer with no failure read as OONI's `dns_no_answer` (an IP-literal URL has nothing to resolve)."""
+    if failure is None:
+        return DNS_NO_ANSWER if not addrs and not ip_literal else None
+    return HELPER_DNS.get(failure, failure)
 
 
 def _has_prefix(failure: str, prefix: str) -> bool:
