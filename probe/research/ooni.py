@@ -347,6 +347,8 @@ def _own_connects(meas: _Measurement, probe_addrs: set[str], control_addrs: set[
             else:
                 continue  # an address nobody resolved for this host: a redirect hop's (untagged data)
         status = c.get("status") or {}
+        if int(c.get("port") or 0) != meas.target.port and status.get("failure"):
+            continue  # 0.5 also connects to 443 to validate an http:// URL's addresses: not the URL's connection
         out.append(TcpConnect(ip=ip, port=int(c.get("port") or 0), origin=origin, failure=status.get("failure"),
                               t0=c.get("t0") or 0.0, t=c.get("t") or 0.0))
     return out
@@ -390,15 +392,23 @@ def _chain(meas: _Measurement) -> list[tuple[int | None, dict[str, Any]]]:
 def _failed_next_hop(meas: _Measurement, depth: int, url: str) -> HttpHop | None:
     """The next hop of a redirect when OONI recorded its lookup and connects but no request (0.5 stops there
     when they fail): a failing hop, as our own HTTP step records a redirect it could not follow."""
+    parts = urllib.parse.urlsplit(url)
     host = _host_of(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
     lookups = [q for _, q in meas.lookups(depth, host) if not q.control]
     connects = [c for c in meas.tcp if meas.at_depth({**c, "hostname": host}, depth, host)
+                and int(c.get("port") or 0) == port
                 and (_depth(c) is not None or any(str(c["ip"]) in q.answers for q in lookups))]
-    handshakes = [_tls(h, host) for h in meas.tls if meas.at_depth(h, depth, host)]
+    handshakes = [h for h in (_tls(x, host) for x in meas.tls if meas.at_depth(x, depth, host)) if h.port == port]
+    if is_ip_literal(host):
+        lookups = []  # nothing to resolve: the connects are the evidence
     if not lookups and not connects:
         return None
     system = [q for q in lookups if q.resolver.startswith("system:")] or lookups
-    if not any(q.answers for q in system):
+    if system and not any(q.answers for q in system):
         failure = next((q.failure for q in system if q.failure == failures.DNS_NXDOMAIN), None) or next(
             (q.failure for q in system if q.failure), failures.DNS_NO_ANSWER)
         return HttpHop(url=url, failure=failure)
@@ -406,7 +416,7 @@ def _failed_next_hop(meas: _Measurement, depth: int, url: str) -> HttpHop | None
     if connects and not ok:
         c = connects[0]
         return HttpHop(url=url, ip=str(c["ip"]), failure=(c.get("status") or {}).get("failure"))
-    if urllib.parse.urlsplit(url).scheme == "https":
+    if parts.scheme == "https":
         good = [h for h in handshakes if h.failure is None]
         if handshakes and not good:
             return HttpHop(url=url, ip=handshakes[0].ip, failure=handshakes[0].failure)
