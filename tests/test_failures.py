@@ -14,7 +14,7 @@ import re
 from functools import partial
 from pathlib import Path
 
-from probe import failures, open_db, read_inputs, run_async
+from probe import failures, open_db, read_inputs, run_async, storage
 from probe.analysis import facts, rules
 from probe.control.helper_server import serve_forever
 from probe.lab.servers import DnsEntry, DnsZone, Site, serve_dns
@@ -81,7 +81,8 @@ def test_no_string_in_the_code_drifts_from_the_vocabulary() -> None:
     """A literal like "dns_server_failure" anywhere in probe/ fails here, whoever adds it.
 
     OONI's test helper has names of its own for the control's DNS outcome ("dns_name_error",
-    "dns_server_failure"); only failures.py may spell them, to translate them on the way in.
+    "dns_server_failure"); only failures.py may spell them, to translate them on the way in, and storage.py the
+    names of earlier versions, to rename them in stored runs.
     """
     root = Path(failures.__file__).parent
     drift = []
@@ -94,6 +95,8 @@ def test_no_string_in_the_code_drifts_from_the_vocabulary() -> None:
                 continue
             if path.name == "failures.py" and (s in failures.OONI_LEGACY_FAILURES or s in failures.HELPER_DNS):
                 continue
+            if path.name == "storage.py" and s in {*storage.RENAMED_FAILURES, *storage.RENAMED_HELPER_DNS}:
+                continue  # the old names, to rename them in earlier databases
             drift.append(f"{path.relative_to(root.parent)}:{node.lineno}: {s}")
     assert drift == []
 
@@ -132,3 +135,26 @@ async def test_every_failure_a_real_run_stores_is_oonis(world, nursery, tmp_path
                      "generic_timeout_error", "ssl_invalid_hostname"):
         assert expected in seen, sorted(seen)
     assert any(f.startswith("refused: ") for f in seen), sorted(seen)
+
+
+def test_databases_of_earlier_versions_get_oonis_names(tmp_path) -> None:
+    """A run stored before the rename: its failures and the verdicts quoting them now use OONI's words."""
+    from probe.models import ControlResult, DnsQuery, Observations, Verdict
+    from probe.targets import normalise
+
+    db = open_db(tmp_path / "old.db")
+    run = storage.create_run(db, options={}, software_version="old", rules_version="old", targets=[], resolvers=[])
+    obs = Observations(target=normalise("http://servfail.test/"),
+                       dns=(DnsQuery(resolver="udp:127.0.0.1:53", engine="udp", hostname="servfail.test",
+                                     query_type="A", failure="dns_server_failure"),),
+                       control=ControlResult(source="http://helper/", dns_failure="dns_name_error"))
+    old = Verdict(status="anomaly", layer="dns", detail="dns/dns_server_failure", rule="dns-failure", control="ok",
+                  evidence="the resolver failed; dns failure: dns_server_failure from udp:127.0.0.1:53")
+    storage.write_measurement(db, run, obs, old, "old", keep_body=False)
+    storage.m005_ooni_failure_names(db)
+    row = next(storage.measurements(db, run))
+    assert row["detail"] == "dns/dns_servfail_error" and "dns_server_failure" not in row["evidence"]
+    back = storage.load_observations(db, row)
+    assert back.dns[0].failure == "dns_servfail_error"
+    assert back.control is not None and back.control.dns_failure == "dns_nxdomain_error"
+    assert all(allowed(f) for f in stored_failures(db))
