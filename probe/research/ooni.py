@@ -1,11 +1,12 @@
 """OONI interoperability: our observations as Web Connectivity measurements, and OONI's as our observations.
 
 Export follows ooni/spec df-000-base (the envelope) and ts-017 (test_keys: queries, tcp_connect,
-tls_handshakes, requests, control). `probe_ip` is always "127.0.0.1". What OONI's format has no field for
-(late DNS replies, the decoy flag, bogons, body length and hash of bodies we did not keep, which address was
-the control's) travels in `x_probe_*` keys that OONI's tools ignore. Import reads OONI's standard fields, so a
-measurement from OONI Explorer or the OONI API becomes observations that our analysis judges; the extras only
-fill gaps when the file came from probe.
+tls_handshakes, requests, control); the control's DoH lookups are `queries` with engine "doh", as OONI writes
+its own. `probe_ip` is always "127.0.0.1". What OONI's format has no field for (late DNS replies, the decoy
+flag, bogons, body length and hash of bodies we did not keep, which address was the control's) travels in
+`x_probe_*` keys that OONI's tools ignore. Import reads OONI's standard fields in the roles they had (see the
+notes above `import_measurement`), so a measurement from OONI Explorer or the OONI API (Web Connectivity 0.4 or
+0.5) becomes observations that our analysis judges; the extras only fill gaps when the file came from probe.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
         else q.engine, "resolver_address": _resolver_address(q.resolver), "failure": q.failure,
         "answers": _answers(q) or None, "t0": q.t0, "t": q.t, "x_probe_late_answers": list(q.late_answers),
         "x_probe_rcode": q.rcode,
-    } for q in obs.dns]
+    } for q in obs.dns + obs.control_dns]  # the control's DoH lookups as OONI writes them (engine "doh")
     tcp = [{"ip": c.ip, "port": c.port, "status": {"success": c.failure is None, "failure": c.failure,
                                                    "blocked": None},
             "t0": c.t0, "t": c.t, "x_probe_origin": c.origin} for c in obs.tcp]
@@ -132,8 +133,6 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
             "x_probe_verdict": {"status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
                                 "rule": verdict.rule, "fingerprint": verdict.fingerprint},
             "x_probe_bogons": list(obs.bogons), "x_probe_category": t.category,
-            "x_probe_control_dns": [{"resolver": q.resolver, "query_type": q.query_type, "answers": list(q.answers),
-                                     "failure": q.failure} for q in obs.control_dns],
         },
     }
 
@@ -447,7 +446,7 @@ def import_measurement(m: dict[str, Any]) -> Observations:
     meas = _Measurement(m, target)
     own = _late_replies(tk, meas.lookups(0, target.hostname))
     dns_here = tuple(q for q in own if not q.control)
-    control_dns = tuple(q for q in own if q.control) + tuple(
+    control_dns = tuple(q for q in own if q.control) + tuple(  # x_probe_control_dns: exports before 2026.11
         DnsQuery(resolver=q["resolver"], engine="doh", hostname=target.hostname, query_type=q["query_type"],
                  answers=tuple(q["answers"]), failure=q["failure"], control=True)
         for q in tk.get("x_probe_control_dns") or ())
