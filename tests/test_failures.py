@@ -64,7 +64,7 @@ def test_the_code_holds_oonis_list() -> None:
 def test_every_failure_constant_in_the_code_is_oonis() -> None:
     produced = {*failures._ERRNO.values(), *dns._RCODE_FAILURE.values(), failures.TIMEOUT}
     compared = {*facts.ROUTING_FAILURES, *facts.DNS_LOOKUP_FAILURES, *rules._INTERFERENCE,
-                *tls.INTERFERENCE_FAILURES}
+                *tls.INTERFERENCE_FAILURES, *tls.CERT_FAILURES}
     assert produced - DF_007 == set()
     assert compared - DF_007 == set()
     assert failures.classify(ConnectionAbortedError(103, "x")) == "connection_aborted"

@@ -24,15 +24,15 @@ import dns.rdatatype
 import dns.resolver
 import trio
 
-from ..failures import DNS_NO_ANSWER, DNS_NXDOMAIN, DNS_REFUSED, DNS_SERVFAIL, TIMEOUT, UNKNOWN_PREFIX, classify
+from ..failures import TIMEOUT, classify
 from ..models import DnsQuery
 
 QueryType = Literal["A", "AAAA"]
 
 _RCODE_FAILURE = {
-    dns.rcode.NXDOMAIN: DNS_NXDOMAIN,
-    dns.rcode.SERVFAIL: DNS_SERVFAIL,
-    dns.rcode.REFUSED: DNS_REFUSED,
+    dns.rcode.NXDOMAIN: "dns_nxdomain_error",
+    dns.rcode.SERVFAIL: "dns_servfail_error",
+    dns.rcode.REFUSED: "dns_refused_error",
 }
 MAX_REPLY = 65535
 
@@ -102,9 +102,9 @@ def parse_reply(reply: dns.message.Message, qtype: QueryType) -> dict:
     rcode = reply.rcode()
     failure = _RCODE_FAILURE.get(rcode)
     if failure is None and rcode != dns.rcode.NOERROR:
-        failure = f"{UNKNOWN_PREFIX}: dns rcode {dns.rcode.to_text(rcode)}"
+        failure = f"unknown_failure: dns rcode {dns.rcode.to_text(rcode)}"
     if failure is None and not answers:
-        failure = DNS_NO_ANSWER
+        failure = "dns_no_answer"
     return {
         "answers": tuple(answers),
         "cnames": tuple(cnames),
