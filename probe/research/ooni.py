@@ -208,9 +208,8 @@ def _queries(q: dict[str, Any], label: str, engine: Engine, *, control: bool) ->
         elif kind == "CNAME" and a.get("hostname"):
             cnames.append(a["hostname"].rstrip("."))
     qtype = q.get("query_type")
-    types: list[QueryType] = ["A", "AAAA"] if qtype not in ("A", "AAAA") else ["AAAA"] if qtype == "AAAA" else ["A"]
-    if qtype not in ("A", "AAAA") and not by_type["AAAA"]:
-        types = ["A"]  # an ANY lookup with no IPv6 address stands for the A query alone
+    # ANY (getaddrinfo) stands for both queries, or for the A query alone when it got no IPv6 address.
+    types: list[QueryType] = [qtype] if qtype in ("A", "AAAA") else ["A", "AAAA"] if by_type["AAAA"] else ["A"]
     failure = q.get("failure")
     out = []
     for t in types:
@@ -397,13 +396,18 @@ def _failed_next_hop(meas: _Measurement, depth: int, url: str) -> HttpHop | None
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return None
-    lookups = [q for _, q in meas.lookups(depth, host) if not q.control]
-    connects = [c for c in meas.tcp if meas.at_depth({**c, "hostname": host}, depth, host)
-                and int(c.get("port") or 0) == port
-                and (_depth(c) is not None or any(str(c["ip"]) in q.answers for q in lookups))]
+    literal = is_ip_literal(host)  # nothing to resolve: the connects are the evidence
+    lookups = [] if literal else [q for _, q in meas.lookups(depth, host) if not q.control]
+
+    def for_this_hop(c: dict[str, Any]) -> bool:
+        """Tagged with this depth; untagged, to an address this hop's lookups gave (or its IP literal)."""
+        if _depth(c) is not None:
+            return _depth(c) == depth
+        return not meas.tagged and (str(c["ip"]) == host if literal else any(str(c["ip"]) in q.answers
+                                                                               for q in lookups))
+
+    connects = [c for c in meas.tcp if for_this_hop(c) and int(c.get("port") or 0) == port]
     handshakes = [h for h in (_tls(x, host) for x in meas.tls if meas.at_depth(x, depth, host)) if h.port == port]
-    if is_ip_literal(host):
-        lookups = []  # nothing to resolve: the connects are the evidence
     if not lookups and not connects:
         return None
     system = [q for q in lookups if q.resolver.startswith("system:")] or lookups
