@@ -7,7 +7,9 @@ data formats df-001, df-002, df-005, df-006), in both generations:
 - 0.5 ("LTE"): a getaddrinfo lookup (query_type "ANY", A and AAAA together), a DNS-over-UDP and a DNS-over-HTTPS
   lookup beside it, connects to the test helper's addresses too, TLS handshakes on 443 that validate an http://
   URL's addresses (tag fetch_body=false), every record tagged with its redirect depth (depth=N) and a
-  transaction id, a connectivity step per redirect (no request when it fails), `x_dns_duplicate_responses`.
+  transaction id, a connectivity step per redirect (no request when it fails), `x_dns_duplicate_responses`;
+  each 0.5 measurement also comes without its tags (transaction ids only, as records of earlier 0.5 builds
+  are), so that import must place a redirect hop's records by host and address.
 
 Each carries OONI's own verdict (`blocking`, `accessible`, `dns_consistency`) as the classic analysis computes
 it for such data. Nothing here is ever contacted: the addresses are data. `python -m tests.ooni_fixtures FILE`
@@ -16,6 +18,7 @@ writes them all as JSON Lines, to look at or to feed `probe import-ooni`.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import sys
@@ -585,7 +588,22 @@ def benign_duplicate(version: str, site: Site) -> Fixture:
                    b.build(blocking=False, accessible=True, dns_consistency="consistent"))
 
 
+def untagged(f: Fixture) -> Fixture:
+    m = copy.deepcopy(f.measurement)
+    for key in ("queries", "tcp_connect", "tls_handshakes", "requests", "x_dns_duplicate_responses"):
+        for record in m["test_keys"].get(key) or ():
+            record.pop("tags", None)
+    return Fixture(f.kind, f"{f.name}-untagged", m)
+
+
 def all_fixtures() -> Iterator[Fixture]:
+    for f in _tagged_fixtures():
+        yield f
+        if f.measurement["test_version"] == V05:
+            yield untagged(f)
+
+
+def _tagged_fixtures() -> Iterator[Fixture]:
     for v in (V04, V05):
         for site in SITES:
             for scheme in ("http", "https"):

@@ -1,9 +1,9 @@
 """`probe import-ooni` reads OONI's records in their roles, and agrees with OONI's own verdicts.
 
-The measurements are tests/ooni_fixtures.py's (0.4 and 0.5, each kind OONI publishes from Pakistan, each with
-OONI's verdict). Agreement is by class: OONI's `blocking: false` with `accessible: true` is our `ok`, with
-`accessible: false` our `down`; any blocking reason is our `blocked` or `anomaly`. The layer is compared too
-(dns, tcp_ip -> tcp, http-failure -> tls or http, http-diff -> http) and printed.
+The measurements are tests/ooni_fixtures.py's (0.4, 0.5 with and without depth tags, each kind OONI publishes
+from Pakistan, each with OONI's verdict). Agreement is by class: OONI's `blocking: false` with `accessible: true`
+is our `ok`, with `accessible: false` our `down`; any blocking reason is our `blocked` or `anomaly`. The layer
+is compared too (dns, tcp_ip -> tcp, http-failure -> tls or http, http-diff -> http) and printed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ LAYERS = {"dns": {"dns"}, "tcp_ip": {"tcp"}, "http-failure": {"tls", "http"}, "h
 KNOWN_ANALYSIS_ISSUES = {
     f"down:no-address-{site.host}-{v}": "the control finds no address (the helper's empty list, NOERROR): not read "
                                    "like NXDOMAIN, so dns-unverified (anomaly) instead of down"
-    for site in fx.SITES for v in (fx.V04, fx.V05)
+    for site in fx.SITES for v in (fx.V04, fx.V05, f"{fx.V05}-untagged")
 }
 
 
@@ -115,6 +115,11 @@ def test_getaddrinfo_is_the_system_resolver_udp_under_test_doh_control() -> None
 
 
 def test_a_redirect_hops_records_stay_that_hops() -> None:
+    for f in (fx.redirect_to_blocked(fx.V05, fx.RIGHTS, "sni"),
+              fx.untagged(fx.redirect_to_blocked(fx.V05, fx.RIGHTS, "sni"))):
+        obs = _obs(f)
+        assert obs.tls == (), f.name  # the reset handshakes were www.<host>'s, at depth 1
+        assert obs.http[-1].failure == "connection_reset", f.name
     obs = _obs(fx.redirect_to_blocked(fx.V05, fx.RIGHTS, "sni"))
     assert obs.tls == ()  # the reset handshakes were www.<host>'s, at depth 1
     assert {(c.ip, c.port) for c in obs.tcp} == {(a, 80) for a in fx.RIGHTS.v4}
