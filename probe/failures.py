@@ -91,17 +91,6 @@ def from_helper_dns(failure: str | None, addrs: object, *, ip_literal: bool = Fa
     return HELPER_DNS.get(failure, failure)
 
 
-def _has_prefix(failure: str, prefix: str) -> bool:
-    return failure.startswith(prefix) and failure[len(prefix):len(prefix) + 1] in (":", " ")
-
-
-def in_vocabulary(failure: str | None, *, legacy: bool = False) -> bool:
-    """Is this a failure string OONI (or our documented prefixes) could have written? None is "no failure"."""
-    if failure is None or failure in OONI_FAILURES or (legacy and failure in OONI_LEGACY_FAILURES):
-        return True
-    return any(_has_prefix(failure, p) for p in (UNKNOWN_PREFIX, *OUR_PREFIXES))
-
-
 def is_local(failure: str | None) -> bool:
     return failure is not None and failure.startswith(LOCAL_PREFIX)
 
