@@ -413,8 +413,14 @@ def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> No
 @_db_option
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None) -> None:
+@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An extra signature pack (JSON); repeatable.")
+def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Load OONI Web Connectivity measurements (JSON or JSONL) as runs and judge them with probe's analysis.
+
+    Each record is read in its role: getaddrinfo lookups are the system resolver's, DNS-over-UDP lookups
+    resolvers under test, DoH lookups and the test helper's answers the control; a redirect hop's records are
+    that hop's evidence.
 
     Example:
 
@@ -425,7 +431,7 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None) -> N
     from .cli import _signature_set
     from .research.exchange import import_ooni as do_import
 
-    sigset = _signature_set(data_dir)
+    sigset = _signature_set(data_dir, packs=packs)
     run_ids, n, warnings = do_import(storage.open_db(db_path), [Path(f) for f in files],
                                      sigset.hits if sigset is not None else None)
     for w in warnings:

@@ -68,3 +68,12 @@ class NetPolicy:
 
 # 100.64.0.0/10 (carrier-grade NAT) is not "private" to Python but is not public either.
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+def is_ip_literal(host: str) -> bool:
+    """Is the URL's host an IP address rather than a name (nothing to resolve)?"""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -109,6 +109,24 @@ def m005_paths_and_steps(db: sqlite_utils.Database) -> None:
     _add_column(db, "tcp_connects", "no_local_route", int)
 
 
+# Failure names of earlier versions, in OONI's vocabulary now (failures.py). Only the unambiguous ones: an
+# ECONNABORTED stored as connection_reset, or ENETDOWN as network_unreachable, cannot be told apart any more.
+RENAMED_FAILURES = {"dns_server_failure": "dns_servfail_error"}
+RENAMED_HELPER_DNS = {"dns_server_failure": "dns_servfail_error", "dns_name_error": "dns_nxdomain_error"}
+
+
+@migrations()
+def m006_ooni_failure_names(db: sqlite_utils.Database) -> None:
+    """Stored failures (and the verdicts quoting them) renamed to OONI's words, so that `probe diff` does not
+    see a method change where only a name changed."""
+    for old, new in RENAMED_FAILURES.items():
+        db.execute("update dns_queries set failure = ? where failure = ?", [new, old])
+        db.execute("update measurements set detail = replace(detail, ?, ?), evidence = replace(evidence, ?, ?)"
+                   " where detail like ? or evidence like ?", [old, new, old, new, f"%{old}%", f"%{old}%"])
+    for old, new in RENAMED_HELPER_DNS.items():
+        db.execute("update control_results set dns_failure = ? where dns_failure = ?", [new, old])
+
+
 def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,
                 country: str | None, failure: str | None) -> None:
     with db.atomic():

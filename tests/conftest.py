@@ -121,7 +121,8 @@ class Net:
         return f"https://{host}:{self.https_port}{path}"
 
     def options(self, **kw) -> RunOptions:
-        base = dict(resolvers=(f"{LOOP}:{self.dns_port}",), system_resolver=False, no_control=True,
+        # doh=(): a test that turns the control on without naming a DoH server must not reach the public defaults.
+        base = dict(resolvers=(f"{LOOP}:{self.dns_port}",), system_resolver=False, no_control=True, doh=(),
                     allow_net=("127.0.0.0/8",),
                     ca_file=self.ca_file, timeout=2.0, dns_timeout=1.0, late_window=0.3, db_path=":memory:",
                     decoy_sni="decoy.test")

@@ -33,7 +33,7 @@ SCENARIOS = [
     ("inject.test", "http", "inject", "http_port", ("blocked", "dns", "dns/injection", "dns-injection")),
     ("nxboth.test", "http", "nxdomain", "http_port", ("down", "dns", "dns/nxdomain", "dns-down")),
     ("servfail.test", "http", "servfail", "http_port",
-     ("anomaly", "dns", "dns/dns_server_failure", "dns-failure")),
+     ("anomaly", "dns", "dns/dns_servfail_error", "dns-failure")),
     ("tcpdrop.test", "http", "127.0.0.5", "http_port",
      ("blocked", "tcp", "tcp/generic_timeout_error", "tcp-blocked")),
     ("tcpinc.test", "http", "127.0.1.9", "http_port",

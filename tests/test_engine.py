@@ -61,7 +61,7 @@ async def test_dns_failures_recorded_and_never_blocked_without_control(net):
     assert not lie.tcp, "a bogon answer must never be dialled"
     assert rows["http://lie.test/"]["detail"] == "dns/bogon"
     sf = obs_of(db, rows, "http://servfail.test/")
-    assert "dns_server_failure" in {q.failure for q in sf.dns}
+    assert "dns_servfail_error" in {q.failure for q in sf.dns}
     assert all(r["status"] == "anomaly" for r in rows.values()), [r["detail"] for r in rows.values()]
     write_golden(db, rows["http://lie.test/"], "lie-no-control")
 

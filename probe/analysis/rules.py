@@ -15,7 +15,7 @@ from .facts import Facts
 
 RULES_VERSION = "2026.11.2"
 
-_INTERFERENCE = {"connection_reset", "eof_error", "generic_timeout_error"}
+_INTERFERENCE = {"connection_reset", "connection_aborted", "eof_error", "generic_timeout_error"}
 _CERT = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
 _LOOKUP = {"dns_nxdomain_error", "dns_no_answer"}
 

@@ -19,8 +19,9 @@ import dns.message
 import h11
 import trio
 
-from ..failures import TIMEOUT, classify
+from ..failures import TIMEOUT, classify, from_helper_dns
 from ..models import ControlResult, DnsQuery, Target
+from ..netpolicy import is_ip_literal
 from ..steps.dns import parse_reply
 from ..steps.http import BROWSER_HEADERS
 from .transport import ReplyTooLarge, ServiceClient
@@ -124,7 +125,7 @@ class ControlClient:
                 return ControlResult(source=source,
                                      failure=f"unknown_failure: helper HTTP status {resp.status}")
             data = json.loads(resp.body)
-            result = parse_helper_reply(source, data)
+            result = parse_helper_reply(source, data, ip_literal=is_ip_literal(target.hostname))
         except trio.TooSlowError:
             return ControlResult(source=source, failure=TIMEOUT)
         except ReplyTooLarge:
@@ -136,18 +137,23 @@ class ControlClient:
         return replace(result, t=round(trio.current_time() - t0, 4))
 
 
-def parse_helper_reply(source: str, data: dict[str, Any]) -> ControlResult:
-    """A Web Connectivity test-helper reply (OONI's fields, plus our `x_` extras when present)."""
+def parse_helper_reply(source: str, data: dict[str, Any], *, ip_literal: bool = False) -> ControlResult:
+    """A Web Connectivity test-helper reply (OONI's fields, plus our `x_` extras when present).
+
+    The helper's DNS outcome is translated into our vocabulary (OONI's helper says `dns_name_error` for NXDOMAIN
+    and an empty list for "no answer"): see failures.from_helper_dns.
+    """
     if not isinstance(data, dict):
         raise ValueError("reply is not a JSON object")
     d = data.get("dns") or {}
+    addrs = tuple(str(a) for a in d.get("addrs") or ())
     h = data.get("http_request") or {}
     headers = {str(k).lower(): str(v[0] if isinstance(v, list) and v else v)
                for k, v in (h.get("headers") or {}).items()}
     return ControlResult(
         source=source,
-        dns_addrs=tuple(str(a) for a in d.get("addrs") or ()),
-        dns_failure=d.get("failure"),
+        dns_addrs=addrs,
+        dns_failure=from_helper_dns(d.get("failure"), addrs, ip_literal=ip_literal),
         tcp_connect={str(k): dict(v) for k, v in (data.get("tcp_connect") or {}).items()},
         tls_handshake={str(k): dict(v) for k, v in (data.get("tls_handshake") or {}).items()},
         http_status=_positive_int(h.get("status_code")),

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from ..failures import TIMEOUT
+from ..failures import REFUSED_PREFIX, TIMEOUT
 from ..measure import MeasureConfig, measure_url
 from ..models import Observations, Target
 from ..netpolicy import NetPolicy
@@ -29,7 +29,7 @@ from .h11server import Request, Response, error
 
 MAX_ENDPOINTS = 32
 REQUEST_BUDGET = 30.0  # seconds for one whole answer
-REFUSED = "refused: not a public address"
+REFUSED = f"{REFUSED_PREFIX}: not a public address"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,7 +110,7 @@ def _http_section(obs: Observations) -> dict[str, Any]:
     hops = obs.chain()
     if not hops:
         if obs.bogons and not any(c.origin == "probe" for c in obs.tcp):
-            failure = f"refused: {obs.target.hostname} resolves only to non-public addresses"
+            failure = f"{REFUSED_PREFIX}: {obs.target.hostname} resolves only to non-public addresses"
         else:
             dns_fail = next((q.failure for q in obs.dns if q.failure and not q.answers), None)
             tcp_fail = next((c.failure for c in obs.tcp if c.failure), None)
@@ -119,7 +119,7 @@ def _http_section(obs: Observations) -> dict[str, Any]:
     final = hops[-1]
     return {
         "body_length": final.body_length if final.body_length is not None else -1,
-        "failure": final.failure or (f"refused: {final.stopped}" if final.stopped else None),
+        "failure": final.failure or (f"{REFUSED_PREFIX}: {final.stopped}" if final.stopped else None),
         "title": final.title or "",
         "headers": dict(final.headers),
         "status_code": final.status or -1,

@@ -31,7 +31,7 @@ QueryType = Literal["A", "AAAA"]
 
 _RCODE_FAILURE = {
     dns.rcode.NXDOMAIN: "dns_nxdomain_error",
-    dns.rcode.SERVFAIL: "dns_server_failure",
+    dns.rcode.SERVFAIL: "dns_servfail_error",
     dns.rcode.REFUSED: "dns_refused_error",
 }
 MAX_REPLY = 65535

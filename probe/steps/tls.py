@@ -25,7 +25,7 @@ from ..models import TlsHandshake
 
 CERT_FAILURES = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
 # Failures that an SNI filter produces; only these are worth a decoy handshake.
-INTERFERENCE_FAILURES = {"connection_reset", "eof_error", TIMEOUT}
+INTERFERENCE_FAILURES = {"connection_reset", "connection_aborted", "eof_error", TIMEOUT}
 BROWSER_ALPN = ["h2", "http/1.1"]
 
 # Opens a fresh TCP connection to the same address: (failure or None, stream or None).
