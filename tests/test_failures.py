@@ -18,7 +18,7 @@ from probe import failures, open_db, read_inputs, run_async, storage
 from probe.analysis import facts, rules
 from probe.control.helper_server import serve_forever
 from probe.lab.servers import DnsEntry, DnsZone, Site, serve_dns
-from probe.steps import dns, tls
+from probe.steps import dns, tcp, tls
 from tests.control_world import SCENARIOS, _url, control_options
 
 DF_007 = {
@@ -63,7 +63,7 @@ def test_the_code_holds_oonis_list() -> None:
 
 def test_every_failure_constant_in_the_code_is_oonis() -> None:
     produced = {*failures._ERRNO.values(), *dns._RCODE_FAILURE.values(), failures.TIMEOUT}
-    compared = {*facts.ROUTING_FAILURES, *facts.DNS_LOOKUP_FAILURES, *rules._INTERFERENCE,
+    compared = {*tcp.UNREACHABLE, *facts.DNS_LOOKUP_FAILURES, *rules._INTERFERENCE,
                 *tls.INTERFERENCE_FAILURES, *tls.CERT_FAILURES}
     assert produced - DF_007 == set()
     assert compared - DF_007 == set()
@@ -73,7 +73,7 @@ def test_every_failure_constant_in_the_code_is_oonis() -> None:
 
 # Names in the code that look like failure strings but are something else (option names, tables, OONI keys).
 NOT_FAILURES = {"dns_delay", "dns_queries", "dns_timeout", "dns_experiment_failure", "network_a", "network_b",
-                "network_of_run", "http_experiment_failure", "connection_refused_error"}
+                "network_of", "network_of_run", "http_experiment_failure", "connection_refused_error"}
 LOOKS_LIKE_A_FAILURE = re.compile(r"^(dns|ssl|connection|network|host|generic|eof)_[a-z_]+$")
 
 
@@ -151,7 +151,7 @@ def test_databases_of_earlier_versions_get_oonis_names(tmp_path) -> None:
     old = Verdict(status="anomaly", layer="dns", detail="dns/dns_server_failure", rule="dns-failure", control="ok",
                   evidence="the resolver failed; dns failure: dns_server_failure from udp:127.0.0.1:53")
     storage.write_measurement(db, run, obs, old, "old", keep_body=False)
-    storage.m005_ooni_failure_names(db)
+    storage.m006_ooni_failure_names(db)
     row = next(storage.measurements(db, run))
     assert row["detail"] == "dns/dns_servfail_error" and "dns_server_failure" not in row["evidence"]
     back = storage.load_observations(db, row)

@@ -17,8 +17,9 @@ from ..models import ControlResult, ControlState, DnsQuery, HttpHop, Layer, Obse
 from .httpdiff import HttpComparison, compare
 
 DNS_LOOKUP_FAILURES = {"dns_nxdomain_error", "dns_no_answer"}
-# How a test helper says the name has no address (OONI's helper: dns_name_error, or no failure and no address).
-_NAME_MISSING = {None, "dns_nxdomain_error", "dns_no_answer", "dns_name_error"}
+# How a test helper says the name has no address: NXDOMAIN, an empty answer, or no failure and no address (OONI's
+# helper's own words are translated on the way in, failures.from_helper_dns).
+_NAME_MISSING = {None, "dns_nxdomain_error", "dns_no_answer"}
 _STEP_LAYER: dict[str | None, Layer] = {"dns": "dns", "tcp": "tcp", "tls": "tls", "http": "http"}
 
 
@@ -183,8 +184,7 @@ def _control_dns(obs: Observations, host: str) -> tuple[tuple[str, ...], str | N
         fails = [q.failure for q in doh if q.failure]
         if helper and helper.dns_failure:
             fails.append(helper.dns_failure)
-        failure = "dns_nxdomain_error" if {"dns_nxdomain_error", "dns_name_error"} & set(fails) else (
-            fails[0] if fails else None)
+        failure = "dns_nxdomain_error" if "dns_nxdomain_error" in fails else (fails[0] if fails else None)
         doh_missing = bool(doh) and all(q.failure in DNS_LOOKUP_FAILURES for q in doh)
         helper_missing = helper is not None and host == obs.target.hostname and helper.dns_failure in _NAME_MISSING
         missing = doh_missing or helper_missing

@@ -181,11 +181,13 @@ RULES: tuple[Rule, ...] = (
          explain="a redirect target fails here and at the control (its name has no address there, or the"
                  " helper does not get the page either)"),
     Rule(id="redirect-blocked", when=lambda f: f.hop_failure is not None and (
-         f.hop_failure.control_resolves is True and f.hop_failure.failure in _LOOKUP
+         f.hop_failure.failure in _LOOKUP and (f.hop_failure.control_resolves is True or (
+             f.hop_failure.control_resolves is None and f.control_http_ok is True))
          if f.hop_failure.layer == "dns" else f.control_http_ok is True), status="blocked", layer=_hop_layer,
          detail=_hop_detail,
          explain="a redirect target fails here at its own step (its name does not resolve while the control"
-                 " resolves it; TCP, TLS or HTTP fails while the control gets the page)"),
+                 " resolves it or the helper follows the redirect to the page; TCP, TLS or HTTP fails while the"
+                 " control gets the page)"),
     Rule(id="redirect-unverified", when=lambda f: f.hop_failure is not None, status="anomaly", layer=_hop_layer,
          detail=_hop_detail, explain="a redirect target fails here and no control tells why"),
     Rule(id="dns-inconsistent-page", when=lambda f: f.dns_consistent is False and bool(f.path_diffs),

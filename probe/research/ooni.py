@@ -82,24 +82,33 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
         "hostname": q.hostname, "query_type": q.query_type, "engine": "system" if q.resolver.startswith("system:")
         else q.engine, "resolver_address": _resolver_address(q.resolver), "failure": q.failure,
         "answers": _answers(q) or None, "t0": q.t0, "t": q.t, "x_probe_late_answers": list(q.late_answers),
-        "x_probe_rcode": q.rcode,
+        "x_probe_rcode": q.rcode, "x_probe_retransmits": q.retransmits,
     } for q in obs.dns + obs.control_dns]  # the control's DoH lookups as OONI writes them (engine "doh")
     tcp = [{"ip": c.ip, "port": c.port, "status": {"success": c.failure is None, "failure": c.failure,
                                                    "blocked": None},
-            "t0": c.t0, "t": c.t, "x_probe_origin": c.origin} for c in obs.tcp]
+            "t0": c.t0, "t": c.t, "x_probe_origin": c.origin, "x_probe_no_local_route": c.no_local_route}
+           for c in obs.tcp]
     tls = [{"address": _endpoint(h.ip, h.port), "server_name": h.sni, "failure": h.failure,
             "tls_version": h.version, "cipher_suite": h.cipher, "negotiated_protocol": h.alpn,
             "no_tls_verify": h.decoy, "t0": h.t0, "t": h.t, "x_probe_decoy": h.decoy,
             "x_probe_peer_chain": list(h.peer_chain)} for h in obs.tls]
-    requests = [{
-        "failure": h.failure, "address": _endpoint(h.ip, t.port) if h.ip else None, "t0": h.t0, "t": h.t,
-        "request": {"url": h.url, "method": "GET", "headers_list": [], "body": ""},
-        "response": None if h.status is None else {
-            "code": h.status, "headers_list": [[k, v] for k, v in h.headers], "body": _body(h.body) if h.body
-            else None, "body_is_truncated": h.body_truncated},
-        "x_probe_body_length": h.body_length, "x_probe_body_sha256": h.body_sha256, "x_probe_stopped": h.stopped,
-        "x_probe_title": h.title,
-    } for h in reversed(obs.http)]  # OONI lists the last request first
+    def request(h: HttpHop) -> dict[str, Any]:
+        hop = normalise(h.url) if h.url.startswith(("http://", "https://")) else t
+        return {
+            "failure": h.failure, "address": _endpoint(h.ip, hop.port) if h.ip else None, "t0": h.t0, "t": h.t,
+            "request": {"url": h.url, "method": "GET", "headers_list": [], "body": ""},
+            "response": None if h.status is None else {
+                "code": h.status, "headers_list": [[k, v] for k, v in h.headers], "body": _body(h.body) if h.body
+                else None, "body_is_truncated": h.body_truncated},
+            "x_probe_body_length": h.body_length, "x_probe_body_sha256": h.body_sha256,
+            "x_probe_stopped": h.stopped, "x_probe_title": h.title, "x_probe_failed_step": h.failed_step,
+        }
+
+    # OONI lists the last request first. `requests` is the main chain (what OONI's own requests are); our
+    # self-control chains (another resolver's answer, the control's, https://) travel apart.
+    requests = [request(h) for h in reversed(obs.chain())]
+    extra_chains = {chain: [request(h) for h in reversed(obs.chain(chain))]
+                    for chain in dict.fromkeys(h.chain for h in obs.http) if chain}
     control: dict[str, Any] | None = None
     c = obs.control
     if c is not None and c.failure is None:
@@ -128,9 +137,10 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
         "test_version": TEST_VERSION,
         "test_keys": {
             "queries": queries, "tcp_connect": tcp, "tls_handshakes": tls, "requests": requests,
+            "x_probe_chains": extra_chains,
             "control": control, "control_failure": c.failure if c else None,
             "dns_experiment_failure": dns_failure,
-            "http_experiment_failure": next((h.failure for h in obs.http if h.failure), None),
+            "http_experiment_failure": next((h.failure for h in obs.chain() if h.failure), None),
             "blocking": blocking, "accessible": accessible, "x_probe_status": verdict.status,
             "x_probe_verdict": {"status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
                                 "rule": verdict.rule, "fingerprint": verdict.fingerprint},
@@ -223,6 +233,7 @@ def _queries(q: dict[str, Any], label: str, engine: Engine, *, control: bool) ->
                             answers=tuple(dict.fromkeys(answers)), cnames=tuple(cnames), ttl=ttl, rcode=rcode,
                             failure=failure if not answers else None, control=control,
                             late_answers=tuple(q.get("x_probe_late_answers") or ()),
+                            retransmits=int(q.get("x_probe_retransmits") or 0),
                             t0=q.get("t0") or 0.0, t=q.get("t") or 0.0))
     return out
 
@@ -269,7 +280,7 @@ def _tls(h: dict[str, Any], hostname: str) -> TlsHandshake:
                         peer_chain=chain, t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
 
 
-def _hop(r: dict[str, Any]) -> HttpHop:
+def _hop(r: dict[str, Any], chain: str = "") -> HttpHop:
     req, resp = r.get("request") or {}, r.get("response") or {}
     body = _text(resp.get("body")) if resp else b""
     headers = tuple((str(k).lower(), _text(v).decode("utf-8", "replace")) for k, v in (resp.get("headers_list") or ()))
@@ -284,8 +295,8 @@ def _hop(r: dict[str, Any]) -> HttpHop:
         body_sha256=r.get("x_probe_body_sha256") or (hashlib.sha256(body).hexdigest() if status else None),
         body_truncated=bool(resp.get("body_is_truncated")),
         title=r.get("x_probe_title") or extract_title(body, dict(headers).get("content-type")),
-        failure=r.get("failure"), stopped=r.get("x_probe_stopped"), t0=r.get("t0") or 0.0, t=r.get("t") or 0.0,
-        body=body,
+        failure=r.get("failure"), stopped=r.get("x_probe_stopped"), failed_step=r.get("x_probe_failed_step"),
+        chain=chain, t0=r.get("t0") or 0.0, t=r.get("t") or 0.0, body=body,
     )
 
 
@@ -350,7 +361,8 @@ def _own_connects(meas: _Measurement, probe_addrs: set[str], control_addrs: set[
         if int(c.get("port") or 0) != meas.target.port and status.get("failure"):
             continue  # 0.5 also connects to 443 to validate an http:// URL's addresses: not the URL's connection
         out.append(TcpConnect(ip=ip, port=int(c.get("port") or 0), origin=origin, failure=status.get("failure"),
-                              t0=c.get("t0") or 0.0, t=c.get("t") or 0.0))
+                              no_local_route=bool(c.get("x_probe_no_local_route")), t0=c.get("t0") or 0.0,
+                              t=c.get("t") or 0.0))
     return out
 
 
@@ -416,19 +428,20 @@ def _failed_next_hop(meas: _Measurement, depth: int, url: str) -> HttpHop | None
     if system and not any(q.answers for q in system):
         failure = next((q.failure for q in system if q.failure == failures.DNS_NXDOMAIN), None) or next(
             (q.failure for q in system if q.failure), failures.DNS_NO_ANSWER)
-        return HttpHop(url=url, failure=failure)
+        return HttpHop(url=url, failure=failure, failed_step="dns")
     ok = [c for c in connects if not (c.get("status") or {}).get("failure")]
     if connects and not ok:
         c = connects[0]
-        return HttpHop(url=url, ip=str(c["ip"]), failure=(c.get("status") or {}).get("failure"))
+        return HttpHop(url=url, ip=str(c["ip"]), failure=(c.get("status") or {}).get("failure"), failed_step="tcp")
     if parts.scheme == "https":
         good = [h for h in handshakes if h.failure is None]
         if handshakes and not good:
-            return HttpHop(url=url, ip=handshakes[0].ip, failure=handshakes[0].failure)
+            return HttpHop(url=url, ip=handshakes[0].ip, failure=handshakes[0].failure, failed_step="tls")
     return None
 
 
 def _hops(meas: _Measurement) -> tuple[HttpHop, ...]:
+    """The main chain, then the self-control chains of a probe export."""
     chain = _chain(meas)
     hops = [_hop(r) for _, r in chain]
     if hops and hops[-1].failure is None and hops[-1].status in _REDIRECTS and hops[-1].location \
@@ -439,7 +452,19 @@ def _hops(meas: _Measurement) -> tuple[HttpHop, ...]:
         failed = _failed_next_hop(meas, depth, nxt)
         if failed is not None:
             hops.append(failed)
+    for name, requests in (meas.tk.get("x_probe_chains") or {}).items():
+        hops.extend(_hop(r, str(name)) for r in reversed(requests) if isinstance(r, dict))
     return tuple(hops)
+
+
+def _hop_lookups(meas: _Measurement, hops: tuple[HttpHop, ...]) -> list[DnsQuery]:
+    """Lookups of the redirect targets' names: each hop's own DNS evidence (facts match them by name)."""
+    out: list[DnsQuery] = []
+    for depth, hop in enumerate(hops[1:], 1):
+        host = _host_of(hop.url)
+        if hop.chain == "" and host and host != meas.target.hostname and not is_ip_literal(host):
+            out.extend(q for _, q in meas.lookups(depth, host) if q not in out)
+    return out
 
 
 def import_measurement(m: dict[str, Any]) -> Observations:
@@ -467,7 +492,11 @@ def import_measurement(m: dict[str, Any]) -> Observations:
             bogons = (target.hostname.strip("[]"),)
     tcp = _own_connects(meas, probe_addrs, control_addrs)
     tls = _own_handshakes(meas, probe_addrs | control_addrs)
+    hops = _hops(meas)
+    hop_lookups = _hop_lookups(meas, hops)
+    dns_here += tuple(q for q in hop_lookups if not q.control)
+    control_dns += tuple(q for q in hop_lookups if q.control)
     started = str(m.get("measurement_start_time") or "").replace(" ", "T")
-    return Observations(target=target, dns=dns_here, tcp=tuple(tcp), tls=tuple(tls), http=_hops(meas),
+    return Observations(target=target, dns=dns_here, tcp=tuple(tcp), tls=tuple(tls), http=hops,
                         control=control, control_dns=control_dns, bogons=bogons,
                         started=started + "+00:00" if started else "", runtime_s=float(m.get("test_runtime") or 0.0))

@@ -11,7 +11,7 @@ import trio
 from ..failures import TIMEOUT, classify
 from ..models import TcpConnect
 
-_UNREACHABLE = {"network_unreachable", "host_unreachable", "network_down"}
+UNREACHABLE = {"network_unreachable", "host_unreachable", "network_down"}
 
 
 def has_local_route(ip: str) -> bool:
@@ -50,7 +50,7 @@ async def connect(
     except OSError as e:
         sock.close()
         failure = classify(e)
-        local = failure in _UNREACHABLE and not has_local_route(ip)
+        local = failure in UNREACHABLE and not has_local_route(ip)
         return TcpConnect(ip=ip, port=port, origin=origin, failure=failure, no_local_route=local, t0=t0,
                           t=clock()), None
     if scope.cancelled_caught:
