@@ -10,11 +10,14 @@ from typing import Any
 import click
 
 from . import storage
-from .cli import cli
+from .cli_support import database, db_option, open_for_reading, open_for_writing
+
+# The research commands are made here and added to `probe` by cli.py (this module never imports cli.py).
+cli = click.Group("research-commands")
 
 RESULT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
                   "rule")
-_db_option = click.option("--db", "db_path", default="results/probe.db", show_default=True)
+_db_option = db_option
 
 
 @cli.command()
@@ -29,7 +32,7 @@ def runs(db_path: str, as_json: bool) -> None:
     """
     from .research.diff import network_of
 
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     for r in db.query("select * from runs order by id"):
         counts = dict(db.execute("select status, count(*) from measurements where run_id = ? group by status",
                                  [r["id"]]).fetchall())
@@ -57,10 +60,10 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
 
         probe results --status blocked --csv > blocked.csv
     """
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     run_id = run_id if run_id is not None else storage.latest_run_id(db)
     if run_id is None:
-        raise click.ClickException(f"no run in {db_path}")
+        raise click.ClickException(f"no run in {database(db_path)}")
     writer = csv.writer(sys.stdout) if as_csv else None
     if writer:
         writer.writerow(RESULT_COLUMNS)
@@ -93,7 +96,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
     """
     from .research.diff import DiffError, compare_runs, history
 
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     if since:
         out: dict[str, Any] = history(db, since)
         if as_json:
@@ -152,7 +155,7 @@ def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count
                 raise click.ClickException(f"--breakdown wants KIND=N, got {item!r}")
             parts[kind.strip()] = int(n)
     try:
-        claims.add(storage.open_db(db_path), {"key": key, "authority": authority, "date": date_,
+        claims.add(open_for_writing(db_path), {"key": key, "authority": authority, "date": date_,
                                               "claimed_count": claimed_count, "covers": covers, "breakdown": parts,
                                               "source": source, "source_url": source_url})
     except claims.ClaimError as e:
@@ -177,7 +180,7 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
 
     from .research import claims
 
-    db = storage.open_db(db_path)
+    db = open_for_writing(db_path)
     try:
         if items_for:
             if not file:
@@ -211,7 +214,7 @@ def claims_list(db_path: str) -> None:
 
         probe claims list
     """
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     for c in db.query("select * from claims order by date"):
         click.echo(f"{c['key']:32} {c['date']} {c['claimed_count']:>7} {c['authority']}: {c['covers']}")
 
@@ -231,7 +234,7 @@ def claims_compare(db_path: str, key: str, since: str | None, as_json: bool) -> 
     from .research import claims
 
     try:
-        cmp = claims.compare(storage.open_db(db_path), key, since)
+        cmp = claims.compare(open_for_reading(db_path), key, since)
     except claims.ClaimError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
@@ -270,7 +273,7 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
 
     from .research.report import render
 
-    Path(html_file).write_text(render(storage.open_db(db_path), run_id, since), encoding="utf-8")
+    Path(html_file).write_text(render(open_for_reading(db_path), run_id, since), encoding="utf-8")
     click.echo(f"wrote {html_file}")
 
 
@@ -288,10 +291,10 @@ def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> No
     """
     from .research.exchange import export as do_export
 
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     run_id = run_id if run_id is not None else storage.latest_run_id(db)
     if run_id is None:
-        raise click.ClickException(f"no run in {db_path}")
+        raise click.ClickException(f"no run in {database(db_path)}")
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
         n = do_export(db, run_id, fmt, out)
@@ -316,11 +319,11 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None) -> N
     """
     from pathlib import Path
 
-    from .cli import _signature_set
+    from .cli_support import signature_set
     from .research.exchange import import_ooni as do_import
 
-    sigset = _signature_set(data_dir)
-    run_ids, n, warnings = do_import(storage.open_db(db_path), [Path(f) for f in files],
+    sigset = signature_set(data_dir)
+    run_ids, n, warnings = do_import(open_for_writing(db_path), [Path(f) for f in files],
                                      sigset.hits if sigset is not None else None)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
@@ -342,6 +345,8 @@ def datasette(db_path: str, metadata_file: str) -> None:
 
     from .research.datasette import metadata
 
+    open_for_reading(db_path).close()  # it must exist: Datasette would create an empty one
+    db_path = str(database(db_path))
     name = Path(db_path).stem
     Path(metadata_file).write_text(json.dumps(metadata(name), indent=1))
     click.echo(f"datasette {db_path} --metadata {metadata_file}")
