@@ -586,17 +586,19 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
 @click.option("--every", default="6h", show_default=True, help="Interval: 30m, 6h, 1d ...")
 @click.option("--jitter", default="30m", show_default=True, help="Random delay added to each run (0: none).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="The probe.toml the scheduled runs use.")
+              help="The probe.toml the scheduled runs use (default: the one `probe` finds here).")
+@db_option
 @click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab line.")
 @click.option("--install", is_flag=True, help="Install it (crontab, or the unit files into --unit-dir).")
 @click.option("--unit-dir", type=click.Path(file_okay=False), help="Where --systemd --install writes the units "
               "(default /etc/systemd/system as root, else ~/.config/systemd/user).")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
-def schedule(every: str, jitter: str, config_file: str | None, systemd: bool, install: bool, unit_dir: str | None,
-             run_args: tuple[str, ...]) -> None:
+def schedule(every: str, jitter: str, config_file: str | None, db_path: str | None, systemd: bool, install: bool,
+             unit_dir: str | None, run_args: tuple[str, ...]) -> None:
     """Print (or install) a crontab line or systemd units that run `probe run` unattended.
 
-    Options after `--` are passed to `probe run`; absolute paths are used, cron's environment being bare.
+    Options after `--` are passed to `probe run`. The program, --config and --db (found by the usual rule, here
+    and now) are written as absolute paths, and the systemd service runs in the current directory.
 
     Example:
 
@@ -605,10 +607,22 @@ def schedule(every: str, jitter: str, config_file: str | None, systemd: bool, in
     import os
     import subprocess
 
+    from . import config
+    from .paths import database_path
     from .schedule import Schedule, install_crontab, parse_duration
 
+    if any(a == "--db" or a.startswith("--db=") for a in run_args):
+        raise click.ClickException("give --db to `probe schedule` itself, before `--`: it is written as an "
+                                   "absolute path")
+    ctx = click.get_current_context()
+    found = Path(config_file) if config_file else config.find(ctx.find_root().params.get("config_path"))
+    if found is not None and not found.is_file():
+        found = None
+    from_config = config.database(found) if found is not None else None
+    db = database_path(db_path, from_config).resolve()
     try:
-        plan = Schedule(parse_duration(every), parse_duration(jitter, zero_ok=True), run_args, config_file)
+        plan = Schedule(parse_duration(every), parse_duration(jitter, zero_ok=True), run_args,
+                        str(found.resolve()) if found else None, db=str(db), workdir=str(Path.cwd()))
         if not systemd:
             line = plan.cron_line()
     except ValueError as e:

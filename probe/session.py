@@ -125,8 +125,11 @@ class Session:
                 raise OptionConflict(
                     f"run {run['id']} was measured with {flag} = {_plain(getattr(options, name))!r}, not "
                     f"{_plain(value)!r}: a run keeps one configuration; resume without {flag}, or start a new run")
-        session = {k: v for k, v in given.items() if k in SESSION_FIELDS}
-        options = dataclasses.replace(options, **session, db_path=str(self.db_path))
+        # This session's limits are its own: as given now, else the defaults (never the last session's).
+        fresh = RunOptions()
+        session = {k: given.get(k, getattr(fresh, k)) for k in SESSION_FIELDS}
+        options = dataclasses.replace(options, **session)
+        options = dataclasses.replace(options, db_path=str(self.db_path))
         targets = storage.remaining_targets(self.db, run["id"])
         return PlannedRun(run_id=run["id"], targets=targets, options=options, url_count=run["url_count"] or 0)
 
