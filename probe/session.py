@@ -79,6 +79,8 @@ class Session:
         return self._db
 
     def __enter__(self) -> Session:
+        if self.db_path.exists():
+            storage.check_database(self.db_path)  # before the lock file: a wrong --db gets nothing new beside it
         lock = DbLock(str(self.db_path), self.wait_lock)
         try:
             lock.__enter__()
@@ -86,7 +88,7 @@ class Session:
             raise DatabaseError(f"cannot lock {lock.path}: {e.strerror or e}") from None
         self._lock = lock
         try:
-            self._db = storage.open_db(self.db_path)
+            self._db = storage.open_db(self.db_path, checked=True)
         except BaseException:
             lock.__exit__(None, None, None)
             raise

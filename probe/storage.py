@@ -136,6 +136,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
     last: sqlite3.Error | None = None
     for suffix in ("", "&immutable=1"):
+        wal = Path(f"{path}-wal")
+        if suffix and wal.exists() and wal.stat().st_size > 0:
+            # immutable=1 would read the file without the changes still in the WAL: say so, never hide them.
+            raise DatabaseError(f"{path} has changes in {wal.name} that cannot be read where it is (read-only): "
+                                "copy both files somewhere writable and open the copy") from None
         try:
             con = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False)
             con.execute("select count(*) from sqlite_master").fetchone()
@@ -176,10 +181,11 @@ def _configure(db: sqlite_utils.Database) -> None:
     db.conn.execute("PRAGMA foreign_keys = ON")
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
+def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database:
     """Open for writing (creating if needed) and migrate; WAL so readers never block the writer and a kill is safe.
 
-    An existing file is checked first (`check_database`); problems are `DatabaseError`s naming the path.
+    An existing file is checked first (`check_database`, unless the caller just did); problems are
+    `DatabaseError`s naming the path.
     """
     if str(path) == ":memory:":
         db = sqlite_utils.Database(memory=True)
@@ -188,7 +194,8 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
         return db
     path = Path(path)
     if path.exists():
-        check_database(path)
+        if not checked:
+            check_database(path)
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
