@@ -205,3 +205,29 @@ def test_json_is_the_only_stdout(internet, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert [json.loads(x)["status"] for x in proc.stdout.splitlines()] == ["ok"]
     assert sys.executable  # (the JSON went to stdout, progress and summary to stderr)
+
+
+def test_progress_on_a_tty_moves_every_second_with_elapsed_rate_and_eta(internet, tmp_path):
+    dns_port, http_port, sites = internet
+    sites.delay = 3.5  # one slow URL: nothing finishes for 3.5 s, the line must still move
+    cmd = probe_cmd(dns_port, tmp_path / "r.db", f"http://slow.test:{http_port}/", "--timeout", "10")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(cmd[0], cmd, dict(os.environ))
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    text = out.decode(errors="replace")
+    frames = [f for f in text.split("\r") if f.startswith("[")]
+    waiting = [f for f in frames if f.split("] ")[1].startswith("0/1")]
+    assert len(waiting) >= 3, frames  # redrawn at least every second while the URL is slow
+    assert {"0:01 elapsed", "0:02 elapsed", "0:03 elapsed"} <= {f.split(" | ")[1].split(",")[0] for f in waiting}
+    assert "URL/s" in frames[-1] and "ETA" in frames[-1] and "1/1 ok=1" in frames[-1]
