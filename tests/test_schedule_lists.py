@@ -119,3 +119,17 @@ def test_lists_update_downloads_validates_and_reports_changes(mirror, tmp_path):
     assert [Path(p).name for p in inputs] == ["global.csv", "pk.csv"]
     targets, _ = read_inputs(inputs)
     assert len(targets) > 2200
+
+
+def test_lists_update_says_whether_a_cached_copy_was_kept(tmp_path):
+    from tests.conftest import closed_port
+
+    base = f"http://127.0.0.1:{closed_port()}/"  # nothing listens: as offline
+    cmd = [*PROBE, "lists", "update", "--base", base, "--data-dir", str(tmp_path / "data")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 1 and "there is no cached copy yet" in first.stderr
+    assert "the cached copy is kept" not in first.stderr
+    cached = lists_dir(tmp_path / "data") / "global.csv"
+    cached.write_text("url,category_code,category_description,date_added,source,notes\nhttp://a.test/,NEWS,,,,\n")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1 and "the cached copy is kept" in second.stderr
