@@ -618,6 +618,8 @@ def schedule(every: str, jitter: str, config_file: str | None, db_path: str | No
     found = Path(config_file) if config_file else config.find(ctx.find_root().params.get("config_path"))
     if found is not None and not found.is_file():
         found = None
+    if found is not None:
+        config.default_map(found, cli)  # a config the scheduled runs would refuse is refused now
     from_config = config.database(found) if found is not None else None
     db = database_path(db_path, from_config).resolve()
     try:
