@@ -164,6 +164,10 @@ def run(**params: Any) -> int:
     log = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115  (closed below)
     try:
         return _run(params, log)
+    except (ProbeError, click.ClickException) as e:
+        if log:  # an unattended run's log says why it did nothing; stderr gets the same line from ProbeGroup
+            log.write(f"{storage.now()} error: {e}\n")
+        raise
     finally:
         if log:
             log.close()

@@ -132,6 +132,10 @@ class Session:
         session = {k: given.get(k, getattr(fresh, k)) for k in SESSION_FIELDS}
         options = dataclasses.replace(options, **session)
         options = dataclasses.replace(options, db_path=str(self.db_path))
+        for flag, path in (("--ca-file", options.ca_file), *(("--signatures", p) for p in options.signature_packs)):
+            if path and not Path(path).is_file():
+                raise OptionConflict(f"run {run['id']} was measured with {flag} {path}, which is no longer there: "
+                                     "put it back to resume the run, or start a new run")
         targets = storage.remaining_targets(self.db, run["id"])
         return PlannedRun(run_id=run["id"], targets=targets, options=options, url_count=run["url_count"] or 0)
 

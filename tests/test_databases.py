@@ -149,3 +149,15 @@ def test_a_fresh_database_has_a_column_for_every_stored_field(tmp_path):
         "m001_initial", "m002_vantage_failure", "m003_claims", "m004_tls_first_failure"]
     con = sqlite3.connect(tmp_path / "f.db")
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_run_names_its_database_by_absolute_path_and_logs_refusals(tmp_path, internet):
+    dns_port, http_port, _ = internet
+    proc = subprocess.run([*probe_cmd(dns_port, "rel.db", f"http://a.test:{http_port}/")], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and f"-> {tmp_path / 'rel.db'}" in proc.stderr, proc.stderr
+    (tmp_path / "bad.db").write_text("not a database")
+    log = tmp_path / "probe.log"
+    proc = subprocess.run(probe_cmd(dns_port, tmp_path / "bad.db", f"http://a.test:{http_port}/", "--log", str(log)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "is not a SQLite database" in log.read_text()
