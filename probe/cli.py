@@ -258,7 +258,7 @@ def _run(a: dict[str, Any], log) -> int:
             raise click.ClickException("--no-system-resolver needs at least one --resolver")
         inputs = a["inputs"] or a["config_inputs"] or tuple(_default_inputs(a["data_dir"], a["country"]))
         targets = _targets(inputs, a["categories"], log, quiet)  # before any database is created
-    with Session(db_path, wait_lock=a["wait_lock"]) as session:
+    with Session(db_path, wait_lock=a["wait_lock"], create=not a["resume"]) as session:
         if a["resume"]:
             plan = session.resume(run_id, {PARAM_FIELDS[p]: getattr(opts, PARAM_FIELDS[p])
                                            for p in given if p in PARAM_FIELDS})

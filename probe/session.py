@@ -66,9 +66,10 @@ def stored_options(run: Mapping[str, Any]) -> RunOptions:
 class Session:
     """`with Session(db_path) as s: s.measure(s.new_run(targets, options))` — or `s.resume(...)`."""
 
-    def __init__(self, db_path: str | Path, *, wait_lock: float = 0.0) -> None:
+    def __init__(self, db_path: str | Path, *, wait_lock: float = 0.0, create: bool = True) -> None:
         self.db_path = Path(db_path).absolute()
         self.wait_lock = wait_lock
+        self.create = create  # False for a resume: a missing database has nothing to resume
         self.signature_warnings: list[str] = []
         self._lock: DbLock | None = None
         self._db: sqlite_utils.Database | None = None
@@ -81,6 +82,8 @@ class Session:
     def __enter__(self) -> Session:
         if self.db_path.exists():
             storage.check_database(self.db_path)  # before the lock file: a wrong --db gets nothing new beside it
+        elif not self.create:
+            raise DatabaseError(f"no database at {self.db_path}; nothing to resume (is --db right?)")
         lock = DbLock(str(self.db_path), self.wait_lock)
         try:
             lock.__enter__()

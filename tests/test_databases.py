@@ -44,6 +44,8 @@ def test_mistyped_path_creates_nothing(tmp_path):
     for args in READ_COMMANDS:
         proc = subprocess.run([*PROBE, *args, "--db", str(missing)], capture_output=True, text=True, cwd=tmp_path)
         _one_line_error(proc, f"no database at {missing}", "probe run")
+    resume = subprocess.run([*PROBE, "run", "--resume", "--db", str(missing)], capture_output=True, text=True)
+    _one_line_error(resume, f"no database at {missing}", "nothing to resume")
     assert list(tmp_path.iterdir()) == [], "no database, directory, lock, report or metadata file was made"
 
 
