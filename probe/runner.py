@@ -251,7 +251,9 @@ async def run_async(
             body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
             dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers},
         )
-        if opts.ip_service and resolvers and not resumed:
+        # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
+        known = resumed and (storage.run_row(db, run_id) or {}).get("vantage_asn") is not None
+        if opts.ip_service and resolvers and not known:
             v = await vantage.lookup(vantage_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
             storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)

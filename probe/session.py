@@ -28,7 +28,7 @@ from .runner import Progress, RunOptions, RunSummary, run_async
 
 # Options that belong to one session, not to the run: where the database is now, and this session's limits.
 # A resumed run takes them from the command line; every other option comes from the run as stored.
-SESSION_FIELDS = frozenset({"db_path", "max_runtime", "min_free_mb", "ip_service"})
+SESSION_FIELDS = frozenset({"db_path", "max_runtime", "min_free_mb"})
 
 # How the CLI spells each run option, for messages that tell the user what to drop.
 OPTION_FLAGS: dict[str, str] = {
@@ -37,6 +37,7 @@ OPTION_FLAGS: dict[str, str] = {
     "dns_timeout": "--dns-timeout", "late_window": "--late-window", "allow_net": "--allow-net",
     "decoy_sni": "--decoy-sni", "keep_bodies": "--keep-bodies", "signatures": "--no-signatures",
     "signature_packs": "--signatures", "data_dir": "--data-dir", "body_cap": "body_cap",
+    "ip_service": "--ip-service/--no-vantage",
 }
 
 
