@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .analysis import RULES_VERSION, analyse
+from .errors import ProbeError
 from .models import (
     ControlResult,
     DnsQuery,
@@ -19,6 +20,7 @@ from .models import (
     Verdict,
 )
 from .runner import RunOptions, RunSummary, run_async
+from .session import Session
 from .storage import open_db
 from .targets import ListWarning, TargetError, normalise, read_inputs
 
@@ -28,9 +30,11 @@ __all__ = [  # noqa: RUF022  (plain sorted order, checked by tests/test_docs.py)
     "HttpHop",
     "ListWarning",
     "Observations",
+    "ProbeError",
     "RULES_VERSION",
     "RunOptions",
     "RunSummary",
+    "Session",
     "Target",
     "TargetError",
     "TcpConnect",

@@ -1,13 +1,15 @@
 """The `probe` command: parse options, call the library, print. No measuring logic lives here.
 
 Exit codes: 0 done · 1 usage or input error (and risk not accepted) · 2 stopped early (--max-runtime, low
-disk) · 3 vantage offline · 4 another run holds the database · 130 SIGINT · 143 SIGTERM.
+disk) · 3 vantage offline · 4 another run holds the database · 130 SIGINT · 143 SIGTERM. Library errors
+(probe.errors.ProbeError) carry their code; ProbeGroup maps them, in one place.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,21 @@ from typing import Any
 import click
 import trio
 
-from . import reanalysis, signatures, storage
+from . import cli_research, reanalysis, signatures, storage
+from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, signature_set
 from .control.transport import split_service_url
-from .runner import Progress, RunOptions, run_async
-from .targets import TargetError, filter_categories, read_inputs
+from .errors import EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
+from .runner import Progress, RunOptions, RunSummary
+from .session import Session
+from .targets import filter_categories, read_inputs
 
 DEFAULT_LIST = Path(__file__).resolve().parent.parent / "lists" / "default.txt"
-EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE, EXIT_LOCKED = 1, 2, 3, 4
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class ProbeGroup(click.Group):
-    """Usage errors exit 1 (click's default 2 is our 'stopped early')."""
+    """Errors become one line and an exit code, here and nowhere else. Usage errors exit 1 (click's 2 is our
+    'stopped early'); a `ProbeError` exits with its own code."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -40,6 +45,12 @@ class ProbeGroup(click.Group):
             sys.exit(EXIT_USAGE)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
+        except ProbeError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except sqlite3.DatabaseError as e:  # damage found after opening (quick_check does not see everything)
+            click.echo(f"error: database: {e}; the database was left as it is", err=True)
+            sys.exit(EXIT_USAGE)
         sys.exit(rv or 0)
 
 
@@ -62,10 +73,8 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
         return
     if not path.is_file():
         raise click.ClickException(f"no config file at {path}")
-    try:
-        ctx.default_map = config.default_map(path, cli)
-    except config.ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    ctx.default_map = config.default_map(path, cli)
+    ctx.meta[CONFIG_DB] = config.database(path)
 
 
 def _default_inputs(data_dir: str | None = None, country: str | None = None) -> list[str]:
@@ -90,7 +99,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 @cli.command()
 @click.argument("inputs", nargs=-1)
-@click.option("--db", "db_path", default="results/probe.db", show_default=True, help="SQLite database.")
+@db_option
 @click.option("--resolver", "resolvers", multiple=True, metavar="HOST[:PORT]",
               help="A resolver to measure besides the system one (/etc/resolv.conf); repeatable.")
 @click.option("--no-system-resolver", is_flag=True, help="Measure only the --resolver ones.")
@@ -125,7 +134,8 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where cached signature sets live (default: $PROBE_DATA_DIR or ~/.local/share/probe).")
 @click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[RUN]",
-              help="Finish an interrupted run (the latest unfinished one, or RUN): each remaining URL once.")
+              help="Finish an interrupted run (the latest unfinished one, or RUN): each remaining URL once, with "
+              "the run's own options.")
 @click.option("--wait-lock", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Seconds to wait when another run holds the database (then exit 4).")
 @click.option("--min-free-mb", type=click.IntRange(0), default=64, show_default=True,
@@ -155,6 +165,10 @@ def run(**params: Any) -> int:
     log = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115  (closed below)
     try:
         return _run(params, log)
+    except (ProbeError, click.ClickException) as e:
+        if log:  # an unattended run's log says why it did nothing; stderr gets the same line from ProbeGroup
+            log.write(f"{storage.now()} error: {e}\n")
+        raise
     finally:
         if log:
             log.close()
@@ -182,79 +196,111 @@ def _say(log, quiet: bool, text: str) -> None:
         log.flush()
 
 
-def _run(a: dict[str, Any], log) -> int:
-    """The body of `probe run`, once options are parsed (a: the command's parameters)."""
-    from .lock import DbLock, LockBusy
+# `probe run` parameters -> the RunOptions field each sets. Parameters not listed only shape this session
+# (output, logging, waiting for the lock, consent) or a new run's list (INPUT, --category, --country).
+PARAM_FIELDS = {
+    "resolvers": "resolvers", "no_system_resolver": "system_resolver", "helper": "helper", "doh": "doh",
+    "no_control": "no_control", "ca_file": "ca_file", "concurrency": "concurrency", "timeout": "timeout",
+    "dns_timeout": "dns_timeout", "late_window": "late_window", "max_runtime": "max_runtime",
+    "allow_net": "allow_net", "decoy_sni": "decoy_sni", "keep_bodies": "keep_bodies", "min_free_mb": "min_free_mb",
+    "ip_service": "ip_service", "no_vantage": "ip_service", "no_signatures": "signatures",
+    "packs": "signature_packs", "data_dir": "data_dir",
+}
+_GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.DEFAULT_MAP)
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+def _options(a: dict[str, Any]) -> RunOptions:
+    """RunOptions from the command's parameters, checked: every bad value is named before anything is created."""
     from .netpolicy import parse_networks
     from .steps.dns import Resolver
 
-    quiet = a["quiet"]
-    if a["resume"] and (a["inputs"] or a["config_inputs"]):
-        raise click.ClickException("--resume takes the run's own list: give no INPUT")
     try:
         opts = RunOptions(
-            db_path=a["db_path"], resolvers=a["resolvers"], system_resolver=not a["no_system_resolver"],
-            helper=a["helper"], doh=a["doh"] or None, no_control=a["no_control"], ca_file=a["ca_file"],
+            resolvers=a["resolvers"], system_resolver=not a["no_system_resolver"],
+            helper=a["helper"], doh=a["doh"] or None, no_control=a["no_control"], ca_file=_absolute(a["ca_file"]),
             concurrency=a["concurrency"], timeout=a["timeout"], dns_timeout=a["dns_timeout"],
             late_window=a["late_window"], max_runtime=a["max_runtime"], allow_net=a["allow_net"],
             decoy_sni=a["decoy_sni"] or None, keep_bodies=a["keep_bodies"], min_free_mb=a["min_free_mb"],
             ip_service=None if a["no_vantage"] or a["ip_service"] in ("", "none") else a["ip_service"],
+            signatures=not a["no_signatures"], signature_packs=tuple(str(Path(p).resolve()) for p in a["packs"]),
+            data_dir=_absolute(a["data_dir"]),
         )
         parse_networks(opts.allow_net)
         for r in opts.resolvers:
             Resolver.parse(r)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    if a["no_system_resolver"] and not opts.resolvers:
-        raise click.ClickException("--no-system-resolver needs at least one --resolver")
-    try:
-        lock = DbLock(opts.db_path, a["wait_lock"]).__enter__()
-    except LockBusy as e:
-        _say(log, False, f"error: {e}")
-        return EXIT_LOCKED
-    try:
-        db = storage.open_db(opts.db_path)
-        run_id = None
+    return opts
+
+
+def _run(a: dict[str, Any], log) -> int:
+    """The body of `probe run`, once options are parsed (a: the command's parameters)."""
+    ctx = click.get_current_context()
+    quiet = a["quiet"]
+    opts = _options(a)
+    db_path = database(a["db_path"]).absolute()
+    given = {name for name in a if ctx.get_parameter_source(name) in _GIVEN}
+    run_id: int | None = None
+    if a["resume"]:
+        for name, flag in (("inputs", "INPUT"), ("categories", "--category"), ("country", "--country")):
+            if a[name] and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                raise click.ClickException(f"--resume takes the run's own list: give no {flag}")
+        if a["resume"] != "latest":
+            if not a["resume"].isdigit():
+                raise click.ClickException(f"--resume wants a run id, got {a['resume']!r}")
+            run_id = int(a["resume"])
+    else:
+        if a["no_system_resolver"] and not opts.resolvers:
+            raise click.ClickException("--no-system-resolver needs at least one --resolver")
+        inputs = a["inputs"] or a["config_inputs"] or tuple(_default_inputs(a["data_dir"], a["country"]))
+        targets = _targets(inputs, a["categories"], log, quiet)  # before any database is created
+    with Session(db_path, wait_lock=a["wait_lock"], create=not a["resume"]) as session:
         if a["resume"]:
-            run = storage.resumable_run(db, None if a["resume"] == "latest" else int(a["resume"]))
-            if run is None:
-                raise click.ClickException(f"no unfinished run to resume in {opts.db_path}")
-            run_id = run["id"]
-            targets = storage.remaining_targets(db, run_id)
-            storage.reopen_run(db, run_id)
-            _say(log, quiet, f"resuming run {run_id}: {len(targets)} of {run['url_count']} URLs left")
+            plan = session.resume(run_id, {PARAM_FIELDS[p]: getattr(opts, PARAM_FIELDS[p])
+                                           for p in given if p in PARAM_FIELDS})
+            _say(log, quiet, f"resuming run {plan.run_id}: {len(plan.targets)} of {plan.url_count} URLs left, "
+                             "with the run's own options")
         else:
-            inputs = a["inputs"] or a["config_inputs"] or tuple(_default_inputs(a["data_dir"], a["country"]))
-            targets = _targets(inputs, a["categories"], log, quiet)
-        sigset = _signature_set(a["data_dir"], not a["no_signatures"], a["packs"])
+            plan = session.new_run(targets, opts)
         emit = (lambda line: click.echo(line)) if a["as_json"] else None
-        progress = Progress(len(targets), enabled=not quiet)
-        matcher = sigset.hits if sigset is not None else None
-        summary = trio.run(lambda: run_async(db, targets, opts, run_id=run_id, emit=emit, progress=progress,
-                                             matcher=matcher))
-    finally:
-        lock.__exit__(None, None, None)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
-    _say(log, quiet, f"run {summary.run_id}: {summary.status}; {summary.measured}/{summary.total} measured"
-                     f" ({counts}) in {summary.wall_s:.1f}s -> {opts.db_path}")
+        progress = Progress(len(plan.targets), enabled=not quiet)
+        summary = session.measure(plan, emit=emit, progress=progress, warn=echo_signature_warnings)
+    return _conclude(summary, db_path, log, quiet, plan.options.min_free_mb)
+
+
+def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb: int) -> int:
+    """Print what the database now holds for the run, and the exit code it means."""
+    import shlex
+
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.run_counts.items()))
+    session = f"; {summary.measured} in this session" if summary.run_measured != summary.measured else ""
+    _say(log, quiet, f"run {summary.run_id}: {summary.status}; {summary.run_measured}/{summary.run_total} measured"
+                     f" ({counts}){session} in {summary.wall_s:.1f}s -> {db_path}")
+    resume = f"resume with `probe run --resume --db {shlex.quote(str(db_path))}`"
     if summary.status == "offline":
-        _say(log, False, "warning: nothing answered during the whole run: this network looks offline; verdicts "
-                         "are marked error (vantage/offline)")
+        _say(log, False, f"warning: nothing answered during this session: this network looks offline; nothing was "
+                         f"stored for the {summary.unstored} URLs it tried, and the run stays open: {resume} "
+                         "once online")
         return EXIT_OFFLINE
     if summary.status == "disk-full":
-        _say(log, False, f"error: less than {opts.min_free_mb} MB free under {opts.db_path}: stopped; "
-                         "`probe run --resume` finishes the run")
+        _say(log, False, f"error: less than {min_free_mb} MB free under {db_path}: stopped; {resume} "
+                         "when there is room")
         return EXIT_PARTIAL
     if summary.signal is not None:
+        _say(log, False, f"run {summary.run_id} interrupted; {resume}")
         return EXIT_SIGNAL.get(signal.Signals(summary.signal), 130)
-    return EXIT_PARTIAL if summary.status == "partial" else 0
+    if summary.status == "partial":
+        _say(log, quiet, f"run {summary.run_id} stopped at --max-runtime; {resume}")
+        return EXIT_PARTIAL
+    return 0
 
 
 def _targets(inputs: tuple[str, ...], categories: tuple[str, ...], log, quiet: bool):
-    try:
-        targets, warnings = read_inputs(inputs)
-    except TargetError as e:
-        raise click.ClickException(str(e)) from None
+    targets, warnings = read_inputs(inputs)
     for w in warnings:
         _say(log, False, f"warning: {w}")
     targets = filter_categories(targets, categories)
@@ -264,21 +310,27 @@ def _targets(inputs: tuple[str, ...], categories: tuple[str, ...], log, quiet: b
 
 
 @cli.command()
-@click.option("--db", "db_path", default="results/probe.db", show_default=True)
+@db_option
 @click.option("--run", "run_id", type=int, help="Only this run (default: every run).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
 @click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="An extra signature pack (JSON); repeatable.")
-def reanalyze(db_path: str, run_id: int | None, data_dir: str | None, packs: tuple[str, ...]) -> None:
+def reanalyze(db_path: str | None, run_id: int | None, data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Recompute verdicts from stored observations with the current rules (and signatures).
 
     Example:
 
         probe reanalyze --run 3
     """
-    db = storage.open_db(db_path)
-    sigset = _signature_set(data_dir, packs=packs)
-    changed, total = reanalysis.reanalyze(db, run_id, sigset.hits if sigset is not None else None)
+    path = database(db_path)
+    if not path.exists():
+        raise click.ClickException(f"no database at {path}; {storage.NO_DATABASE_HINT}")
+    db = storage.open_db(path)
+    try:
+        sigset = signature_set(data_dir, packs=packs)
+        changed, total = reanalysis.reanalyze(db, run_id, sigset.hits if sigset is not None else None)
+    finally:
+        storage.close(db)
     click.echo(f"{total} measurements re-judged, {changed} verdicts changed")
 
 
@@ -318,19 +370,6 @@ def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, a
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         pass
-
-
-def _signature_set(data_dir: str | None, use: bool = True, packs: tuple[str, ...] = ()):
-    """The signatures a run or a re-analysis uses; warnings about broken rows go to stderr."""
-    if not use:
-        return None
-    cache = signatures.cache_dir(Path(data_dir)) if data_dir else None
-    sigset, warnings = signatures.load(cache=cache, packs=tuple(Path(p) for p in packs))
-    for w in warnings[:20]:
-        click.echo(f"warning: {w}", err=True)
-    if len(warnings) > 20:
-        click.echo(f"warning: ... and {len(warnings) - 20} more broken signature rows", err=True)
-    return sigset
 
 
 @cli.group("signatures")
@@ -379,7 +418,7 @@ def signatures_list(data_dir: str | None, country: str | None, scope: str | None
 
         probe signatures list --country PK
     """
-    sigset = _signature_set(data_dir)
+    sigset = signature_set(data_dir)
     assert sigset is not None
     for s in sigset.signatures:
         if country and country.upper() not in s.countries:
@@ -408,7 +447,7 @@ def signatures_show(signature_id: str, data_dir: str | None) -> None:
 
         probe signatures show probe.pk.surf-safely
     """
-    sigset = _signature_set(data_dir)
+    sigset = signature_set(data_dir)
     assert sigset is not None
     s = sigset.by_id.get(signature_id)
     if s is None:
@@ -432,7 +471,7 @@ def signatures_test(file: str, headers: tuple[str, ...], addresses: tuple[str, .
     """
     from .models import HttpHop
 
-    sigset = _signature_set(data_dir)
+    sigset = signature_set(data_dir)
     assert sigset is not None
     pairs = []
     for h in headers:
@@ -552,17 +591,19 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
 @click.option("--every", default="6h", show_default=True, help="Interval: 30m, 6h, 1d ...")
 @click.option("--jitter", default="30m", show_default=True, help="Random delay added to each run (0: none).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="The probe.toml the scheduled runs use.")
+              help="The probe.toml the scheduled runs use (default: the one `probe` finds here).")
+@db_option
 @click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab line.")
 @click.option("--install", is_flag=True, help="Install it (crontab, or the unit files into --unit-dir).")
 @click.option("--unit-dir", type=click.Path(file_okay=False), help="Where --systemd --install writes the units "
               "(default /etc/systemd/system as root, else ~/.config/systemd/user).")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
-def schedule(every: str, jitter: str, config_file: str | None, systemd: bool, install: bool, unit_dir: str | None,
-             run_args: tuple[str, ...]) -> None:
+def schedule(every: str, jitter: str, config_file: str | None, db_path: str | None, systemd: bool, install: bool,
+             unit_dir: str | None, run_args: tuple[str, ...]) -> None:
     """Print (or install) a crontab line or systemd units that run `probe run` unattended.
 
-    Options after `--` are passed to `probe run`; absolute paths are used, cron's environment being bare.
+    Options after `--` are passed to `probe run`. The program, --config and --db (found by the usual rule, here
+    and now) are written as absolute paths, and the systemd service runs in the current directory.
 
     Example:
 
@@ -571,10 +612,24 @@ def schedule(every: str, jitter: str, config_file: str | None, systemd: bool, in
     import os
     import subprocess
 
+    from . import config
+    from .paths import database_path
     from .schedule import Schedule, install_crontab, parse_duration
 
+    if any(a == "--db" or a.startswith("--db=") for a in run_args):
+        raise click.ClickException("give --db to `probe schedule` itself, before `--`: it is written as an "
+                                   "absolute path")
+    ctx = click.get_current_context()
+    found = Path(config_file) if config_file else config.find(ctx.find_root().params.get("config_path"))
+    if found is not None and not found.is_file():
+        found = None
+    if found is not None:
+        config.default_map(found, cli)  # a config the scheduled runs would refuse is refused now
+    from_config = config.database(found) if found is not None else None
+    db = database_path(db_path, from_config).resolve()
     try:
-        plan = Schedule(parse_duration(every), parse_duration(jitter, zero_ok=True), run_args, config_file)
+        plan = Schedule(parse_duration(every), parse_duration(jitter, zero_ok=True), run_args,
+                        str(found.resolve()) if found else None, db=str(db), workdir=str(Path.cwd()))
         if not systemd:
             line = plan.cron_line()
     except ValueError as e:
@@ -639,4 +694,5 @@ def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | N
         raise click.ClickException(f"{failed} list(s) could not be updated")
 
 
-from . import cli_research  # noqa: E402, F401  (registers the research commands on `cli`)
+for _command in cli_research.cli.commands.values():
+    cli.add_command(_command)

@@ -10,11 +10,14 @@ from typing import Any
 import click
 
 from . import storage
-from .cli import cli
+from .cli_support import database, db_option, open_for_reading, open_for_writing
+
+# The research commands are made here and added to `probe` by cli.py (this module never imports cli.py).
+cli = click.Group("research-commands")
 
 RESULT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
                   "rule")
-_db_option = click.option("--db", "db_path", default="results/probe.db", show_default=True)
+_db_option = db_option
 
 
 @cli.command()
@@ -29,7 +32,7 @@ def runs(db_path: str, as_json: bool) -> None:
     """
     from .research.diff import network_of
 
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     for r in db.query("select * from runs order by id"):
         counts = dict(db.execute("select status, count(*) from measurements where run_id = ? group by status",
                                  [r["id"]]).fetchall())
@@ -69,7 +72,7 @@ def _runs(db: Any, run_id: int | None, since: str | None, db_path: str) -> list[
         raise _research_error(e) from None
     if not runs:
         latest = queries.latest_run(db)
-        raise click.ClickException(f"no run since {since} in {db_path}" + (
+        raise click.ClickException(f"no run since {since} in {database(db_path)}" + (
             f" (the latest, run {latest['id']}, started {latest['started']})" if latest else " (it has no run yet)"))
     return runs
 
@@ -101,11 +104,11 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
         raise click.ClickException(f"--status: {e}") from None
     if layer is not None and layer not in get_args(Layer):
         raise click.ClickException(f"--layer: unknown layer {layer!r}: use one of {', '.join(get_args(Layer))}")
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     if run_id is None:
         run_id = storage.latest_run_id(db)
         if run_id is None:
-            raise click.ClickException(f"no run in {db_path}")
+            raise click.ClickException(f"no run in {database(db_path)}")
     else:
         try:
             queries.run(db, run_id)
@@ -146,7 +149,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
     from .research.queries import QueryError
     from .verdicts import CHANGES
 
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     if since is not None:
         parsed = _since(since)
         if run_a is not None or run_b is not None:
@@ -154,7 +157,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
         _runs(db, None, since, db_path)
         out: dict[str, Any] = history(db, parsed)
         if not out:
-            raise click.ClickException(f"no finished run since {since} in {db_path} (only runs still going)")
+            raise click.ClickException(f"no finished run since {since} in {database(db_path)} (only runs still going)")
         if as_json:
             click.echo(json.dumps(out, indent=1))
             return
@@ -216,7 +219,7 @@ def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count
                 raise click.ClickException(f"--breakdown wants KIND=N, got {item!r}")
             parts[kind.strip()] = int(n)
     try:
-        claims.add(storage.open_db(db_path), {"key": key, "authority": authority, "date": date_,
+        claims.add(open_for_writing(db_path), {"key": key, "authority": authority, "date": date_,
                                               "claimed_count": claimed_count, "covers": covers, "breakdown": parts,
                                               "source": source, "source_url": source_url})
     except claims.ClaimError as e:
@@ -241,7 +244,7 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
 
     from .research import claims
 
-    db = storage.open_db(db_path)
+    db = open_for_writing(db_path)
     try:
         if items_for:
             if not file:
@@ -275,7 +278,7 @@ def claims_list(db_path: str) -> None:
 
         probe claims list
     """
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     for c in db.query("select * from claims order by date"):
         click.echo(f"{c['key']:32} {c['date']} {c['claimed_count']:>7} {c['authority']}: {c['covers']}")
 
@@ -316,7 +319,7 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
             click.echo(f"warning: {w}", err=True)
         urls = frozenset(t.url for t in targets)
     scope = claims.Scope(urls=urls, list_name=list_file, category=category, run_id=run_id, since=parsed)
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     try:
         cmp = claims.compare(db, key, scope)
     except (claims.ClaimError, QueryError) as e:
@@ -363,7 +366,7 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
     _since(since)  # a bad date is an error before anything else
     if run_id is not None and since is not None:
         raise click.ClickException("give --run or --since, not both")
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     runs = _runs(db, run_id, since, db_path)
     scope = f"run {run_id}" if run_id is not None else f"runs since {since}" if since else "all runs"
     Path(html_file).write_text(render(db, runs, scope), encoding="utf-8")
@@ -389,11 +392,11 @@ def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> No
     from .research.exchange import export as do_export
     from .research.queries import QueryError, run
 
-    db = storage.open_db(db_path)
+    db = open_for_reading(db_path)
     if run_id is None:
         run_id = storage.latest_run_id(db)
         if run_id is None:
-            raise click.ClickException(f"no run in {db_path}")
+            raise click.ClickException(f"no run in {database(db_path)}")
     try:
         run(db, run_id)  # before the output file is opened: a wrong --run leaves no empty file behind
     except QueryError as e:
@@ -428,11 +431,11 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, pack
     """
     from pathlib import Path
 
-    from .cli import _signature_set
+    from .cli_support import signature_set
     from .research.exchange import import_ooni as do_import
 
-    sigset = _signature_set(data_dir, packs=packs)
-    run_ids, n, warnings = do_import(storage.open_db(db_path), [Path(f) for f in files],
+    sigset = signature_set(data_dir, packs=packs)
+    run_ids, n, warnings = do_import(open_for_writing(db_path), [Path(f) for f in files],
                                      sigset.hits if sigset is not None else None)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
@@ -454,6 +457,8 @@ def datasette(db_path: str, metadata_file: str) -> None:
 
     from .research.datasette import metadata
 
+    open_for_reading(db_path).close()  # it must exist: Datasette would create an empty one
+    db_path = str(database(db_path))
     name = Path(db_path).stem
     Path(metadata_file).write_text(json.dumps(metadata(name), indent=1))
     click.echo(f"datasette {db_path} --metadata {metadata_file}")

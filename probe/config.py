@@ -1,7 +1,10 @@
 """probe.toml: every `probe run` option in a file, so a cron line stays short. Command-line options win.
 
 Looked up in this order: --config PATH, ./probe.toml, $XDG_CONFIG_HOME/probe/probe.toml (~/.config/...).
-A table per command; keys are option names (`db`, `helper`, `doh`, `resolver`, `concurrency`, ...):
+A top-level `db` is the database of every command (relative to the file's directory); then a table per
+command, whose keys are option names (`helper`, `doh`, `resolver`, `concurrency`, ...):
+
+    db = "/var/lib/probe/probe.db"
 
     [run]
     inputs = ["lists/pk.csv"]
@@ -20,8 +23,10 @@ from typing import Any
 
 import click
 
+from .errors import ProbeError
 
-class ConfigError(ValueError):
+
+class ConfigError(ProbeError, ValueError):
     pass
 
 
@@ -38,14 +43,30 @@ def find(explicit: str | None) -> Path | None:
     return None
 
 
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def database(path: Path) -> Path | None:
+    """The top-level `db` of the file, made absolute against the file's own directory."""
+    value = _read(path).get("db")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: db must be a path, got {value!r}")
+    return (path.resolve().parent / Path(value).expanduser())
+
+
 def default_map(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
     """Translate the file into click's default_map, naming any key that is not an option."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from None
+    data = _read(path)
     out: dict[str, dict[str, Any]] = {}
     for section, values in data.items():
+        if section == "db":
+            continue  # see database()
         cmd = group.commands.get(section)
         if cmd is None or not isinstance(values, dict):
             raise ConfigError(f"{path}: [{section}] is not a probe command")
@@ -57,6 +78,9 @@ def default_map(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
                 names[opt.lstrip("-").replace("-", "_")] = p.name
         mapped: dict[str, Any] = {}
         for key, value in values.items():
+            if key.replace("-", "_") in ("db", "db_path"):
+                raise ConfigError(f"{path}: [{section}] has db: put `db = ...` at the top of the file, before any "
+                                  "[table], so that every command uses the same database")
             name = names.get(key.replace("-", "_"))
             if name is None:
                 raise ConfigError(f"{path}: [{section}] has no option {key!r}")

@@ -65,7 +65,9 @@ def update(dest: Path, countries: tuple[str, ...], *, base: str | None = None, v
                 text = resp.content.decode("utf-8-sig")
                 new = _urls(text)
             except (httpx.HTTPError, ValueError, UnicodeDecodeError) as e:
-                out.append(ListUpdate(name, url, error=f"{type(e).__name__}: {e}; the cached copy is kept"))
+                kept = ("the cached copy is kept" if (dest / f"{name}.csv").exists() else
+                        "there is no cached copy yet")
+                out.append(ListUpdate(name, url, error=f"{type(e).__name__}: {e}; {kept}"))
                 continue
             path = dest / f"{name}.csv"
             old = set(_urls(path.read_text(encoding="utf-8-sig"))) if path.exists() else set()

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from .errors import DatabaseBusy
 
-class LockBusy(RuntimeError):
-    pass
+
+class LockBusy(DatabaseBusy):
+    """Another run holds the lock (exit 4)."""
 
 
 class DbLock:

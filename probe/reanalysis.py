@@ -17,8 +17,6 @@ def reanalyze(db: sqlite_utils.Database, run_id: int | None = None,
     changed = total = 0
     with db.atomic():
         for m in list(storage.measurements(db, run_id)):
-            if m["rule"] == "vantage-offline":
-                continue  # a run-level judgement, not derivable from one URL's observations
             total += 1
             verdict = analyse(storage.load_observations(db, m), matcher)
             if (verdict.status, verdict.detail) != (m["status"], m["detail"]):

@@ -5,6 +5,10 @@ each URL gets its own nursery in measure.py. Finished measurements go through a 
 commits them as they come (WAL), so a SIGKILL loses only URLs still in flight, and a signal or the runtime budget
 stops measuring without losing anything already measured. A URL cut short is not stored: it stays to be
 measured by `--resume`.
+
+Offline is judged per session: until something on the network answers, finished measurements are held back;
+if nothing ever answers, they are dropped (a dead network is not evidence), the run stays resumable and rows of
+earlier sessions are never touched. What `--json` prints is read back from the database after each commit.
 """
 
 from __future__ import annotations
@@ -60,17 +64,26 @@ class RunOptions:
     keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
     min_free_mb: int = 64  # stop before the disk under the database is this full
     ip_service: str | None = None  # what-is-my-IP service for the vantage ASN lookup; None: no lookup
+    signatures: bool = True  # match blockpage/censor-IP signatures (loaded by Session)
+    signature_packs: tuple[str, ...] = ()  # extra packs, absolute paths
+    data_dir: str | None = None  # where cached signature sets live; None: $PROBE_DATA_DIR or the XDG default
 
 
 @dataclass(slots=True)
 class RunSummary:
+    """One session's outcome. `counts`, `measured` and `run_*` are read back from the database."""
+
     run_id: int
     status: str  # done | interrupted | partial | offline | disk-full
-    counts: Counter[str] = field(default_factory=Counter)
-    measured: int = 0
-    total: int = 0
+    counts: Counter[str] = field(default_factory=Counter)  # this session's stored verdicts, by status
+    measured: int = 0  # URLs this session stored
+    total: int = 0  # URLs this session set out to measure
+    unstored: int = 0  # measured while the network never answered: dropped, left for --resume
     signal: int | None = None
     wall_s: float = 0.0
+    run_counts: dict[str, int] = field(default_factory=dict)  # the whole run's stored verdicts, by status
+    run_measured: int = 0
+    run_total: int = 0
 
 
 def raise_fd_limit() -> int:
@@ -90,13 +103,9 @@ def default_concurrency(fd_limit: int) -> int:
     return max(1, min(MAX_DEFAULT_CONCURRENCY, (fd_limit - 64) // FDS_PER_URL))
 
 
-def json_line(run_id: int, obs: Observations, verdict: Verdict) -> str:
-    return json.dumps({
-        "run_id": run_id, "url": obs.target.url, "category": obs.target.category, "status": verdict.status,
-        "layer": verdict.layer, "detail": verdict.detail, "fingerprint": verdict.fingerprint,
-        "control": verdict.control, "runtime_s": obs.runtime_s, "rule": verdict.rule,
-        "evidence": verdict.evidence,
-    }, ensure_ascii=False)
+def json_line(stored: dict[str, Any]) -> str:
+    """One `--json` line: a stored verdict row (storage.VERDICT_COLUMNS)."""
+    return json.dumps(stored, ensure_ascii=False)
 
 
 def network_answered(obs: Observations) -> bool:
@@ -106,31 +115,77 @@ def network_answered(obs: Observations) -> bool:
             or any(h.status is not None for h in obs.http))
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
 class Progress:
-    """A bar on a TTY; on a pipe or log, one line every `every` seconds."""
+    """A bar on a TTY, redrawn every second (elapsed time, rate, ETA); on a pipe or log, a line every `every` s.
+
+    Verdicts count once stored; a measurement held back while the network has not answered yet counts as
+    `unconfirmed` until it is stored (or dropped, if the session turns out offline).
+    """
 
     def __init__(self, total: int, stream: Any = None, every: float = 10.0, enabled: bool = True) -> None:
-        self.total, self.done, self.counts = total, 0, Counter[str]()
+        self.total, self.done, self.held, self.counts = total, 0, 0, Counter[str]()
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every, self.enabled = every, enabled
+        self.started = time.monotonic()
         self._last = 0.0
+        self._open_line = False
 
-    def update(self, status: str) -> None:
+    def measured(self, status: str | None) -> None:
+        """One URL measured: stored with `status`, or held back (None)."""
         self.done += 1
-        self.counts[status] += 1
+        if status is None:
+            self.held += 1
+        else:
+            self.counts[status] += 1
+        self._draw(force=self.tty or self.done == self.total)
+
+    def stored(self, statuses: list[str]) -> None:
+        """Held measurements were stored after all."""
+        self.held -= len(statuses)
+        self.counts.update(statuses)
+
+    def tick(self) -> None:
+        """Called every second: keeps the TTY line moving while slow URLs time out."""
+        self._draw(force=self.tty)
+
+    def finish(self) -> None:
+        if self.enabled and self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
+
+    def line(self, now: float) -> str:
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        held = f" unconfirmed={self.held}" if self.held else ""
+        eta = _clock((self.total - self.done) / rate) if rate > 0 else "?"
+        return (f"{self.done}/{self.total} {counts}{held} | {_clock(elapsed)} elapsed, {rate:.1f} URL/s, "
+                f"ETA {eta}")
+
+    def _draw(self, *, force: bool) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
-        if self.tty or now - self._last >= self.every or self.done == self.total:
-            self._last = now
-            counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-            end = "\r" if self.tty and self.done < self.total else "\n"
+        if not force and now - self._last < self.every:
+            return
+        self._last = now
+        text = self.line(now)
+        if self.tty:
             width = 30
             bar = "#" * (width * self.done // max(self.total, 1))
-            prefix = f"[{bar:<{width}}] " if self.tty else ""
-            self.stream.write(f"{prefix}{self.done}/{self.total} {counts}{end}")
-            self.stream.flush()
+            self.stream.write(f"\r[{bar:<{width}}] {text}\x1b[K")
+            self._open_line = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
 
 
 def _resolvers(opts: RunOptions) -> tuple[dns.Resolver, ...]:
@@ -170,7 +225,21 @@ async def run_async(
     doh = () if opts.no_control else (DEFAULT_DOH if opts.doh is None else opts.doh)
     helper = None if opts.no_control else opts.helper
     started = time.monotonic()
-    any_answer = any_attempt = False
+    answered = attempted = False  # in this session: did anything on the network answer / did we try?
+    held: list[tuple[Observations, Verdict]] = []  # measured before the network answered: not stored yet
+
+    def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+        with db.atomic():
+            ids = [storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
+                                             keep_body=_keep_body(opts.keep_bodies, verdict))
+                   for obs, verdict in batch]
+        rows = storage.verdicts(db, ids)
+        summary.measured += len(rows)
+        summary.counts.update(r["status"] for r in rows)
+        if emit:
+            for row in rows:
+                emit(json_line(row))
+        return rows
 
     async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as vantage_http, \
             ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
@@ -182,7 +251,9 @@ async def run_async(
             body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
             dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers},
         )
-        if opts.ip_service and resolvers and not resumed:
+        # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
+        known = resumed and (storage.run_row(db, run_id) or {}).get("vantage_asn") is not None
+        if opts.ip_service and resolvers and not known:
             v = await vantage.lookup(vantage_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
             storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
@@ -196,7 +267,7 @@ async def run_async(
                     await out.send((obs, analyse(obs, matcher)))
 
         async def writer() -> None:
-            nonlocal any_answer, any_attempt
+            nonlocal answered, attempted
             async with recv:
                 while True:
                     try:
@@ -214,19 +285,27 @@ async def run_async(
                         summary.status = "disk-full"
                         stop.cancel()
                         continue
-                    with db.atomic():
-                        for obs, verdict in batch:
-                            storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
-                                                      keep_body=_keep_body(opts.keep_bodies, verdict))
-                    for obs, verdict in batch:
-                        any_answer = any_answer or network_answered(obs)
-                        any_attempt = any_attempt or bool(obs.dns or obs.tcp)
-                        summary.measured += 1
-                        summary.counts[verdict.status] += 1
-                        if emit:
-                            emit(json_line(run_id, obs, verdict))
+                    attempted = attempted or any(obs.dns or obs.tcp for obs, _ in batch)
+                    if not answered and not any(network_answered(obs) for obs, _ in batch):
+                        held.extend(batch)  # no sign of a working network yet: these may say nothing
                         if progress:
-                            progress.update(verdict.status)
+                            for _ in batch:
+                                progress.measured(None)
+                        continue
+                    earlier, answered = list(held), True
+                    held.clear()
+                    if earlier:
+                        rows = store(earlier)
+                        if progress:
+                            progress.stored([r["status"] for r in rows])
+                    for row in store(batch):
+                        if progress:
+                            progress.measured(row["status"])
+
+        async def ticker() -> None:
+            while progress:
+                await trio.sleep(1)
+                progress.tick()
 
         async with trio.open_nursery() as outer:
             outer.start_soon(writer)
@@ -234,18 +313,30 @@ async def run_async(
                 with trio.move_on_after(opts.max_runtime or math.inf) as budget, stop:
                     async with trio.open_nursery() as measuring:
                         measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
+                        measuring.start_soon(ticker)
                         async with trio.open_nursery() as workers:
                             for _ in range(min(concurrency, max(1, len(targets)))):
                                 workers.start_soon(worker, send.clone())
-                        measuring.cancel_scope.cancel()  # all measured: stop the signal watcher
+                        measuring.cancel_scope.cancel()  # all measured: stop the signal watcher and the ticker
             if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"
+    if held and not attempted:
+        store(held)  # nothing was tried on the network (e.g. only non-public answers): nothing to doubt
+    elif held:
+        # Nothing answered during this session: that is our network, not censorship. Store nothing for these
+        # URLs; they stay to be measured by --resume.
+        summary.unstored = len(held)
+        if summary.status == "done":
+            summary.status = "offline"
     if summary.signal is not None:
         summary.status = "interrupted"
-    elif summary.status == "done" and any_attempt and not any_answer:
-        summary.status = "offline"
-        _mark_offline(db, run_id)
     storage.finish_run(db, run_id, summary.status)
+    if progress:
+        progress.finish()
+    run = storage.run_row(db, run_id) or {}
+    summary.run_counts = storage.run_counts(db, run_id)
+    summary.run_measured = sum(summary.run_counts.values())
+    summary.run_total = run.get("url_count") or 0
     summary.wall_s = time.monotonic() - started
     return summary
 
@@ -255,15 +346,6 @@ def _disk_low(opts: RunOptions) -> bool:
         return False
     free = shutil.disk_usage(Path(opts.db_path).resolve().parent).free
     return free < opts.min_free_mb * 1024 * 1024
-
-
-def _mark_offline(db: sqlite_utils.Database, run_id: int) -> None:
-    """Nothing answered at all: that is our network, not censorship. Say so in every verdict."""
-    with db.atomic():
-        db.execute(
-            "update measurements set status = 'error', layer = null, detail = 'vantage/offline', "
-            "rule = 'vantage-offline', evidence = 'no resolver, address or server answered during the whole run' "
-            "where run_id = ? and rule != 'not-public'", [run_id])
 
 
 async def _watch_signals(scope: trio.CancelScope, summary: RunSummary) -> None:

@@ -1,7 +1,9 @@
 """`probe schedule`: a crontab line, or a systemd service and timer, that runs probe unattended.
 
 Jitter spreads volunteers' runs (and hides the schedule from the network a little): cron gets a random minute
-and `probe run --jitter`, systemd gets RandomizedDelaySec. Paths are absolute: cron's environment is bare.
+and `probe run --jitter`, systemd gets RandomizedDelaySec. Paths are absolute (the program, `--config` and
+`--db`), and the systemd service has a WorkingDirectory: cron and systemd start in a bare environment, from a
+directory that is not the one `probe schedule` ran in.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ class Schedule:
     jitter: int  # seconds
     run_args: tuple[str, ...]
     config: str | None = None
+    db: str | None = None  # made absolute here; None leaves it to `probe run` (not advised)
+    workdir: str | None = None  # the systemd service's WorkingDirectory (default: the current directory)
 
     def command(self, *, cron: bool) -> list[str]:
         config = ["--config", str(Path(self.config).resolve())] if self.config else []
-        cmd = [*probe_command(), *config, "run", "--quiet", "--accept-risk", *self.run_args]
+        db = ["--db", str(Path(self.db).resolve())] if self.db else []
+        cmd = [*probe_command(), *config, "run", "--quiet", "--accept-risk", *db, *self.run_args]
         if cron and self.jitter:
             cmd += ["--jitter", str(self.jitter)]
         return cmd
@@ -68,7 +73,8 @@ class Schedule:
     def systemd_units(self) -> dict[str, str]:
         service = ("[Unit]\nDescription=probe: measure website blocking from this network\n"
                    "Wants=network-online.target\nAfter=network-online.target\n\n"
-                   f"[Service]\nType=oneshot\nExecStart={shlex.join(self.command(cron=False))}\n"
+                   f"[Service]\nType=oneshot\nWorkingDirectory={Path(self.workdir or Path.cwd()).resolve()}\n"
+                   f"ExecStart={shlex.join(self.command(cron=False))}\n"
                    "Nice=10\n")
         timer = ("[Unit]\nDescription=Run probe regularly\n\n"
                  f"[Timer]\nOnBootSec=5min\nOnUnitActiveSec={self.every}s\nRandomizedDelaySec={self.jitter}s\n"

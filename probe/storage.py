@@ -7,9 +7,13 @@ Bodies are kept apart, compressed and de-duplicated by sha256. The probe's own I
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
+import sqlite3
+import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from .errors import DatabaseError
 from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
 from .targets import normalise
 
@@ -42,6 +47,7 @@ _JSON = {cls: _json_fields(cls) for cls in STEP_TABLES.values()}
 
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
+    """The schema of the first release, written out: history must not move when the record types do."""
     db.table("runs").create({
         "id": int, "started": str, "finished": str, "status": str, "options": str, "software_version": str,
         "rules_version": str, "url_count": int, "vantage_asn": int, "vantage_network": str,
@@ -59,15 +65,24 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     m.create_index(["url", "run_id"])
     m.create_index(["run_id", "status"])
     m.create_index(["hostname"])
-    # Built from the record types: a field added later needs its own migration (see _add_column).
-    for name, cls in STEP_TABLES.items():
-        cols: dict[str, Any] = {"id": int, "measurement_id": int}
-        for f in dataclasses.fields(cls):
-            if f.name in _NOT_STORED:
-                continue
-            t = str(f.type)
-            cols[f.name] = (float if t == "float" else int if t.startswith(("int", "bool")) else str)
-        db.table(name).create(cols, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
+    steps: dict[str, dict[str, Any]] = {
+        "dns_queries": {"resolver": str, "engine": str, "hostname": str, "query_type": str, "answers": str,
+                        "cnames": str, "ttl": int, "rcode": str, "failure": str, "late_answers": str,
+                        "control": int, "t0": float, "t": float},
+        "tcp_connects": {"ip": str, "port": int, "origin": str, "failure": str, "t0": float, "t": float},
+        "tls_handshakes": {"ip": str, "port": int, "sni": str, "decoy": int, "failure": str, "version": str,
+                           "cipher": str, "alpn": str, "peer_chain": str, "t0": float, "t": float},
+        "http_hops": {"url": str, "ip": str, "status": int, "headers": str, "location": str, "body_length": int,
+                      "body_sha256": str, "body_truncated": int, "title": str, "failure": str, "stopped": str,
+                      "t0": float, "t": float},
+        "control_results": {"source": str, "failure": str, "dns_addrs": str, "dns_failure": str,
+                            "tcp_connect": str, "tls_handshake": str, "http_status": int, "http_failure": str,
+                            "http_title": str, "http_headers": str, "http_body_length": int,
+                            "http_body_sha256": str, "t0": float, "t": float},
+    }
+    for name, cols in steps.items():
+        db.table(name).create({"id": int, "measurement_id": int, **cols}, pk="id",
+                              foreign_keys=[("measurement_id", "measurements", "id")])
         db.table(name).create_index(["measurement_id"])
     db.table("bodies").create({"sha256": str, "length": int, "data": bytes}, pk="sha256")
 
@@ -90,7 +105,7 @@ def m003_claims(db: sqlite_utils.Database) -> None:
 
 
 def _add_column(db: sqlite_utils.Database, table: str, column: str, kind: type) -> None:
-    """m001 builds step tables from today's records, so a fresh database may have the column already."""
+    """Releases whose m001 was generated from the record types of the day may have the column already."""
     if column not in db.table(table).columns_dict:
         db.table(table).add_column(column, kind)
 
@@ -134,18 +149,125 @@ def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network
                                          "vantage_failure": failure})
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
-    """Open (creating if needed) and migrate; WAL so readers never block the writer and a kill is safe."""
-    if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite_utils.Database(path)
+SQLITE_MAGIC = b"SQLite format 3\x00"
+NO_DATABASE_HINT = "run `probe run` first or pass --db"
+
+
+def _damaged(path: Path, what: str) -> DatabaseError:
+    return DatabaseError(f"{path} {what}; it was left unchanged: pass --db with a probe database, or restore a "
+                         f"backup (`sqlite3 {path} .recover` saves what is readable)")
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open without ever writing: plain read-only first; on read-only media (no -shm can be made), immutable."""
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    last: sqlite3.Error | None = None
+    for suffix in ("", "&immutable=1"):
+        wal = Path(f"{path}-wal")
+        if suffix and wal.exists() and wal.stat().st_size > 0:
+            # immutable=1 would read the file without the changes still in the WAL: say so, never hide them.
+            raise DatabaseError(f"{path} has changes in {wal.name} that cannot be read where it is (read-only): "
+                                "copy both files somewhere writable and open the copy") from None
+        try:
+            con = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False)
+            con.execute("select count(*) from sqlite_master").fetchone()
+            return con
+        except sqlite3.OperationalError as e:  # SQLITE_CANTOPEN: WAL on a read-only directory
+            last = e
+        except sqlite3.DatabaseError as e:  # not a database, or damaged beyond reading its schema
+            raise _damaged(path, f"is not a readable SQLite database ({e})") from None
+    raise DatabaseError(f"cannot open {path}: {last}") from None
+
+
+def check_database(path: Path) -> None:
+    """An existing file must be an intact SQLite database before probe touches it (it is never changed here)."""
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a directory, not a database; pass --db with a file path")
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as e:
+        raise DatabaseError(f"cannot read {path}: {e.strerror or e}") from None
+    if not head:
+        return  # an empty file is an empty database, as sqlite3 sees it
+    if head != SQLITE_MAGIC:
+        raise _damaged(path, "is not a SQLite database")
+    con = _connect_read_only(path)
+    try:
+        problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as e:
+        raise _damaged(path, f"is damaged ({e})") from None
+    finally:
+        con.close()
+    if problems != ["ok"]:
+        raise _damaged(path, f"is damaged (quick_check: {problems[0][:120]})")
+
+
+def _configure(db: sqlite_utils.Database) -> None:
     db.conn.execute("PRAGMA busy_timeout = 10000")
-    if str(path) != ":memory:":
+    db.conn.execute("PRAGMA foreign_keys = ON")
+
+
+def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database:
+    """Open for writing (creating if needed) and migrate; WAL so readers never block the writer and a kill is safe.
+
+    An existing file is checked first (`check_database`, unless the caller just did); problems are
+    `DatabaseError`s naming the path.
+    """
+    if str(path) == ":memory:":
+        db = sqlite_utils.Database(memory=True)
+        _configure(db)
+        migrations.apply(db)
+        return db
+    path = Path(path)
+    if path.exists():
+        if not checked:
+            check_database(path)
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseError(f"cannot create a database at {path}: {e.strerror or e}") from None
+    try:
+        db = sqlite_utils.Database(sqlite3.connect(str(path), check_same_thread=False))
+        _configure(db)
         db.enable_wal()
         db.conn.execute("PRAGMA synchronous = NORMAL")
-    db.conn.execute("PRAGMA foreign_keys = ON")
-    migrations.apply(db)
+        migrations.apply(db)
+    except sqlite3.OperationalError as e:  # read-only file or directory, disk full, ...
+        raise DatabaseError(f"cannot write the database {path}: {e}") from None
     return db
+
+
+def open_existing(path: str | Path) -> sqlite_utils.Database:
+    """Open a database that must exist, for reading: never creates, never changes it (read-only media work).
+
+    A database from an older release is migrated first when it is writable; read-only, it must be current.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseError(f"no database at {path}; {NO_DATABASE_HINT}")
+    check_database(path)
+    db = sqlite_utils.Database(_connect_read_only(path))
+    if not db.table("runs").exists():
+        db.close()
+        raise DatabaseError(f"{path} is a SQLite database but not probe's (no runs table); pass --db")
+    if migrations.pending(db):
+        db.close()
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise DatabaseError(f"{path} was written by an older probe and is read-only here: copy it somewhere "
+                                "writable and open the copy once to update it")
+        close(open_db(path))
+        db = sqlite_utils.Database(_connect_read_only(path))
+    db.conn.execute("PRAGMA busy_timeout = 10000")
+    return db
+
+
+def close(db: sqlite_utils.Database) -> None:
+    """Fold the WAL back into the database file, so an archived copy is complete on its own, then close."""
+    with contextlib.suppress(sqlite3.Error):  # read-only or busy: the WAL stays, and SQLite reads it next time
+        db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
 
 
 def now() -> str:
@@ -287,12 +409,16 @@ def measured_urls(db: sqlite_utils.Database, run_id: int) -> set[str]:
     return {r[0] for r in db.execute("select url from measurements where run_id = ?", [run_id])}
 
 
+# A run in one of these states has URLs left to measure (`offline`: the last session could not reach the network).
+RESUMABLE = ("running", "interrupted", "partial", "disk-full", "offline")
+
+
 def resumable_run(db: sqlite_utils.Database, run_id: int | None = None) -> dict[str, Any] | None:
     """The run to resume: the one named, or the latest that did not finish."""
     if run_id is not None:
         rows = list(db.table("runs").rows_where("id = ?", [run_id]))
     else:
-        rows = list(db.table("runs").rows_where("status in ('running', 'interrupted', 'partial', 'disk-full')",
+        rows = list(db.table("runs").rows_where(f"status in ({', '.join(map(repr, RESUMABLE))})",
                                                 order_by="id desc", limit=1))
     return rows[0] if rows else None
 
@@ -310,3 +436,28 @@ def remaining_targets(db: sqlite_utils.Database, run_id: int) -> list[Target]:
 def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
     with db.atomic():
         db.table("runs").update(run_id, {"status": "running", "finished": None})
+
+
+def run_row(db: sqlite_utils.Database, run_id: int) -> dict[str, Any] | None:
+    return next(db.table("runs").rows_where("id = ?", [run_id]), None)
+
+
+def run_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
+    """Stored verdicts of a run, by status."""
+    return dict(db.execute("select status, count(*) from measurements where run_id = ? group by status",
+                           [run_id]).fetchall())
+
+
+VERDICT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
+                   "rule", "evidence")
+
+
+def verdicts(db: sqlite_utils.Database, measurement_ids: list[int]) -> list[dict[str, Any]]:
+    """The stored verdicts of these measurements, in the order given (what `probe run --json` prints)."""
+    cols = ", ".join(("id", *VERDICT_COLUMNS))
+    by_id: dict[int, dict[str, Any]] = {}
+    for i in range(0, len(measurement_ids), 500):  # under SQLite's limit on bound parameters
+        chunk = measurement_ids[i:i + 500]
+        cur = db.execute(f"select {cols} from measurements where id in ({', '.join('?' * len(chunk))})", chunk)
+        by_id.update((row[0], dict(zip(VERDICT_COLUMNS, row[1:], strict=True))) for row in cur.fetchall())
+    return [by_id[i] for i in measurement_ids]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import idna
 
+from .errors import ProbeError
 from .models import Target
 
 CITIZENLAB_HEADER = ("url", "category_code", "category_description", "date_added", "source", "notes")
@@ -22,7 +23,7 @@ MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class TargetError(ValueError):
+class TargetError(ProbeError, ValueError):
     """A URL that cannot be measured; the message says why."""
 
 
@@ -180,7 +181,11 @@ def read_inputs(inputs: Iterable[str]) -> tuple[list[Target], list[ListWarning]]
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise TargetError(f"cannot read list {item}: {e.strerror or e}") from None
+            hint = ""
+            host = item.split("/")[0]
+            if not path.exists() and "." in host and path.suffix.lower() not in (".txt", ".csv"):
+                hint = f"; to measure a site, give a URL with its scheme: http://{item}"
+            raise TargetError(f"cannot read list {item}: {e.strerror or e}{hint}") from None
         text = data.decode("utf-8", errors="replace")
         found, warns = parse_list(text, item, csv_format=path.suffix.lower() == ".csv")
         targets.extend(found)

@@ -6,6 +6,7 @@ public DoH service (every run below passes --resolver and either --no-control or
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,50 @@ from probe.lab.servers import (
 )
 from probe.runner import RunOptions
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Reference data that may be read but never copied into the repository (PROBE_SHARED_DATA to point at it).
+SHARED_DATA = Path(os.environ.get("PROBE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
+# Under CI=true every skip fails the run, except these (start of the skip reason -> why it is acceptable).
+CI_ALLOWED_SKIPS = {
+    "reference data not found at": "third-party reference data (Citizen Lab lists, real blockpages, OONI "
+                                   "fingerprints) may not be copied into the repository; a clone outside /work has "
+                                   "none unless PROBE_SHARED_DATA points at it",
+}
+_ci_unexpected_skips: list[str] = []
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _note_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
+        if not any(reason.startswith(allowed) for allowed in CI_ALLOWED_SKIPS):
+            _ci_unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _note_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _note_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _ci_unexpected_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _ci_unexpected_skips:
+        terminalreporter.section("skipped under CI=true (a skip in CI is a failure)", red=True)
+        for line in _ci_unexpected_skips:
+            terminalreporter.write_line(line)
 LOOP = "127.0.0.1"
 NAMES = ["ok.test", "redirect.test", "big.test", "slow.test", "dynamic.test", "inject.test", "loop.test",
          "tohome.test", "tofile.test", "reset.test", "timeout.test", "refused.test", "tlsreset.test",

@@ -53,3 +53,40 @@ def test_readme_opens_with_the_two_setup_commands():
     block = README.split("```sh", 1)[1].split("```", 1)[0].strip().splitlines()
     assert len(block) == 2
     assert "probe run" in block[0] and "pytest" in block[1]
+
+
+def test_cli_modules_import_one_way_and_write_no_sql():
+    """cli -> cli_research -> cli_support, never back; SQL that writes lives in storage.py alone."""
+    import ast
+
+    root = Path(probe.__file__).parent
+    imports = {}
+    for name in ("cli", "cli_research", "cli_support", "session", "runner", "reanalysis"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.add(node.module or "")
+                found.update(a.name for a in node.names if node.module is None)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                writes = any(a.lstrip().lower().startswith(("insert", "update", "delete", "create", "drop", "alter"))
+                             for a in args)
+                assert not (node.func.attr in ("execute", "executescript") and writes), f"{name}.py writes SQL"
+                table_write = node.func.attr in ("insert_all", "upsert", "upsert_all", "delete_where") or (
+                    node.func.attr in ("insert", "update") and isinstance(node.func.value, ast.Call))  # db.table(t).x
+                assert not table_write, f"{name}.py writes through sqlite-utils: use storage.py"
+        imports[name] = found
+    assert "cli" not in imports["cli_research"] and "cli" not in imports["cli_support"]
+    assert "cli_research" not in imports["cli_support"]
+    assert not {"cli", "cli_research", "cli_support"} & (imports["session"] | imports["runner"])
+
+
+def test_domain_errors_share_one_base_with_exit_codes():
+    from probe.config import ConfigError
+    from probe.errors import DatabaseBusy, DatabaseError, OptionConflict, ProbeError
+    from probe.lock import LockBusy
+
+    for cls in (probe.TargetError, ConfigError, DatabaseError, OptionConflict):
+        assert issubclass(cls, ProbeError) and cls.exit_code == 1
+    assert issubclass(LockBusy, ProbeError) and LockBusy.exit_code == DatabaseBusy.exit_code == 4

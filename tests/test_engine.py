@@ -162,15 +162,18 @@ async def test_private_ip_literal_is_never_dialled(net):
     write_golden(db, rows[url], "private-ip-literal")
 
 
-async def test_vantage_offline_is_error_not_censorship(net):
-    # A resolver that never answers and no control: the whole vantage looks offline.
+async def test_vantage_offline_stores_nothing_not_censorship(net):
+    # A resolver that never answers and no control: the whole vantage looks offline. A dead network is not
+    # evidence: nothing is stored, and the URLs stay to be measured by --resume.
+    from probe import storage
     from tests.conftest import closed_port
 
     dead = f"127.0.0.1:{closed_port()}"
-    _db, summary, rows, _ = await measure(net, ["http://a.test/", "http://b.test/"], resolvers=(dead,))
-    assert summary.status == "offline"
-    assert {r["status"] for r in rows.values()} == {"error"}
-    assert {r["detail"] for r in rows.values()} == {"vantage/offline"}
+    db, summary, rows, _ = await measure(net, ["http://a.test/", "http://b.test/"], resolvers=(dead,))
+    assert summary.status == "offline" and summary.unstored == 2
+    assert rows == {} and summary.run_measured == 0
+    assert [t.url for t in storage.remaining_targets(db, summary.run_id)] == ["http://a.test/", "http://b.test/"]
+    assert storage.resumable_run(db)["id"] == summary.run_id
 
 
 def test_no_route_is_told_by_this_machine_s_routing_table():

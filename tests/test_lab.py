@@ -122,7 +122,6 @@ def test_readme_cron_line_runs_under_cron_s_bare_environment(lab, tmp_path):
     config = tmp_path / "probe.toml"  # what a volunteer keeps next to the cron line
     config.write_text(f"""[run]
 inputs = ["{listing}"]
-db = "{tmp_path / 'cron.db'}"
 helper = "http://{HELPER_IP}:{HELPER_PORT}/"
 doh = ["https://{DOH_IP}/dns-query"]
 resolver = ["{DNS_IP}"]
@@ -134,7 +133,8 @@ ip-service = "http://{HELPER_IP}:{HELPER_PORT}/ip"
 timeout = 4
 """)
     cron = subprocess.run([sys.executable, "-m", "probe", "schedule", "--every", "6h", "--jitter", "0",
-                           "--config", str(config), "--", "--log", str(tmp_path / "probe.log")],
+                           "--config", str(config), "--db", str(tmp_path / "cron.db"), "--", "--log",
+                           str(tmp_path / "probe.log")],
                           capture_output=True, text=True, check=True).stdout.strip()
     command = cron.split(None, 5)[5]  # what cron hands to /bin/sh
     proc = subprocess.run(["ip", "netns", "exec", lab.client, "env", "-i", "/bin/sh", "-c", command],

@@ -51,3 +51,16 @@ async def test_a_database_from_the_previous_rules_moves_to_the_new_ones(net, tmp
     assert {u: (m["status"], m["detail"], m["rule"]) for u, m in rows.items()} == now
     assert now[net.http("loop.test")] == ("anomaly", "http/too-many-redirects:10", "redirect-unfinished")
     assert {m["rules_version"] for m in rows.values()} == {RULES_VERSION}
+
+
+async def test_reanalyze_recomputes_every_row_even_the_old_offline_ones(net):
+    """Older releases rewrote a whole run to `error vantage/offline`; the observations are still there."""
+    targets, _ = read_inputs([net.http("ok.test"), "http://nx.test/"])
+    db = open_db(":memory:")
+    summary = await run_async(db, targets, net.options())
+    before = {m["url"]: (m["status"], m["detail"]) for m in measurements(db, summary.run_id)}
+    db.execute("update measurements set status = 'error', layer = null, detail = 'vantage/offline', "
+               "rule = 'vantage-offline'")
+    changed, total = reanalyze(db, summary.run_id)
+    assert (changed, total) == (2, 2)
+    assert {m["url"]: (m["status"], m["detail"]) for m in measurements(db, summary.run_id)} == before

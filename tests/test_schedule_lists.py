@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import functools
 import http.server
+import os
 import shlex
 import subprocess
 import threading
@@ -33,6 +34,37 @@ def test_cron_line_parses_back(tmp_path):
     assert argv[argv.index("--jitter") + 1] == "1200" and "--log" in argv
     bad = subprocess.run([*PROBE, "schedule", "--every", "7h"], capture_output=True, text=True)
     assert bad.returncode == 1 and "divide a day" in bad.stderr
+
+
+def test_schedule_writes_where_the_database_and_config_are_as_absolute_paths(tmp_path):
+    """cron starts in $HOME and systemd in /: a relative --db would land in ~/results or /results."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "probe.toml").write_text('db = "data/probe.db"\n[run]\nquiet = true\n')
+    env = {**os.environ}
+    env.pop("PROBE_DB", None)
+    line = subprocess.run([*PROBE, "schedule", "--every", "1h"], capture_output=True, text=True, check=True,
+                          cwd=work, env=env).stdout.strip()
+    argv = shlex.split(line.split(None, 5)[5].split(" # ")[0])
+    assert argv[argv.index("--config") + 1] == str(work / "probe.toml"), "the config found here, made absolute"
+    assert argv[argv.index("--db") + 1] == str(work / "data" / "probe.db"), "the config's db, made absolute"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    line = subprocess.run([*PROBE, "schedule", "--every", "1h"], capture_output=True, text=True, check=True,
+                          cwd=plain, env=env).stdout.strip()
+    argv = shlex.split(line.split(None, 5)[5].split(" # ")[0])
+    assert "--config" not in argv and argv[argv.index("--db") + 1] == str(plain / "results" / "probe.db")
+    env["PROBE_DB"] = "elsewhere.db"
+    units = subprocess.run([*PROBE, "schedule", "--systemd", "--every", "1d"], capture_output=True, text=True,
+                           check=True, cwd=plain, env=env).stdout
+    service = configparser.ConfigParser(interpolation=None)
+    service.read_string(units.split("# probe.timer")[0].replace("# probe.service\n", ""))
+    assert service["Service"]["WorkingDirectory"] == str(plain)
+    exec_start = shlex.split(service["Service"]["ExecStart"])
+    assert exec_start[exec_start.index("--db") + 1] == str(plain / "elsewhere.db")
+    inside = subprocess.run([*PROBE, "schedule", "--every", "1h", "--", "--db", "x.db"], capture_output=True,
+                            text=True, cwd=plain)
+    assert inside.returncode == 1 and "before `--`" in inside.stderr
 
 
 def test_systemd_units_parse_back_and_install(tmp_path):
@@ -87,3 +119,17 @@ def test_lists_update_downloads_validates_and_reports_changes(mirror, tmp_path):
     assert [Path(p).name for p in inputs] == ["global.csv", "pk.csv"]
     targets, _ = read_inputs(inputs)
     assert len(targets) > 2200
+
+
+def test_lists_update_says_whether_a_cached_copy_was_kept(tmp_path):
+    from tests.conftest import closed_port
+
+    base = f"http://127.0.0.1:{closed_port()}/"  # nothing listens: as offline
+    cmd = [*PROBE, "lists", "update", "--base", base, "--data-dir", str(tmp_path / "data")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 1 and "there is no cached copy yet" in first.stderr
+    assert "the cached copy is kept" not in first.stderr
+    cached = lists_dir(tmp_path / "data") / "global.csv"
+    cached.write_text("url,category_code,category_description,date_added,source,notes\nhttp://a.test/,NEWS,,,,\n")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1 and "the cached copy is kept" in second.stderr

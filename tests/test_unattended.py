@@ -94,9 +94,9 @@ def test_config_file_options_and_command_line_wins(internet, tmp_path):
     listing = _list(tmp_path, http_port, 3)
     config = tmp_path / "probe.toml"
     config.write_text(f"""
+db = "from-config.db"
 [run]
 inputs = ["{listing}"]
-db = "{tmp_path / 'from-config.db'}"
 resolver = ["127.0.0.1:{dns_port}"]
 no-system-resolver = true
 no_control = true
@@ -108,7 +108,11 @@ quiet = true
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 3 and proc.stderr == ""
-    assert (tmp_path / "from-config.db").exists()
+    assert (tmp_path / "from-config.db").exists(), "relative to the config file, not the working directory"
+    # Every command finds the same database through the config: `db` is top-level, not `probe run`'s alone.
+    listed = subprocess.run([*PROBE, "--config", str(config), "runs", "--json"], capture_output=True, text=True,
+                            cwd="/")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["urls"] == 3, listed.stderr
     other = tmp_path / "cli.db"
     proc = subprocess.run([*PROBE, "--config", str(config), "run", "--db", str(other)], capture_output=True,
                           text=True, timeout=60)
@@ -117,6 +121,9 @@ quiet = true
     bad.write_text("[run]\nfrobnicate = 1\n")
     proc = subprocess.run([*PROBE, "--config", str(bad), "run"], capture_output=True, text=True)
     assert proc.returncode == 1 and "frobnicate" in proc.stderr
+    bad.write_text("[run]\ndb = 'x.db'\n")  # it used to be honoured by `probe run` only
+    proc = subprocess.run([*PROBE, "--config", str(bad), "runs"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "at the top of the file" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_consent_is_asked_once_interactively_and_refused_silently_otherwise(internet, tmp_path):
@@ -198,3 +205,29 @@ def test_json_is_the_only_stdout(internet, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert [json.loads(x)["status"] for x in proc.stdout.splitlines()] == ["ok"]
     assert sys.executable  # (the JSON went to stdout, progress and summary to stderr)
+
+
+def test_progress_on_a_tty_moves_every_second_with_elapsed_rate_and_eta(internet, tmp_path):
+    dns_port, http_port, sites = internet
+    sites.delay = 3.5  # one slow URL: nothing finishes for 3.5 s, the line must still move
+    cmd = probe_cmd(dns_port, tmp_path / "r.db", f"http://slow.test:{http_port}/", "--timeout", "10")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(cmd[0], cmd, dict(os.environ))
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    text = out.decode(errors="replace")
+    frames = [f for f in text.split("\r") if f.startswith("[")]
+    waiting = [f for f in frames if f.split("] ")[1].startswith("0/1")]
+    assert len(waiting) >= 3, frames  # redrawn at least every second while the URL is slow
+    assert {"0:01 elapsed", "0:02 elapsed", "0:03 elapsed"} <= {f.split(" | ")[1].split(",")[0] for f in waiting}
+    assert "URL/s" in frames[-1] and "ETA" in frames[-1] and "1/1 ok=1" in frames[-1]
