@@ -30,19 +30,26 @@ def runs(db_path: str, as_json: bool) -> None:
 
         probe runs
     """
-    from .research.diff import network_of
+    from .research.queries import run_summaries
+    from .verdicts import STATUSES
 
-    db = open_for_reading(db_path)
-    for r in db.query("select * from runs order by id"):
-        counts = dict(db.execute("select status, count(*) from measurements where run_id = ? group by status",
-                                 [r["id"]]).fetchall())
-        row = {"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
-               "network": network_of(r), "country": r["vantage_country"], "urls": r["url_count"], "counts": counts}
-        if as_json:
+    rows = run_summaries(open_for_reading(db_path))
+    if as_json:
+        for row in rows:
             click.echo(json.dumps(row))
-        else:
-            summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-            click.echo(f"{r['id']:>4} {r['started']} {r['status']:11} {row['network'][:40]:40} {summary}")
+        return
+    click.echo(f"{'run':>4}  {'started':25} {'duration':>9}  {'status':11} {'network':40} {'urls':>6}  "
+               + " ".join(f"{s:>7}" for s in STATUSES))
+    for row in rows:
+        took = "-" if row["duration_s"] is None else _duration(row["duration_s"])
+        click.echo(f"{row['id']:>4}  {row['started']:25} {took:>9}  {row['status']:11} {row['network'][:40]:40} "
+                   f"{row['urls'] or 0:>6}  " + " ".join(f"{row['counts'].get(s, 0):>7}" for s in STATUSES))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _research_error(e: ValueError) -> click.ClickException:
@@ -439,6 +446,9 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, pack
                                      sigset.hits if sigset is not None else None)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
+    if n == 0:
+        raise click.ClickException(f"nothing imported from {', '.join(files)}: no Web Connectivity measurement"
+                                   " found" + (" (see the warnings above)" if warnings else ""))
     click.echo(f"{n} measurements imported into run(s) {', '.join(map(str, run_ids)) or '-'}")
 
 

@@ -134,7 +134,9 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
     # Control answers that are not public are bogons too: the same loopback answer at the control means the
     # name points nowhere for everyone, which is no sign of tampering here.
     _, control_bogons = _public_answers(acc.control_dns, cfg.policy)
-    bogons += [b for b in control_bogons if b not in bogons]
+    if acc.control is not None and acc.control.failure is None:
+        control_bogons += [a for a in acc.control.dns_addrs if not cfg.policy.is_public(a)]
+    bogons += [b for b in dict.fromkeys(control_bogons) if b not in bogons]
     order = {a: i for i, a in enumerate(public)}
     return Observations(
         target=target,
@@ -179,28 +181,39 @@ async def _fetch(cfg: MeasureConfig, url: str, target: Target, ip: str, acc: _Ac
 
 async def _self_controls(cfg: MeasureConfig, target: Target, paths: list[tuple[str, list[str]]], acc: _Acc,
                          clock) -> None:
-    """Pages to compare ours with, fetched from here, for when no helper reports the page.
+    """Pages to compare ours with, fetched from here (both at once), for when no helper reports the page.
 
     - "control": through the control's DNS answers, when they share nothing with our first resolver's: the
       same vantage, another answer; a different page says the answer, not the site, differs.
-    - "https": for an http:// URL without a helper, the same host's https:// page over verified TLS. A notice
-      on plain HTTP beside the real page over HTTPS is interference on HTTP.
+    - "https": for an http:// URL on port 80 without a helper, the same host's https:// page over verified TLS,
+      when ours is a page: a notice on plain HTTP beside the real page over HTTPS is interference on HTTP.
     """
-    if cfg.control is None or "" not in acc.chains:
+    main = acc.chains.get("")
+    if cfg.control is None or not main:
         return
     ours = set(paths[0][1]) if paths else set()
-    theirs, _ = _public_answers(acc.control_dns, cfg.policy)
-    if theirs and not ours & set(theirs):
-        reached = [ip for ip in theirs if ip in acc.connected or ip in acc.control_connected]
-        if reached:
-            acc.chains["control"] = await _fetch(cfg, target.url, target, reached[0], acc, clock, "control")
-    main = acc.chains[""]
-    if (target.scheme == "http" and target.port == 80 and not cfg.control.helper_url
-            and main[-1].url.startswith("http://")):
-        parts = urllib.parse.urlsplit(target.url)
-        url = urllib.parse.urlunsplit(("https", target.hostname, parts.path or "/", parts.query, ""))
-        chosen = main[0].ip or paths[0][1][0]
-        acc.chains["https"] = await _fetch(cfg, url, target, chosen, acc, clock, "https")
+    theirs, _ = _public_answers(_for_host(acc.control_dns, target.hostname), cfg.policy)
+    reached = [ip for ip in theirs if ip in acc.connected or ip in acc.control_connected]
+    last = main[-1]
+    https = (target.scheme == "http" and target.port == 80 and not cfg.control.helper_url
+             and last.url.startswith("http://") and last.status is not None and last.failure is None)
+
+    async def fetch_into(chain: str, url: str, ip: str) -> None:
+        acc.chains[chain] = await _fetch(cfg, url, target, ip, acc, clock, chain)
+
+    async with trio.open_nursery() as n:
+        if theirs and not ours & set(theirs) and reached:
+            n.start_soon(fetch_into, "control", target.url, reached[0])
+        if https and main[0].ip:
+            parts = urllib.parse.urlsplit(target.url)
+            host = f"[{target.hostname}]" if ":" in target.hostname else target.hostname
+            n.start_soon(fetch_into, "https", urllib.parse.urlunsplit(("https", host, parts.path or "/",
+                                                                     parts.query, "")), main[0].ip)
+
+
+def _for_host(queries: list[DnsQuery], host: str) -> list[DnsQuery]:
+    """A redirect target's lookups sit beside the URL's own (see _resolve_for_redirect): keep them apart."""
+    return [q for q in queries if q.hostname == host]
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -243,11 +256,24 @@ async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock)
         return None, [name]
     if not cfg.resolvers:
         return "dns_no_answer", []
-    q = await dns.query(cfg.resolvers[0], name, "A", timeout=cfg.dns_timeout, late_window=0, clock=clock)
-    acc.dns.append(q)
-    if not q.answers and cfg.control and cfg.control.doh_urls:
+    found: list[DnsQuery] = []
+
+    async def ask(qtype: Literal["A", "AAAA"]) -> None:
+        found.append(await dns.query(cfg.resolvers[0], name, qtype, timeout=cfg.dns_timeout, late_window=0,
+                                     clock=clock))
+
+    async with trio.open_nursery() as n:  # A and AAAA, as the control asks: an IPv6-only host is no failure
+        for qtype in ("A", "AAAA"):
+            n.start_soon(ask, qtype)
+    found.sort(key=lambda q: q.query_type)
+    acc.dns.extend(found)
+    answers = [a for q in found for a in q.answers]
+    if not answers and cfg.control and cfg.control.doh_urls:
         acc.control_dns.extend(await cfg.control.resolve(name, clock=clock))
-    return (None, list(q.answers)) if q.answers else (q.failure or "dns_no_answer", [])
+    if answers:
+        return None, answers
+    a_query = found[0]
+    return a_query.failure or "dns_no_answer", []
 
 
 async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal["probe", "control"],
@@ -284,7 +310,7 @@ async def _control_addresses(cfg: MeasureConfig, target: Target, tried: set[str]
                              done: trio.Event, clock) -> None:
     """Connect from here to the addresses the control resolved: tells DNS tampering from IP blocking."""
     await done.wait()
-    theirs, _ = _public_answers(acc.control_dns, cfg.policy)
+    theirs, _ = _public_answers(_for_host(acc.control_dns, target.hostname), cfg.policy)
     extra = [a for a in theirs if a not in tried][: cfg.max_addresses]
     async with trio.open_nursery() as n:
         for ip in extra:

@@ -55,8 +55,9 @@ class TcpConnect:
     origin: Literal["probe", "control"]  # whose DNS answer gave us this address
     failure: str | None = None
     # An unreachable failure that this machine's own routing table explains (a route lookup failed too): a
-    # local fact, not something the network did. An ICMP unreachable from a router on the path leaves it False.
-    no_local_route: bool = False
+    # local fact, not something the network did. An ICMP unreachable from a router on the path leaves it False;
+    # None where nobody looked (a success, or a run stored before the lookup existed).
+    no_local_route: bool | None = None
     t0: float = 0.0
     t: float = 0.0
 

@@ -355,7 +355,7 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_DEFAULT_WHEN_NULL = {"chain", "retransmits", "no_local_route"}
+_DEFAULT_WHEN_NULL = {"chain", "retransmits"}
 
 
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:

@@ -41,12 +41,17 @@ def test_lab_run_exported_to_ooni_and_imported_is_judged_the_same(tmp_path):
         lab.down()
     assert all(o.correct for o in outcomes), report(outcomes)
     runner = CliRunner()
-    out = tmp_path / "lab-ooni.jsonl"
-    res = runner.invoke(cli, ["export", "--db", str(tmp_path / "lab.db"), "--format", "ooni", "-o", str(out)])
-    assert res.exit_code == 0, res.output
-    res = runner.invoke(cli, ["import-ooni", "--db", str(tmp_path / "back.db"), "--signatures", str(signatures),
-                              "--data-dir", str(tmp_path / "data"), str(out)])
-    assert res.exit_code == 0, res.output
-    before, after = verdicts(tmp_path / "lab.db", 1), verdicts(tmp_path / "back.db", 1)
-    assert len(before) == len(chosen)
-    assert after == before
+    seen = 0
+    for run_id in (1, 2):  # the lab runs helper-and-DoH scenarios, then DoH-only ones, as two runs
+        out = tmp_path / f"lab-ooni-{run_id}.jsonl"
+        res = runner.invoke(cli, ["export", "--db", str(tmp_path / "lab.db"), "--format", "ooni", "--run",
+                                  str(run_id), "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        back = tmp_path / f"back-{run_id}.db"
+        res = runner.invoke(cli, ["import-ooni", "--db", str(back), "--signatures", str(signatures),
+                                  "--data-dir", str(tmp_path / "data"), str(out)])
+        assert res.exit_code == 0, res.output
+        before, after = verdicts(tmp_path / "lab.db", run_id), verdicts(back, 1)
+        assert after == before
+        seen += len(before)
+    assert seen == len(chosen)

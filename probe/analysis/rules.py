@@ -100,9 +100,6 @@ RULES: tuple[Rule, ...] = (
          layer="dns", detail=lambda f: "dns/injection",
          explain="a query got a second, contradicting reply that no retransmission of ours explains, and the"
                  " control shows which reply is forged (an on-path injector)"),
-    Rule(id="dns-injection-unverified", when=lambda f: bool(f.injected), status="anomaly", layer="dns",
-         detail=lambda f: "dns/injection",
-         explain="a query got a second, contradicting reply, and no control answer tells which one is forged"),
     Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_name_missing, status="down", layer="dns",
          detail=lambda f: "dns/nxdomain",
          explain="the name has no address for the control either (NXDOMAIN or an empty answer)"),
@@ -120,6 +117,10 @@ RULES: tuple[Rule, ...] = (
          status="anomaly", layer="dns", detail=lambda f: f"dns/{f.dns_failure}",
          explain="the resolver failed (timeout, SERVFAIL, REFUSED) while the control resolves: could be a flaky"
                  " resolver, so not conclusive"),
+    Rule(id="dns-injection-unverified", when=lambda f: bool(f.injected), status="anomaly", layer="dns",
+         detail=lambda f: "dns/injection",
+         explain="a query got a second, contradicting reply, and no control answer tells which one is forged"
+                 " (after the DNS rules that need no late reply)"),
     Rule(id="control-failed", when=lambda f: f.control == "failed" and (_dns_broken(f) or _all_tcp_failed(f)
          or f.tls_failure is not None or f.http_failure is not None or f.hop_failure is not None),
          status="error", layer=None, detail=lambda f: "control/failed",
@@ -130,9 +131,12 @@ RULES: tuple[Rule, ...] = (
     Rule(id="tcp-down", when=lambda f: _all_tcp_failed(f) and _ctl_ok(f) and _site_down_for_control(f),
          status="down", layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
          explain="no address connects, and the control cannot reach the site either"),
-    Rule(id="dns-inconsistent-tcp", when=lambda f: _all_tcp_failed(f) and f.dns_consistent is False
-         and _site_ok_for_control(f), status="blocked", layer="dns", detail=lambda f: "dns/inconsistent",
-         explain="our answers differ from the control's and do not connect, while the control reaches the site"),
+    Rule(id="dns-inconsistent-tcp", when=lambda f: _site_ok_for_control(f) and (
+         (_all_tcp_failed(f) and f.dns_consistent is False)
+         or bool(set(f.unreachable_resolvers) & set(f.inconsistent_resolvers))), status="blocked", layer="dns",
+         detail=lambda f: "dns/inconsistent",
+         explain="a resolver's answers differ from the control's and none of them connects, while the control"
+                 " reaches the site (even when another resolver's answer works)"),
     Rule(id="tcp-blocked", when=lambda f: _all_tcp_failed(f) and _site_ok_for_control(f), status="blocked",
          layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
          explain="every address fails to connect here, while the control connects"),
@@ -144,10 +148,12 @@ RULES: tuple[Rule, ...] = (
          status="blocked", layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
          explain="some addresses fail here that the control connects to (others work)"),
     Rule(id="dns-inconsistent-tls", when=lambda f: f.tls_failure is not None and f.dns_consistent is False
-         and f.tls_failure_ip not in f.control_addrs and _site_ok_for_control(f), status="blocked", layer="dns",
+         and f.tls_failure_ip not in f.control_addrs and f.decoy_ok is not True
+         and bool(f.control_tls_verified_here or f.control_tls_ok), status="blocked", layer="dns",
          detail=lambda f: "dns/inconsistent",
-         explain="TLS fails on an address only our DNS gave, our answers differ from the control's, and the"
-                 " control reaches the site: the answer is at fault, not TLS"),
+         explain="TLS fails on an address only our DNS gave, our answers differ from the control's, and TLS"
+                 " to the control's address verifies (from here or at the helper): the answer is at fault, not"
+                 " TLS"),
     Rule(id="tls-sni", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is True, status="blocked",
          layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake with the real name fails by reset/EOF/timeout; a decoy name to the same address"
@@ -190,10 +196,11 @@ RULES: tuple[Rule, ...] = (
                  " control gets the page)"),
     Rule(id="redirect-unverified", when=lambda f: f.hop_failure is not None, status="anomaly", layer=_hop_layer,
          detail=_hop_detail, explain="a redirect target fails here and no control tells why"),
-    Rule(id="dns-inconsistent-page", when=lambda f: f.dns_consistent is False and bool(f.path_diffs),
+    Rule(id="dns-inconsistent-page", when=lambda f: bool(f.path_diffs),
          status="blocked", layer="dns", detail=lambda f: "dns/inconsistent",
-         explain="a resolver's answers differ from the control's and lead to a different page than the"
-                 " control's (the helper's page, or the page through the control's answers fetched from here)"),
+         explain="a resolver's answer, one the control does not share, leads to a page unlike the control's (the"
+                 " helper's by OONI's tests, or the page through the control's answer fetched from here, whose"
+                 " title must match too)"),
     Rule(id="dns-only-here", when=lambda f: f.dns_consistent is False and f.control_name_missing
          and not f.tls_verified, status="anomaly", layer="dns", detail=lambda f: "dns/inconsistent",
          explain="the name resolves here but has no address for the control (e.g. a resolver that hijacks"
@@ -208,10 +215,10 @@ RULES: tuple[Rule, ...] = (
     Rule(id="https-verified", when=lambda f: f.tls_verified and f.final_is_page and f.final is not None
          and f.final.url.startswith("https://"), status="ok", layer=None, detail=lambda f: "ok",
          explain="a page over verified TLS: what we got is what the site served (OONI's rule too)"),
-    Rule(id="http-diff-https", when=lambda f: f.reference == "https page" and f.comparison is not None
-         and not f.comparison.consistent, status="anomaly", layer="http", detail=lambda f: "http/diff",
-         explain="the http:// page differs from the same host's page over verified HTTPS (no helper page to"
-                 " compare with)"),
+    Rule(id="http-diff-https", when=lambda f: f.https_comparison is not None
+         and not f.https_comparison.consistent, status="anomaly", layer="http", detail=lambda f: "http/diff",
+         explain="the http:// page differs from the same host's page over verified HTTPS (fetched when no helper"
+                 " reports the page)"),
     Rule(id="http-diff", when=lambda f: f.comparison is not None and (not f.comparison.consistent
          or f.cross_host_title_diff), status="anomaly", layer="http", detail=lambda f: "http/diff",
          explain="the page differs from the control's (status, and none of size, headers, title match; or a"

@@ -121,3 +121,23 @@ def claim_items(db: sqlite_utils.Database, claim_id: int) -> list[dict[str, Any]
 
 def categories(db: sqlite_utils.Database) -> set[str]:
     return {r[0] for r in db.execute("select distinct coalesce(category, '') from measurements")}
+
+
+def run_summaries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every run with its network, stored verdicts by status and duration (None while it has not finished)."""
+    counts: dict[int, dict[str, int]] = {}
+    for run_id, status, n in db.execute("select run_id, status, count(*) from measurements group by run_id, status"):
+        counts.setdefault(run_id, {})[status] = n
+    out = []
+    for r in db.query("select * from runs order by id"):
+        duration = None
+        if r["started"] and r["finished"]:
+            try:
+                duration = (dt.datetime.fromisoformat(r["finished"]) - dt.datetime.fromisoformat(r["started"]))
+            except ValueError:
+                duration = None
+        out.append({"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
+                    "network": network_of(r), "country": r["vantage_country"], "urls": r["url_count"],
+                    "counts": counts.get(r["id"], {}),
+                    "duration_s": None if duration is None else round(duration.total_seconds(), 1)})
+    return out

@@ -143,6 +143,8 @@ async def _hop(client: httpx.AsyncClient, url: str, ip: str, *, timeout: float, 
                         break
             finally:
                 await resp.aclose()
+        except httpx.InvalidURL as e:  # a URL httpx cannot send (it raises this outside HTTPError)
+            failure = f"unknown_failure: invalid URL: {e}"[:300]
         except (httpx.HTTPError, httpcore.NetworkError, OSError, zlib.error, trio.BrokenResourceError) as e:
             failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
     if scope.cancelled_caught:

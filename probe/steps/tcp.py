@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Callable
 from typing import Literal
@@ -50,7 +51,8 @@ async def connect(
     except OSError as e:
         sock.close()
         failure = classify(e)
-        local = failure in UNREACHABLE and not has_local_route(ip)
+        # EADDRNOTAVAIL: no source address (or port) for it here, a fact about this machine whatever the route.
+        local = failure in UNREACHABLE and (e.errno == errno.EADDRNOTAVAIL or not has_local_route(ip))
         return TcpConnect(ip=ip, port=port, origin=origin, failure=failure, no_local_route=local, t0=t0,
                           t=clock()), None
     if scope.cancelled_caught:
