@@ -51,6 +51,10 @@ class ProbeGroup(click.Group):
         except sqlite3.DatabaseError as e:  # damage found after opening (quick_check does not see everything)
             click.echo(f"error: database: {e}; the database was left as it is", err=True)
             sys.exit(EXIT_USAGE)
+        except OSError as e:  # an output file or directory we cannot write (-o, --html, --log ...)
+            where = f" {e.filename}" if e.filename else ""
+            click.echo(f"error: cannot write or read{where}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_USAGE)
         sys.exit(rv or 0)
 
 
@@ -327,6 +331,8 @@ def reanalyze(db_path: str | None, run_id: int | None, data_dir: str | None, pac
         raise click.ClickException(f"no database at {path}; {storage.NO_DATABASE_HINT}")
     db = storage.open_db(path)
     try:
+        if run_id is not None and storage.run_row(db, run_id) is None:
+            raise click.ClickException(f"no run {run_id} in {path}; `probe runs --db {path}` lists them")
         sigset = signature_set(data_dir, packs=packs)
         changed, total = reanalysis.reanalyze(db, run_id, sigset.hits if sigset is not None else None)
     finally:

@@ -266,7 +266,7 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
             return
         docs = claims.builtin_claims() if builtin else []
         if file:
-            docs += json.loads(Path(file).read_text(encoding="utf-8"))["claims"]
+            docs += claims.parse_claims(Path(file).read_text(encoding="utf-8"), file)
         if not docs:
             raise click.ClickException("give FILE or --builtin")
         for doc in docs:

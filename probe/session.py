@@ -123,14 +123,18 @@ class Session:
         if run["status"] not in storage.RESUMABLE:
             raise NothingToResume(f"run {run['id']} in {self.db_path} is {run['status']}: nothing to resume")
         options = stored_options(run)
+        # Fields the run's release did not store are unknown, not the default: what is given now decides them.
+        unknown = {f.name for f in dataclasses.fields(RunOptions)} - set(json.loads(run.get("options") or "{}"))
+        options = dataclasses.replace(options, **{k: v for k, v in given.items() if k in unknown})
         for name, value in given.items():
-            if name in SESSION_FIELDS:
+            if name in SESSION_FIELDS or name in unknown:
                 continue
             if _plain(value) != _plain(getattr(options, name)):
                 flag = OPTION_FLAGS.get(name, name)
                 raise OptionConflict(
-                    f"run {run['id']} was measured with {flag} = {_plain(getattr(options, name))!r}, not "
-                    f"{_plain(value)!r}: a run keeps one configuration; resume without {flag}, or start a new run")
+                    f"run {run['id']} was measured with {name} = {_plain(getattr(options, name))!r}, not "
+                    f"{_plain(value)!r} (option {flag}): a run keeps one configuration; resume without {flag}, or"
+                    " start a new run")
         # This session's limits are its own: as given now, else the defaults (never the last session's).
         fresh = RunOptions()
         session = {k: given.get(k, getattr(fresh, k)) for k in SESSION_FIELDS}

@@ -7,12 +7,14 @@ Bodies are kept apart, compressed and de-duplicated by sha256. The probe's own I
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import sqlite3
+import tempfile
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
@@ -242,7 +244,7 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
 def open_existing(path: str | Path) -> sqlite_utils.Database:
     """Open a database that must exist, for reading: never creates, never changes it (read-only media work).
 
-    A database from an older release is migrated first when it is writable; read-only, it must be current.
+    A database from an older release is read through a migrated temporary copy.
     """
     path = Path(path)
     if not path.exists():
@@ -253,14 +255,23 @@ def open_existing(path: str | Path) -> sqlite_utils.Database:
         db.close()
         raise DatabaseError(f"{path} is a SQLite database but not probe's (no runs table); pass --db")
     if migrations.pending(db):
-        db.close()
-        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-            raise DatabaseError(f"{path} was written by an older probe and is read-only here: copy it somewhere "
-                                "writable and open the copy once to update it")
-        close(open_db(path))
-        db = sqlite_utils.Database(_connect_read_only(path))
+        db = _migrated_copy(db)
     db.conn.execute("PRAGMA busy_timeout = 10000")
     return db
+
+
+def _migrated_copy(db: sqlite_utils.Database) -> sqlite_utils.Database:
+    """A database from an older release, read: a temporary copy brought up to date, the original untouched
+    (archives are old by definition, and often on read-only media). The copy goes when the process ends."""
+    fd, name = tempfile.mkstemp(prefix="probe-read-", suffix=".db")
+    os.close(fd)
+    atexit.register(lambda: Path(name).unlink(missing_ok=True))
+    copy = sqlite3.connect(name, check_same_thread=False)
+    db.conn.backup(copy)
+    db.close()
+    migrated = sqlite_utils.Database(copy)
+    migrations.apply(migrated)
+    return migrated
 
 
 def close(db: sqlite_utils.Database) -> None:

@@ -34,3 +34,40 @@ def test_importing_nothing_is_an_error(tmp_path):
     out = _probe("import-ooni", "--db", str(tmp_path / "i.db"), str(garbage))
     assert out.returncode == 1
     assert "nothing imported" in out.stderr and str(garbage) in out.stderr
+
+
+def test_claims_count_what_could_not_be_measured_apart_and_items_once(tmp_path):
+    from tests import research_world
+
+    db = tmp_path / "k.db"
+    research_world.build(db)
+    out = _probe("claims", "compare", "pta-2025-09-personal-data", "--run", "2", "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    assert ("7 URLs were measured: 2 blocked, 1 anomalous, 1 down, 3 reachable. 1 more could not be measured."
+            in out.stdout)
+    items = tmp_path / "items.csv"
+    items.write_text("url,kind\nhttp://flap.test/,website\nhttp://flap.test/,website\n")
+    first = _probe("claims", "import", "--items-for", "test-list", str(items), "--db", str(db))
+    again = _probe("claims", "import", "--items-for", "test-list", str(items), "--db", str(db))
+    assert first.stdout.startswith("1 items added") and "already on this claim's list" in first.stderr
+    assert again.stdout.startswith("0 items added")
+
+
+def test_bad_claims_files_missing_runs_and_unwritable_outputs_are_one_line_errors(tmp_path):
+    from tests import research_world
+
+    db = tmp_path / "k.db"
+    research_world.build(db)
+    bad = tmp_path / "bad.json"
+    cases = []
+    for text in ("[]", '{"claims": [1]}', "not json"):
+        bad.write_text(text)
+        cases.append(_probe("claims", "import", str(bad), "--db", str(db)))
+    cases.append(_probe("claims", "add", "--db", str(db), "--key", "k", "--authority", "A", "--date", "notadate",
+                        "--count", "5"))
+    cases.append(_probe("reanalyze", "--run", "99", "--db", str(db)))
+    cases.append(_probe("export", "--db", str(db), "-o", str(tmp_path / "missing-dir" / "x.csv")))
+    cases.append(_probe("report", "--db", str(db), "--html", str(tmp_path / "missing-dir" / "r.html")))
+    for proc in cases:
+        assert proc.returncode == 1, (proc.args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

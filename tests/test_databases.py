@@ -163,3 +163,23 @@ def test_run_names_its_database_by_absolute_path_and_logs_refusals(tmp_path, int
     proc = subprocess.run(probe_cmd(dns_port, tmp_path / "bad.db", f"http://a.test:{http_port}/", "--log", str(log)),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "is not a SQLite database" in log.read_text()
+
+
+def test_reading_a_database_of_an_older_release_never_changes_it(tmp_path):
+    """An archive made by the previous release (no m005/m006 yet): read through a migrated temporary copy."""
+    path = tmp_path / "old.db"
+    _make_db(path, n=3)
+    con = sqlite3.connect(path)
+    con.execute("alter table http_hops drop column chain")
+    con.execute("delete from _sqlite_migrations where name in ('m005_paths_and_steps', 'm006_ooni_failure_names')")
+    con.commit()
+    con.close()
+    before = _digest(path)
+    for cmd in (["runs"], ["results"], ["export", "--format", "jsonl"]):
+        proc = subprocess.run([*PROBE, *cmd, "--db", str(path)], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, (cmd, proc.stderr)
+    assert _digest(path) == before
+    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
+    con = sqlite3.connect(path)
+    assert "chain" not in {r[1] for r in con.execute("pragma table_info(http_hops)")}
+    con.close()

@@ -152,8 +152,8 @@ def test_claim_with_a_list_is_measured_against_its_items(known):
         "Test Authority claims 5 items blocked (websites and an account, 2025-10-01). The published list has 5 items; "
         "of these, 4 are websites a network probe can test, and 1 is an account, channel or group that platforms "
         "withhold and no network probe can see. Compared with the 5 items of the published list. "
-        f"On {A}, 3 URLs were measured: 1 blocked, 0 anomalous, 1 down, 1 reachable, 0 not measured. "
-        f"On {B}, 3 URLs were measured: 1 blocked, 1 anomalous, 1 down, 0 reachable, 0 not measured. "
+        f"On {A}, 3 URLs were measured: 1 blocked, 0 anomalous, 1 down, 1 reachable. "
+        f"On {B}, 3 URLs were measured: 1 blocked, 1 anomalous, 1 down, 0 reachable. "
         "Of the 5 listed items, 3 were measured: 1 found blocked with strong evidence on at least one network, "
         "1 only anomalous.")
 

@@ -9,6 +9,7 @@ the authority's request (the network cannot single it out over HTTPS), so a netw
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections import defaultdict
@@ -40,10 +41,29 @@ class ClaimError(ValueError):
     pass
 
 
+def parse_claims(text: str, origin: str) -> list[dict[str, Any]]:
+    """The claims of a JSON file shaped like claims.json ({"claims": [{...}, ...]}), checked."""
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ClaimError(f"{origin}: not JSON ({e})") from None
+    found = doc.get("claims") if isinstance(doc, dict) else None
+    if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
+        raise ClaimError(f'{origin}: expected {{"claims": [{{"key": ..., "authority": ..., "date": ..., '
+                         '"claimed_count": ...}, ...]} (see probe/research/claims.json)')
+    return found
+
+
 def add(db: sqlite_utils.Database, claim: dict[str, Any]) -> int:
     for field in ("key", "authority", "date", "claimed_count"):
         if claim.get(field) in (None, ""):
             raise ClaimError(f"a claim needs {field!r}")
+    if not isinstance(claim["claimed_count"], int) or claim["claimed_count"] < 0:
+        raise ClaimError(f"claimed_count must be a whole number, not {claim['claimed_count']!r}")
+    try:
+        dt.date.fromisoformat(str(claim["date"]))
+    except ValueError:
+        raise ClaimError(f"date must be YYYY-MM-DD, not {claim['date']!r}") from None
     breakdown = claim.get("breakdown")
     if breakdown is not None and (not isinstance(breakdown, dict)
                                   or not all(isinstance(v, int) and v >= 0 for v in breakdown.values())):
@@ -70,6 +90,7 @@ def import_items(db: sqlite_utils.Database, claim_id: int, text: str, origin: st
     if not reader.fieldnames or "url" not in [f.strip() for f in reader.fieldnames]:
         raise ClaimError(f"{origin}: needs a header with at least 'url' (url,date_published,authority,kind)")
     rows, warnings = [], []
+    listed = {r["url"] for r in db.table("claim_items").rows_where("claim_id = ?", [claim_id], select="url")}
     for row in reader:
         url = (row.get("url") or "").strip()
         if not url:
@@ -81,6 +102,10 @@ def import_items(db: sqlite_utils.Database, claim_id: int, text: str, origin: st
             except TargetError as e:
                 warnings.append(f"{origin}:{reader.line_num}: {e}")
                 continue
+        if url in listed:  # an item listed twice would be counted twice
+            warnings.append(f"{origin}:{reader.line_num}: {url} is already on this claim's list; skipped")
+            continue
+        listed.add(url)
         rows.append({"claim_id": claim_id, "url": url, "kind": kind,
                      "date_published": (row.get("date_published") or "").strip(),
                      "authority": (row.get("authority") or "").strip()})
@@ -93,7 +118,8 @@ def import_items(db: sqlite_utils.Database, claim_id: int, text: str, origin: st
 COLUMNS: dict[str, str] = {
     "claimed": "items the authority says it blocked (every kind)",
     "testable": "of those, websites a network probe can test (unknown when the claim gives no breakdown or list)",
-    "measured": "URLs in the comparison that probe measured on this network (latest verdict of each)",
+    "measured": "URLs in the comparison with a verdict on this network (latest of each; not those that could not"
+                " be measured, counted under error)",
     **{s: MEANING[s] for s in STATUSES},
 }
 
@@ -184,7 +210,8 @@ def compare(db: sqlite_utils.Database, key: str, scope: Scope | None = None, *,
     networks: dict[str, dict[str, int | None]] = {}
     for net in sorted({queries.network_of(r) for r in runs}):
         mine = [m for m in in_scope if m["network"] == net]
-        networks[net] = {"claimed": claim["claimed_count"], "testable": testable["testable"], "measured": len(mine),
+        measured = sum(m["status"] != "error" for m in mine)
+        networks[net] = {"claimed": claim["claimed_count"], "testable": testable["testable"], "measured": measured,
                          **{s: sum(m["status"] == s for m in mine) for s in STATUSES}}
     def empty() -> dict[str, int]:
         return {"measured": 0} | dict.fromkeys(STATUSES, 0)
@@ -192,7 +219,7 @@ def compare(db: sqlite_utils.Database, key: str, scope: Scope | None = None, *,
     categories: dict[str, dict[str, int]] = defaultdict(empty)
     for m in in_scope:
         bucket = categories[m["category"] or "uncategorised"]
-        bucket["measured"] += 1
+        bucket["measured"] += m["status"] != "error"
         bucket[m["status"]] += 1
     item_rows = _items(items, in_scope)
     summary = _words(claim, basis, scope, testable, networks, item_rows)
@@ -208,7 +235,8 @@ def _items(items: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[
     for item in items:
         seen = by_url.get(item["url"], [])
         row: dict[str, Any] = {"url": item["url"], "kind": item["kind"],
-                               "testable": TESTABILITY.get(item["kind"], "unknown"), "tested": bool(seen),
+                               "testable": TESTABILITY.get(item["kind"], "unknown"),
+                               "tested": any(m["status"] != "error" for m in seen),
                                "verdicts": {m["network"]: m["status"] for m in seen}}
         for status, key in ITEM_KEYS.items():
             row[key] = sorted(m["network"] for m in seen if m["status"] == status)
@@ -253,7 +281,8 @@ def _words(claim: dict[str, Any], basis: str, scope: Scope, testable: dict[str, 
                      "no list, so these URLs stand for the claim only as far as you chose them).")
     for net, c in networks.items():
         parts.append(f"On {net}, {_n(c['measured'] or 0, 'URL was', 'URLs were')} measured: "
-                     + ", ".join(f"{c[s]} {SHORT[s]}" for s in STATUSES) + ".")
+                     + ", ".join(f"{c[s]} {SHORT[s]}" for s in STATUSES if s != "error") + "."
+                     + (f" {c['error']} more could not be measured." if c["error"] else ""))
     if not networks:
         parts.append("No run matches, so nothing was measured.")
     if items:
