@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -278,3 +279,38 @@ def remaining_targets(db: sqlite_utils.Database, run_id: int) -> list[Target]:
 def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
     with db.atomic():
         db.table("runs").update(run_id, {"status": "running", "finished": None})
+
+
+# A random version-4 UUID in SQL, so that every writer (this module, imports, a merge, a researcher's own
+# INSERT) gets one without code of its own: 8-4-4-4-12 hex with the version nibble 4 and the variant 8..b.
+_SQL_UUID4 = ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' "
+              "|| substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' "
+              "|| hex(randomblob(6)))")
+UUID_NAMESPACE = uuid.UUID("5f0c6a63-4f3e-4d2b-9a55-3b1f2f0d7c11")  # ours, for UUIDs derived from old rows
+
+
+def _legacy_run_uuid(run: dict[str, Any], first: tuple[Any, ...] | None) -> str:
+    """Derived from what never changes once written (the row as created and its first measurement), so two
+    copies of one old database, migrated apart, still agree and merging both adds nothing twice."""
+    key = [run["id"], run["started"], run["options"], run["software_version"], run["resolvers"], first]
+    return str(uuid.uuid5(UUID_NAMESPACE, json.dumps(key, default=str)))
+
+
+@migrations()
+def m005_uuids(db: sqlite_utils.Database) -> None:
+    """Every run and measurement gets a UUID that export, import and merge keep (see research/merge.py)."""
+    for table in ("runs", "measurements"):
+        _add_column(db, table, "uuid", str)
+    for run in db.query("select id, started, options, software_version, resolvers from runs where uuid is null"):
+        first = db.execute("select url, started, runtime_s from measurements where run_id = ? order by id limit 1",
+                           [run["id"]]).fetchone()
+        run_uuid = _legacy_run_uuid(run, tuple(first) if first else None)
+        db.execute("update runs set uuid = ? where id = ?", [run_uuid, run["id"]])
+        for mid, url in db.execute("select id, url from measurements where run_id = ?", [run["id"]]).fetchall():
+            db.execute("update measurements set uuid = ? where id = ?",
+                       [str(uuid.uuid5(uuid.UUID(run_uuid), url)), mid])
+    db.execute(f"update measurements set uuid = {_SQL_UUID4} where uuid is null")  # rows of no run, if any
+    for table in ("runs", "measurements"):
+        db.table(table).create_index(["uuid"], unique=True)
+        db.execute(f"create trigger {table}_uuid after insert on {table} when new.uuid is null begin "
+                   f"update {table} set uuid = {_SQL_UUID4} where rowid = new.rowid; end")
