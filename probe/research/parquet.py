@@ -1,0 +1,200 @@
+"""`probe export --format parquet`: one typed Parquet file per table (see tables.py), written in batches.
+
+Rows stream out of SQLite a batch at a time and each batch becomes one row group, so memory stays bounded
+whatever the size of the database. JSON text columns become typed lists and structs, ISO times timestamps.
+A file appears under its final name only once complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .tables import TABLES, Column, Table
+
+BATCH_ROWS = 50_000
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class ExportError(Exception):
+    """Bad selection or output; the message names the value."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    """Which runs to export: one, every run started on or after a date, or all."""
+
+    run_id: int | None = None
+    since: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        if self.run_id is not None:
+            return "m.run_id = ?", [self.run_id]
+        if self.since is not None:
+            return "r.started >= ?", [self.since]
+        return "1", []
+
+
+def selection(run_id: int | None, since: str | None, everything: bool) -> Selection:
+    if sum((run_id is not None, since is not None, everything)) > 1:
+        raise ExportError("give one of --run, --since or --all")
+    if since is not None:
+        try:
+            if not _DATE.match(since):
+                raise ValueError(since)
+            dt.date.fromisoformat(since)
+        except ValueError:
+            raise ExportError(f"--since wants a date YYYY-MM-DD, got {since!r}") from None
+    return Selection(run_id=run_id, since=since)
+
+
+def require_pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise ExportError("Parquet export needs pyarrow: pip install 'probe[parquet]'") from None
+    return pyarrow
+
+
+def arrow_type(kind: str) -> Any:
+    pa = require_pyarrow()
+    strings = pa.list_(pa.string())
+    return {
+        "string": pa.string(), "lc": pa.string(), "date": pa.date32(), "int": pa.int64(), "uint16": pa.uint16(),
+        "uint32": pa.uint32(), "float": pa.float64(), "bool": pa.bool_(),
+        "time": pa.timestamp("ms", tz="UTC"), "strings": strings,
+        "headers": pa.list_(pa.struct([("name", pa.string()), ("value", pa.string())])),
+        "late_answers": pa.list_(pa.struct([("answers", strings), ("rcode", pa.string()), ("t", pa.float64())])),
+        "certs": pa.list_(pa.struct([
+            ("sha256", pa.string()), ("subject", pa.string()), ("issuer", pa.string()),
+            ("common_name", pa.string()), ("sans", strings), ("not_before", pa.timestamp("ms", tz="UTC")),
+            ("not_after", pa.timestamp("ms", tz="UTC")), ("error", pa.string())])),
+    }[kind]
+
+
+def arrow_schema(table: Table) -> Any:
+    pa = require_pyarrow()
+    return pa.schema([pa.field(c.name, arrow_type(c.kind), nullable=c.nullable) for c in table.columns])
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+def _json_list(value: Any) -> list[Any]:
+    if not value or value == "[]":
+        return []
+    try:
+        out = json.loads(value)
+    except ValueError:
+        return []
+    return out if isinstance(out, list) else []
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(x) for x in _json_list(value)]
+
+
+def _headers(value: Any) -> list[tuple[str, str]]:
+    return [(str(h[0]), str(h[1])) for h in _json_list(value) if isinstance(h, list) and len(h) == 2]
+
+
+def _late(value: Any) -> list[dict[str, Any]]:
+    return [{"answers": [str(a) for a in x.get("answers") or []], "rcode": x.get("rcode"), "t": x.get("t")}
+            for x in _json_list(value) if isinstance(x, dict)]
+
+
+def _certs(value: Any) -> list[dict[str, Any]]:
+    return [{"sha256": c.get("sha256"), "subject": c.get("subject"), "issuer": c.get("issuer"),
+             "common_name": c.get("common_name"), "sans": [str(s) for s in c.get("sans") or []],
+             "not_before": _time(c.get("not_before")), "not_after": _time(c.get("not_after")), "error": c.get("error")}
+            for c in _json_list(value) if isinstance(c, dict)]
+
+
+def _date(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "strings": _strings, "headers": _headers, "late_answers": _late, "certs": _certs, "date": _date,
+}
+
+
+_DEFAULT: dict[str, Any] = {"string": "", "lc": "", "int": 0, "uint16": 0, "uint32": 0, "float": 0.0,
+                            "bool": False, "time": 0, "date": 0}
+
+
+def _array(column: Column, values: Sequence[Any]) -> Any:
+    """One column of a batch; a NULL in a column declared NOT NULL becomes the type's zero ('', 0, epoch)."""
+    pa = require_pyarrow()
+    import pyarrow.compute as pc
+
+    kind = column.kind
+    typ = arrow_type(kind)
+    convert = _CONVERT.get(kind)
+    if kind == "time":
+        raw = pa.array(values, type=pa.string())
+        try:  # vectorised when every value carries its zone offset, as probe writes them
+            arr = raw.cast(pa.timestamp("us", tz="UTC")).cast(typ, safe=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            arr = pa.array([_time(v) for v in values], type=typ)
+    elif kind == "bool":
+        arr = pa.array([None if v is None else bool(v) for v in values], type=typ)
+    elif convert is not None:
+        arr = pa.array([convert(v) for v in values], type=typ)
+    elif kind in ("string", "lc") and any(v is not None and not isinstance(v, str) for v in values):
+        arr = pa.array([None if v is None else str(v) for v in values], type=typ)
+    else:
+        arr = pa.array(values, type=typ)
+    if not column.nullable and arr.null_count:
+        arr = pc.fill_null(arr, pa.scalar(_DEFAULT[kind]).cast(typ))
+    return arr
+
+
+def export_parquet(db: sqlite_utils.Database, sel: Selection, out_dir: str | Path,
+                   tables: Sequence[Table] = TABLES, batch_rows: int = BATCH_ROWS) -> dict[str, int]:
+    """Write DIR/<table>.parquet for each table; return the number of rows per table."""
+    pa = require_pyarrow()
+    import pyarrow.parquet as pq
+
+    if sel.run_id is not None and db.execute("select 1 from runs where id = ?", [sel.run_id]).fetchone() is None:
+        raise ExportError(f"no run {sel.run_id}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out_dir} is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for table in tables:
+        where, args = sel.where() if table.by_measurement else ("1", [])
+        cols = ", ".join(c.sql for c in table.columns)
+        sql = f"select {cols} from {table.from_sql()} where {where} order by {table.order_sql()}"
+        schema = arrow_schema(table)
+        final = out / f"{table.name}.parquet"
+        partial = out / f".{table.name}.parquet.partial"
+        n = 0
+        cursor = db.conn.execute(sql, args)
+        with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
+            while rows := cursor.fetchmany(batch_rows):
+                columns = list(zip(*rows, strict=True))
+                arrays = [_array(c, columns[i]) for i, c in enumerate(table.columns)]
+                writer.write_batch(pa.record_batch(arrays, schema=schema))
+                n += len(rows)
+        partial.replace(final)
+        counts[table.name] = n
+    return counts
