@@ -65,17 +65,21 @@ def require_pyarrow() -> Any:
 
 def arrow_type(kind: str) -> Any:
     pa = require_pyarrow()
-    strings = pa.list_(pa.string())
+
+    def list_of(t: Any) -> Any:  # items are never NULL: ClickHouse reads Array(T), not Array(Nullable(T))
+        return pa.list_(pa.field("element", t, nullable=False))
+
+    strings = list_of(pa.string())
+    when = pa.timestamp("ms", tz="UTC")
     return {
         "string": pa.string(), "lc": pa.string(), "date": pa.date32(), "int": pa.int64(), "uint16": pa.uint16(),
-        "uint32": pa.uint32(), "float": pa.float64(), "bool": pa.bool_(),
-        "time": pa.timestamp("ms", tz="UTC"), "strings": strings,
-        "headers": pa.list_(pa.struct([("name", pa.string()), ("value", pa.string())])),
-        "late_answers": pa.list_(pa.struct([("answers", strings), ("rcode", pa.string()), ("t", pa.float64())])),
-        "certs": pa.list_(pa.struct([
+        "uint32": pa.uint32(), "float": pa.float64(), "bool": pa.bool_(), "time": when, "strings": strings,
+        "headers": list_of(pa.struct([("name", pa.string()), ("value", pa.string())])),
+        "late_answers": list_of(pa.struct([("answers", strings), ("rcode", pa.string()), ("t", pa.float64())])),
+        "certs": list_of(pa.struct([
             ("sha256", pa.string()), ("subject", pa.string()), ("issuer", pa.string()),
-            ("common_name", pa.string()), ("sans", strings), ("not_before", pa.timestamp("ms", tz="UTC")),
-            ("not_after", pa.timestamp("ms", tz="UTC")), ("error", pa.string())])),
+            ("common_name", pa.string()), ("sans", strings), ("not_before", when), ("not_after", when),
+            ("error", pa.string())])),
     }[kind]
 
 
