@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import re
 import sqlite3
@@ -25,6 +24,7 @@ from probe import open_db, read_inputs, run_async, storage
 from probe.cli import cli
 from probe.lab.servers import DnsEntry
 from probe.research import claims
+from probe.research.clickhouse import DEFAULT_CHDB_PYTHON, chdb_python, run_chdb, statements
 from probe.research.merge import merge
 from probe.research.tables import TABLES
 from tests.control_world import NOT_IN_TRUTH, SCENARIOS, _url, control_options
@@ -216,14 +216,15 @@ async def test_old_databases_are_migrated_in_a_copy_and_copies_agree(net, tmp_pa
     assert len(set(uuids)) == 6 and all(uuid.UUID(u).version == 5 for u in uuids)
 
 
-def _chdb_session(tmp_path: Path):
-    try:
-        from chdb import session
-    except ImportError:
+def _clickhouse(tmp_path: Path, steps: list[tuple[str, dict[str, str]]]) -> list[list[list]]:
+    """Statements run in ClickHouse (chDB, in its own venv: .ci/run makes it); the rows of each."""
+    python = chdb_python()
+    if python is None or not Path(python).exists():
         if os.environ.get("CI"):
-            pytest.fail("chdb is not installed: CI installs it with the test extra (pip install -e '.[test]')")
-        pytest.skip("chdb is not installed (pip install -e '.[test]')")
-    return session.Session(str(tmp_path / "chdb"))
+            pytest.fail(f"chdb not found ({python or DEFAULT_CHDB_PYTHON}): .ci/run must prepare its venv")
+        pytest.skip(f"chdb not found: python3 -m venv {Path(DEFAULT_CHDB_PYTHON).parents[1]} && "
+                    f"{Path(DEFAULT_CHDB_PYTHON).parent}/pip install chdb")
+    return run_chdb(str(tmp_path / "chdb"), steps, python)
 
 
 def _readme_block(lang: str, first_line: str) -> str:
@@ -231,11 +232,6 @@ def _readme_block(lang: str, first_line: str) -> str:
         if block.startswith(first_line):
             return block
     raise AssertionError(f"README has no ```{lang} block starting {first_line!r}")
-
-
-def _rows(sess, sql: str, **params: str) -> list[list]:
-    out = sess.query(sql.strip().rstrip(";"), "JSONCompact", params=params or None)
-    return json.loads(out.bytes())["data"]
 
 
 def _type(name: str) -> str:
@@ -270,69 +266,68 @@ async def test_parquet_loads_into_clickhouse_and_the_readme_queries_agree_with_s
     assert expected_rows["tls_handshakes"] > 0 and expected_rows["http_hops"] > 0
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{t.name}.parquet" for t in TABLES)
 
-    sess = _chdb_session(tmp_path)
-    try:
-        sess.query("CREATE DATABASE IF NOT EXISTS research")
-        sess.query("USE research")
-        for statement in ddl.split(";"):
-            if statement.strip():
-                sess.query(statement)
-        for t in TABLES:
-            # The README's load, file by file: every row in, none rejected (ClickHouse stops at the first bad one).
-            sess.query(f"INSERT INTO {t.name} SELECT * FROM file('{out / t.name}.parquet', Parquet)")
-            assert _rows(sess, f"SELECT count() FROM {t.name}") == [[expected_rows[t.name]]], t.name
-            # `INSERT ... FORMAT Parquet` matches by name and type: the file's types are the table's.
-            in_file = [[n, _type(ty)] for n, ty, *_ in _rows(sess, f"DESCRIBE file('{out / t.name}.parquet', Parquet)")]
-            in_table = _rows(sess, f"SELECT name, type FROM system.columns WHERE database = 'research' "
-                                   f"AND table = '{t.name}' ORDER BY position")
-            assert in_file == [[n, _type(re.sub(r"^LowCardinality\((.*)\)$", r"\1", ty))] for n, ty in in_table], t.name
+    # The README's load, file by file: ClickHouse stops at the first row it cannot take, so a count equal to
+    # SQLite's means none was rejected. `INSERT ... FORMAT Parquet` matches by name and type: DESCRIBE shows the
+    # file's types are the table's.
+    steps: list[tuple[str, dict[str, str]]] = [("CREATE DATABASE research", {})]
+    steps += [(s.replace("CREATE TABLE IF NOT EXISTS ", "CREATE TABLE research."), {}) for s in statements(ddl)]
+    for t in TABLES:
+        steps += [(f"INSERT INTO research.{t.name} SELECT * FROM file('{out / t.name}.parquet', Parquet)", {}),
+                  (f"SELECT count() FROM research.{t.name}", {}),
+                  (f"DESCRIBE file('{out / t.name}.parquet', Parquet)", {}),
+                  (f"SELECT name, type FROM system.columns WHERE database = 'research' AND table = '{t.name}' "
+                   "ORDER BY position", {})]
+    since = (dt.date.today() - dt.timedelta(days=7)).isoformat()
+    steps += [("USE research", {}),
+              # Typed columns came through: booleans and structs, arrays, tuples.
+              ("SELECT countIf(NOT decoy), countIf(length(peer_chain) > 0) FROM tls_handshakes", {}),
+              ("SELECT count() FROM dns_queries WHERE has(answers, '127.0.0.1')", {}),
+              ("SELECT count() FROM http_hops WHERE arrayExists(h -> lower(h.1) = 'content-type', headers)", {}),
+              (_readme_block("sql", "-- blocked per network per week"), {}),
+              (_readme_block("sql", "-- newly blocked since a date"), {"since": since}),
+              (_readme_block("sql", "-- a claim against what was measured"), {"claim": "test-claim"})]
+    results = iter(_clickhouse(tmp_path, steps)[1 + len(statements(ddl)):])
+    for t in TABLES:
+        assert next(results) == []
+        assert next(results) == [[expected_rows[t.name]]], t.name
+        in_file = [[n, _type(ty)] for n, ty, *_ in next(results)]
+        in_table = [[n, _type(re.sub(r"^LowCardinality\((.*)\)$", r"\1", ty))] for n, ty in next(results)]
+        assert in_file == in_table, t.name
+    assert next(results) == []
+    handshakes, with_chain = next(results)[0]
+    assert handshakes > 0 and with_chain > 0
+    assert next(results)[0][0] > 0
+    assert next(results)[0][0] > 0
+    got_weekly, got_newly, got_claim = next(results), next(results), next(results)
 
-        # Typed columns came through: times, booleans, arrays, structs.
-        assert _rows(sess, "SELECT countIf(decoy), countIf(length(peer_chain) > 0) FROM tls_handshakes")[0] != [0, 0]
-        assert _rows(sess, "SELECT count() FROM dns_queries WHERE has(answers, '127.0.0.1')")[0][0] > 0
-        assert _rows(sess, "SELECT count() FROM http_hops WHERE arrayExists(h -> h.1 = 'Content-Length', headers) "
-                           "OR arrayExists(h -> lower(h.1) = 'content-length', headers)")[0][0] > 0
+    rows = db.execute("select r.vantage_asn, r.vantage_network, coalesce(m.started, r.started), m.status, m.url "
+                      "from measurements m join runs r on r.id = m.run_id").fetchall()
+    db.close()
+    weekly: dict[tuple, list[int]] = {}
+    for asn, network, started, status, _ in rows:
+        w = weekly.setdefault((asn, network, _monday(started)), [0, 0])
+        w[0] += status == "blocked"
+        w[1] += 1
+    assert got_weekly == [[asn, net, week, b, n] for (asn, net, week), (b, n) in sorted(weekly.items())]
+    assert len(got_weekly) == 3 and got_weekly[0][3] == 0 and got_weekly[1][3] > got_weekly[2][3] > 0  # A, A, B
 
-        sql_weekly = _readme_block("sql", "-- blocked per network per week")
-        sql_newly = _readme_block("sql", "-- newly blocked since a date")
-        sql_claim = _readme_block("sql", "-- a claim against what was measured")
-        rows = db.execute("select r.vantage_asn, r.vantage_network, coalesce(m.started, r.started), m.status, m.url "
-                          "from measurements m join runs r on r.id = m.run_id").fetchall()
+    earlier = {(asn, url) for asn, _, started, _, url in rows if started[:10] < since}
+    blocked_before = {(asn, url) for asn, _, started, status, url in rows if started[:10] < since and
+                      status == "blocked"}
+    newly = sorted({(asn, url) for asn, _, started, status, url in rows if started[:10] >= since and
+                    status == "blocked"} & earlier - blocked_before)
+    assert [(r[0], r[1]) for r in got_newly] == newly
+    assert newly and {asn for asn, _ in newly} == {NET_A}  # B was never measured before: nothing "newly"
 
-        weekly: dict[tuple, list[int]] = {}
-        for asn, network, started, status, _ in rows:
-            w = weekly.setdefault((asn, network, _monday(started)), [0, 0])
-            w[0] += status == "blocked"
-            w[1] += 1
-        want = [[asn, net, week, b, n] for (asn, net, week), (b, n) in sorted(weekly.items())]
-        got = _rows(sess, sql_weekly)
-        assert got == want
-        assert len(got) == 3 and got[0][3] == 0 and got[1][3] > got[2][3] > 0  # A then, A now, B
-
-        since = (dt.date.today() - dt.timedelta(days=7)).isoformat()
-        earlier = {(asn, url) for asn, _, started, _, url in rows if started[:10] < since}
-        blocked_before = {(asn, url) for asn, _, started, status, url in rows if started[:10] < since and
-                          status == "blocked"}
-        newly = sorted({(asn, url) for asn, _, started, status, url in rows if started[:10] >= since and
-                        status == "blocked"} & earlier - blocked_before)
-        got = _rows(sess, sql_newly, since=since)
-        assert [(r[0], r[1]) for r in got] == newly
-        assert newly and {asn for asn, _ in newly} == {NET_A}  # B was never measured before: nothing "newly"
-
-        items = [r[0] for r in db.execute("select url from claim_items order by url")]
-        want_claim = []
-        for url in items:
-            hits = [(asn, status) for asn, _, _, status, u in rows if u == url]
-            want_claim.append([url, len(hits), sum(s == "blocked" for _, s in hits),
-                               sorted({asn for asn, s in hits if s == "blocked"})])
-        got = _rows(sess, sql_claim, claim="test-claim")
-        assert got == want_claim
-        by_url = {r[0]: r for r in got}
-        assert by_url["http://never-measured.test/"][1] == 0
-        assert NET_A in by_url[blocked_url][3] and by_url[ok_url][2] == 0 and by_url[ok_url][1] > 0
-    finally:
-        sess.close()
-        db.close()
+    want_claim = []
+    for url in sorted(u for (u,) in sqlite3.connect(dest_path).execute("select url from claim_items")):
+        hits = [(asn, status) for asn, _, _, status, u in rows if u == url]
+        want_claim.append([url, len(hits), sum(s == "blocked" for _, s in hits),
+                           sorted({asn for asn, s in hits if s == "blocked"})])
+    assert got_claim == want_claim
+    by_url = {r[0]: r for r in got_claim}
+    assert by_url["http://never-measured.test/"][1] == 0
+    assert NET_A in by_url[blocked_url][3] and by_url[ok_url][2] == 0 and by_url[ok_url][1] > 0
 
 
 async def test_export_parquet_selects_runs_and_refuses_bad_values(volunteers, tmp_path):
