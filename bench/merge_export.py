@@ -94,7 +94,7 @@ def synthesise(path: Path, n: int, networks=NETWORKS, seed: int = 1) -> None:
             m_rows.append((mid, str(uuid.uuid4()), run_id, url, host, "NEWS", status, layer, detail, None, "ok", rule,
                            "r1", f"{rule}: synthetic", round(rng.uniform(0.2, 3), 3), started, "[]"))
             answers = json.dumps([ip])
-            dns.append((mid, f"system:127.0.0.53:53", "udp", host, "A", answers, "[]", 300, "NOERROR", None, "[]",
+            dns.append((mid, "system:127.0.0.53:53", "udp", host, "A", answers, "[]", 300, "NOERROR", None, "[]",
                         0, 0.001, 0.02))
             dns.append((mid, "system:127.0.0.53:53", "udp", host, "AAAA", "[]", "[]", None, "NOERROR", None, "[]",
                         0, 0.001, 0.02))

@@ -282,7 +282,7 @@ async def test_parquet_loads_into_clickhouse_and_the_readme_queries_agree_with_s
               # Typed columns came through: booleans and structs, arrays, tuples.
               ("SELECT countIf(NOT decoy), countIf(length(peer_chain) > 0) FROM tls_handshakes", {}),
               ("SELECT count() FROM dns_queries WHERE has(answers, '127.0.0.1')", {}),
-              ("SELECT count() FROM http_hops WHERE arrayExists(h -> lower(h.1) = 'content-type', headers)", {}),
+              ("SELECT count() FROM http_hops WHERE arrayExists(h -> lower(h[1]) = 'content-type', headers)", {}),
               (_readme_block("sql", "-- blocked per network per week"), {}),
               (_readme_block("sql", "-- newly blocked since a date"), {"since": since}),
               (_readme_block("sql", "-- a claim against what was measured"), {"claim": "test-claim"})]
@@ -360,3 +360,52 @@ async def test_export_parquet_selects_runs_and_refuses_bad_values(volunteers, tm
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
     result = runner.invoke(cli, ["export", "--db", str(a_path), "--format", "csv", "--all"])
     assert result.exit_code == 1 and "apply to --format parquet" in result.output
+
+
+async def test_odd_rows_never_stop_an_export_and_both_converters_agree(volunteers, tmp_path, monkeypatch):
+    """Rows go through Arrow's JSON reader; a batch it refuses is converted row by row in Python instead. Both
+    must give the same files, and an odd stored value (a list column holding an object, a time that is not
+    one, broken JSON) becomes an empty list or NULL (the epoch where the column cannot be NULL)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from probe.research import parquet
+    from probe.research.parquet import Selection, export_parquet
+
+    a_path, _, _, _ = volunteers
+    db = open_db(a_path)
+    export_parquet(db, Selection(), tmp_path / "fast", batch_rows=7)
+
+    def refuse(text, schema):
+        raise pa.ArrowInvalid("as if a row were odd")
+
+    with monkeypatch.context() as m:
+        m.setattr(parquet, "_parse_batch", refuse)
+        export_parquet(db, Selection(), tmp_path / "slow", batch_rows=7)
+    for t in TABLES:
+        fast, slow = pq.read_table(tmp_path / "fast" / f"{t.name}.parquet"), pq.read_table(
+            tmp_path / "slow" / f"{t.name}.parquet")
+        assert fast.num_rows > 0 or t.name == "claims"
+        assert fast.equals(slow), t.name
+
+    with db.atomic():
+        first = db.execute("select min(measurement_id) from http_hops where measurement_id in "
+                           "(select measurement_id from dns_queries)").fetchone()[0]
+        db.execute("update measurements set started = 'yesterday' where id = ?", [first])
+        db.execute("update dns_queries set answers = '{\"not\": \"a list\"}', late_answers = '[{\"answers\": ' "
+                   "where measurement_id = ?", [first])
+        db.execute("update http_hops set headers = 'garbage' where measurement_id = ?", [first])
+    counts = export_parquet(db, Selection(), tmp_path / "odd")
+    assert counts == {t.name: pq.read_table(tmp_path / "fast" / f"{t.name}.parquet").num_rows for t in TABLES}
+    m_uuid = db.execute("select uuid from measurements where id = ?", [first]).fetchone()[0]
+    rows = pq.read_table(tmp_path / "odd" / "measurements.parquet").to_pylist()
+    odd = next(r for r in rows if r["measurement_uuid"] == m_uuid)
+    assert odd["measured_at"] == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert all(r["measured_at"].year > 2000 for r in rows if r is not odd)
+    dns = [r for r in pq.read_table(tmp_path / "odd" / "dns_queries.parquet").to_pylist()
+           if r["measurement_uuid"] == m_uuid]
+    assert dns and all(r["answers"] == [] and r["late_answers"] == [] for r in dns)
+    hops = [r for r in pq.read_table(tmp_path / "odd" / "http_hops.parquet").to_pylist()
+            if r["measurement_uuid"] == m_uuid]
+    assert hops and all(r["headers"] == [] for r in hops)
+    db.close()

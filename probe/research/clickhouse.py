@@ -17,7 +17,7 @@ _SCALAR = {
 # Lists are never NULL (an empty list instead); fields inside structs may be.
 _NESTED = {
     "strings": "Array(String)",
-    "headers": "Array(Tuple(name Nullable(String), value Nullable(String)))",
+    "headers": "Array(Array(String))",
     "late_answers": "Array(Tuple(answers Array(String), rcode Nullable(String), t Nullable(Float64)))",
     "certs": ("Array(Tuple(sha256 Nullable(String), subject Nullable(String), issuer Nullable(String), "
               "common_name Nullable(String), sans Array(String), not_before Nullable(DateTime64(3, 'UTC')), "

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ import sqlite_utils
 
 from .tables import TABLES, Column, Table
 
-BATCH_ROWS = 50_000
+BATCH_ROWS = 5_000  # rows SQLite turns into one text at a time: memory is a few of these
+ROW_GROUP_ROWS = 50_000  # rows per Parquet row group (batches are gathered, as Arrow columns, up to this)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -74,7 +78,7 @@ def arrow_type(kind: str) -> Any:
     return {
         "string": pa.string(), "lc": pa.string(), "date": pa.date32(), "int": pa.int64(), "uint16": pa.uint16(),
         "uint32": pa.uint32(), "float": pa.float64(), "bool": pa.bool_(), "time": when, "strings": strings,
-        "headers": list_of(pa.struct([("name", pa.string()), ("value", pa.string())])),
+        "headers": list_of(strings),  # [name, value] pairs: names repeat (Set-Cookie), so not a map
         "late_answers": list_of(pa.struct([("answers", strings), ("rcode", pa.string()), ("t", pa.float64())])),
         "certs": list_of(pa.struct([
             ("sha256", pa.string()), ("subject", pa.string()), ("issuer", pa.string()),
@@ -112,8 +116,8 @@ def _strings(value: Any) -> list[str]:
     return [str(x) for x in _json_list(value)]
 
 
-def _headers(value: Any) -> list[tuple[str, str]]:
-    return [(str(h[0]), str(h[1])) for h in _json_list(value) if isinstance(h, list) and len(h) == 2]
+def _headers(value: Any) -> list[list[str]]:
+    return [[str(h[0]), str(h[1])] for h in _json_list(value) if isinstance(h, list) and len(h) == 2]
 
 
 def _late(value: Any) -> list[dict[str, Any]]:
@@ -171,34 +175,116 @@ def _array(column: Column, values: Sequence[Any]) -> Any:
     return arr
 
 
-def export_parquet(db: sqlite_utils.Database, sel: Selection, out_dir: str | Path,
-                   tables: Sequence[Table] = TABLES, batch_rows: int = BATCH_ROWS) -> dict[str, int]:
-    """Write DIR/<table>.parquet for each table; return the number of rows per table."""
+def _json_expr(c: Column) -> str:
+    """The column as JSON text: JSON columns go in as stored, strings quoted by json_quote, nothing parsed.
+    A stored value that is not what its column says makes the line invalid; Arrow then refuses the batch."""
+    x = c.sql
+    kind = c.kind
+    if not c.nullable and kind not in ("strings", "headers", "late_answers", "certs"):
+        default = {"string": "''", "lc": "''", "time": "'1970-01-01T00:00:00+00:00'", "date": "'1970-01-01'"}
+        x = f"coalesce({x}, {default.get(kind, '0')})"
+    if kind in ("string", "lc", "time"):
+        value = f"json_quote({x})"
+    elif kind == "date":
+        value = f"ifnull(cast(julianday(date({x})) - 2440587.5 as integer), 'null')"
+    elif kind == "bool":
+        value = f"iif({x} is null, 'null', iif({x}, 'true', 'false'))"
+    elif kind in ("strings", "headers", "late_answers", "certs"):
+        value = f"coalesce(nullif({x}, ''), '[]')"
+    else:
+        value = f"ifnull({x}, 'null')"
+    return value
+
+
+def _json_lines_sql(table: Table, base: str) -> str:
+    """One batch as a single blob of JSON lines, built by one printf per row (no chain of concatenations)."""
+    template = "{" + ",".join(f'"{c.name}":%s' for c in table.columns) + "}"
+    doc = f"printf('{template}', {', '.join(_json_expr(c) for c in table.columns)})"
+    return (f"select cast(group_concat(doc, char(10)) as blob), count(*), max(k) "
+            f"from (select {table.order_sql()} as k, {doc} as doc {base})")
+
+
+def _parse_batch(text: bytes, schema: Any) -> Any:
+    """A batch of JSON lines (one object a row) as a table of `schema`, parsed by Arrow in C++."""
+    import io
+
+    import pyarrow.json as pj
+
+    table = pj.read_json(io.BytesIO(text),
+                         read_options=pj.ReadOptions(block_size=max(1 << 20, len(text) // 8 + 1)),
+                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    return table.select(schema.names).cast(schema)
+
+
+def _export_table(conn: sqlite3.Connection, table: Table, sel: Selection, out: Path, batch_rows: int) -> int:
     pa = require_pyarrow()
     import pyarrow.parquet as pq
 
+    where, args = sel.where() if table.by_measurement else ("1", [])
+    key = table.order_sql()
+    base = f"from {table.from_sql()} where {where} and {key} > ? order by {key} limit ?"
+    batch_sql = _json_lines_sql(table, base)
+    rows_sql = f"select {', '.join(c.sql for c in table.columns)} {base}"
+    schema = arrow_schema(table)
+    final = out / f"{table.name}.parquet"
+    partial = out / f".{table.name}.parquet.partial"
+    n, last = 0, -1
+    pending: list[Any] = []
+    with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
+        while True:
+            text, size, top = conn.execute(batch_sql, [*args, last, batch_rows]).fetchone()
+            if not size:
+                if pending:
+                    writer.write_table(pa.concat_tables(pending))
+                break
+            try:
+                batch = _parse_batch(text, schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                rows = conn.execute(rows_sql, [*args, last, batch_rows]).fetchall()
+                columns = list(zip(*rows, strict=True))
+                batch = pa.Table.from_batches([pa.record_batch(
+                    [_array(c, columns[i]) for i, c in enumerate(table.columns)], schema=schema)])
+            del text
+            pending.append(batch)
+            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(pending))
+                pending = []
+            n += size
+            last = top
+    partial.replace(final)
+    return n
+
+
+def export_parquet(db: sqlite_utils.Database, sel: Selection, out_dir: str | Path,
+                   tables: Sequence[Table] = TABLES, batch_rows: int = BATCH_ROWS,
+                   workers: int | None = None) -> dict[str, int]:
+    """Write DIR/<table>.parquet for each table; return the number of rows per table.
+
+    SQLite builds each batch as JSON lines and Arrow parses them, both in C and outside the GIL, so tables
+    are written by `workers` threads (default: one per core, at most two), each on its own read-only
+    connection. A batch Arrow refuses (a stored value that is not what its column says, say a list column
+    holding an object) is converted again row by row in Python, where such a value becomes NULL or an
+    empty list: an odd row never stops an export.
+    """
+    require_pyarrow()
     if sel.run_id is not None and db.execute("select 1 from runs where id = ?", [sel.run_id]).fetchone() is None:
         raise ExportError(f"no run {sel.run_id}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out_dir} is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
-    for table in tables:
-        where, args = sel.where() if table.by_measurement else ("1", [])
-        cols = ", ".join(c.sql for c in table.columns)
-        sql = f"select {cols} from {table.from_sql()} where {where} order by {table.order_sql()}"
-        schema = arrow_schema(table)
-        final = out / f"{table.name}.parquet"
-        partial = out / f".{table.name}.parquet.partial"
-        n = 0
-        cursor = db.conn.execute(sql, args)
-        with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
-            while rows := cursor.fetchmany(batch_rows):
-                columns = list(zip(*rows, strict=True))
-                arrays = [_array(c, columns[i]) for i, c in enumerate(table.columns)]
-                writer.write_batch(pa.record_batch(arrays, schema=schema))
-                n += len(rows)
-        partial.replace(final)
-        counts[table.name] = n
+    path = db.execute("pragma database_list").fetchone()[2]
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if not path or workers <= 1:  # an in-memory database has only the one connection
+        return {t.name: _export_table(db.conn, t, sel, out, batch_rows) for t in tables}
+
+    def one(table: Table) -> int:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return _export_table(conn, table, sel, out, batch_rows)
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        counts = dict(zip((t.name for t in tables), pool.map(one, tables), strict=True))
     return counts
