@@ -8,8 +8,10 @@ ClickHouse (chDB, in-process), where the README's queries must give the counts S
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import os
 import re
 import sqlite3
@@ -25,6 +27,7 @@ from probe.cli import cli
 from probe.lab.servers import DnsEntry
 from probe.research import claims
 from probe.research.clickhouse import DEFAULT_CHDB_PYTHON, chdb_python, run_chdb, statements
+from probe.research.exchange import export
 from probe.research.merge import merge
 from probe.research.tables import TABLES
 from tests.control_world import NOT_IN_TRUTH, SCENARIOS, _url, control_options
@@ -131,6 +134,12 @@ async def test_merge_is_idempotent_and_never_touches_its_sources(volunteers, tmp
     assert again[1].skipped["claims"] == 1
     assert {t: _count(dest, t) for t in counts} == counts
     assert {p: _files(p) for p in (a_path, b_path)} == before, "a source was changed or got a file beside it"
+
+    # The CSV export carries the UUID a measurement had in its volunteer's database.
+    buf = io.StringIO()
+    export(dest, 3, "csv", buf)
+    header, *lines = list(csv.reader(io.StringIO(buf.getvalue())))
+    assert {line[header.index("uuid")] for line in lines} == {u for u, v in expected.items() if v[1] == NET_B}
 
     # Merged rows can be judged again from what was copied: `probe reanalyze` needs nothing else.
     from probe.reanalysis import reanalyze
