@@ -271,8 +271,8 @@ def main() -> None:
             "measurements_added": first["measurements_added"], "measurements_in_dest": total,
             "again": {"wall_s": round(again.wall_s, 1), "peak_rss_mb": round(again.peak_rss_mb),
                       "returncode": again.returncode,
-                      "added_nothing": all("runs +0 " in line and "measurements +0 " in line
-                                           for line in again.stdout.splitlines())},
+                      "added_nothing": again.stdout.strip().splitlines()[-1].endswith(
+                          f"added 0 runs, 0 measurements from {args.sources} of {args.sources} source(s)")},
             "dest_mb": round(dest.stat().st_size / 2**20, 1)}
     finally:
         if not args.work:

@@ -364,9 +364,14 @@ def merge(sources: tuple[str, ...], dest_path: str) -> None:
     from .research.merge import merge as do_merge
 
     failed = 0
+    added: dict[str, int] = {}
     for r in do_merge(storage.open_db(dest_path), sources):
         failed += r.error is not None
         click.echo(r.summary(), err=r.error is not None)
+        for table, n in r.added.items():
+            added[table] = added.get(table, 0) + n
+    click.echo(f"{dest_path}: added {added.get('runs', 0)} runs, {added.get('measurements', 0)} measurements "
+               f"from {len(sources) - failed} of {len(sources)} source(s)")
     if failed:
         raise click.ClickException(f"{failed} of {len(sources)} source(s) not merged")
 
