@@ -171,7 +171,9 @@ async def test_bad_sources_are_named_and_the_others_merged(volunteers, tmp_path)
                                       str(tmp_path / "missing.db"), str(dest_path), str(b_path),
                                       "--into", str(dest_path)])
     assert result.exit_code == 1
-    lines = {line.split(": ", 1)[0]: line for line in result.output.splitlines() if ": " in line}
+    lines = {line.split(": ", 1)[0]: line for line in result.output.splitlines()
+             if ": " in line and not line.split(": ", 1)[1].startswith("added ")}
+    assert f"{dest_path}: added 3 runs, {3 * len(SCENARIOS)} measurements from 2 of 8 source(s)" in result.output
     assert "not a SQLite database" in lines[str(junk)]
     assert "damaged" in lines[str(damaged)] or "not a SQLite database" in lines[str(damaged)]
     assert "not a probe database" in lines[str(other)]
