@@ -12,8 +12,10 @@ import json
 import os
 import re
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,59 +200,98 @@ def _json_expr(c: Column) -> str:
 
 def _json_lines_sql(table: Table, base: str) -> str:
     """One batch as a single blob of JSON lines, built by one printf per row (no chain of concatenations)."""
-    template = "{" + ",".join(f'"{c.name}":%s' for c in table.columns) + "}"
+    template = "{" + ",".join(f'"{i}":%s' for i in range(len(table.columns))) + "}"  # short keys: less to parse
     doc = f"printf('{template}', {', '.join(_json_expr(c) for c in table.columns)})"
-    return (f"select cast(group_concat(doc, char(10)) as blob), count(*), max(k) "
-            f"from (select {table.order_sql()} as k, {doc} as doc {base})")
+    return (f"select cast(group_concat(doc, char(10)) as blob), count(*) "
+            f"from (select {doc} as doc {base})")
 
 
 def _parse_batch(text: bytes, schema: Any) -> Any:
-    """A batch of JSON lines (one object a row) as a table of `schema`, parsed by Arrow in C++."""
+    """A batch of JSON lines (one object a row, keyed by column position) as a table of `schema`, parsed by
+    Arrow in C++."""
     import io
 
+    import pyarrow as pa
     import pyarrow.json as pj
 
+    keyed = pa.schema([f.with_name(str(i)) for i, f in enumerate(schema)])
     table = pj.read_json(io.BytesIO(text),
                          read_options=pj.ReadOptions(block_size=max(1 << 20, len(text) // 8 + 1)),
-                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-    return table.select(schema.names).cast(schema)
+                         parse_options=pj.ParseOptions(explicit_schema=keyed, unexpected_field_behavior="ignore"))
+    return table.select(keyed.names).rename_columns(schema.names).cast(schema)
 
 
-def _export_table(conn: sqlite3.Connection, table: Table, sel: Selection, out: Path, batch_rows: int) -> int:
+def _export_table(connect: Callable[[], sqlite3.Connection], table: Table, sel: Selection, out: Path,
+                  batch_rows: int, workers: int) -> int:
+    """Batches are ranges of the table's row ids, made (SQLite, then Arrow) by `workers` threads a few ahead of
+    the writer and written in order, so the file is the same however many threads made it."""
     pa = require_pyarrow()
     import pyarrow.parquet as pq
 
     where, args = sel.where() if table.by_measurement else ("1", [])
     key = table.order_sql()
-    base = f"from {table.from_sql()} where {where} and {key} > ? order by {key} limit ?"
+    base = f"from {table.from_sql()} where {where} and {key} between ? and ? order by {key}"
     batch_sql = _json_lines_sql(table, base)
     rows_sql = f"select {', '.join(c.sql for c in table.columns)} {base}"
     schema = arrow_schema(table)
+    local = threading.local()
+    opened: list[sqlite3.Connection] = []
+
+    def conn() -> sqlite3.Connection:
+        if not hasattr(local, "conn"):
+            local.conn = connect()
+            opened.append(local.conn)
+        c: sqlite3.Connection = local.conn
+        return c
+
+    def make(lo: int) -> tuple[int, Any]:
+        bounds = [*args, lo, lo + batch_rows - 1]
+        text, size = conn().execute(batch_sql, bounds).fetchone()
+        if not size:
+            return 0, None
+        try:
+            return size, _parse_batch(text, schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            rows = conn().execute(rows_sql, bounds).fetchall()
+            columns = list(zip(*rows, strict=True))
+            arrays = [_array(c, columns[i]) for i, c in enumerate(table.columns)]
+            return size, pa.Table.from_batches([pa.record_batch(arrays, schema=schema)])
+
     final = out / f"{table.name}.parquet"
     partial = out / f".{table.name}.parquet.partial"
-    n, last = 0, -1
+    n = 0
     pending: list[Any] = []
-    with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
-        while True:
-            text, size, top = conn.execute(batch_sql, [*args, last, batch_rows]).fetchone()
-            if not size:
-                if pending:
+    try:
+        lo, hi = conn().execute(f"select min({key}), max({key}) from {table.from_sql()} where {where}",
+                                args).fetchone()
+        starts = range(lo, hi + 1, batch_rows) if lo is not None else range(0)
+        with pq.ParquetWriter(partial, schema, compression="zstd") as writer, \
+                ThreadPoolExecutor(max_workers=workers) as pool:
+
+            def write(size: int, batch: Any, last: bool = False) -> None:
+                nonlocal n, pending
+                n += size
+                if batch is not None:
+                    pending.append(batch)
+                if pending and (last or sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS):
                     writer.write_table(pa.concat_tables(pending))
-                break
-            try:
-                batch = _parse_batch(text, schema)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                rows = conn.execute(rows_sql, [*args, last, batch_rows]).fetchall()
-                columns = list(zip(*rows, strict=True))
-                batch = pa.Table.from_batches([pa.record_batch(
-                    [_array(c, columns[i]) for i, c in enumerate(table.columns)], schema=schema)])
-            del text
-            pending.append(batch)
-            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
-                writer.write_table(pa.concat_tables(pending))
-                pending = []
-            n += size
-            last = top
+                    pending = []
+
+            ahead: deque[Future[tuple[int, Any]]] = deque()
+            for start in starts:
+                if workers <= 1:
+                    write(*make(start))
+                    continue
+                ahead.append(pool.submit(make, start))
+                if len(ahead) > 2 * workers:  # bounded: memory is a few batches, whatever the table's size
+                    write(*ahead.popleft().result())
+            while ahead:
+                write(*ahead.popleft().result())
+            write(0, None, last=True)
+    finally:
+        for c in opened:
+            if c is not None and workers > 1:
+                c.close()
     partial.replace(final)
     return n
 
@@ -260,11 +301,11 @@ def export_parquet(db: sqlite_utils.Database, sel: Selection, out_dir: str | Pat
                    workers: int | None = None) -> dict[str, int]:
     """Write DIR/<table>.parquet for each table; return the number of rows per table.
 
-    SQLite builds each batch as JSON lines and Arrow parses them, both in C and outside the GIL, so tables
-    are written by `workers` threads (default: one per core, at most two), each on its own read-only
-    connection. A batch Arrow refuses (a stored value that is not what its column says, say a list column
-    holding an object) is converted again row by row in Python, where such a value becomes NULL or an
-    empty list: an odd row never stops an export.
+    SQLite builds each batch as JSON lines and Arrow parses them, both in C and outside the GIL, so batches
+    are made by `workers` threads (default: one per core), each on its own read-only connection. A batch
+    Arrow refuses (a stored value that is not what its column says, say a list column holding an object) is
+    converted again row by row in Python, where such a value becomes NULL or an empty list: an odd row never
+    stops an export.
     """
     require_pyarrow()
     if sel.run_id is not None and db.execute("select 1 from runs where id = ?", [sel.run_id]).fetchone() is None:
@@ -274,17 +315,13 @@ def export_parquet(db: sqlite_utils.Database, sel: Selection, out_dir: str | Pat
         raise ExportError(f"{out_dir} is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     path = db.execute("pragma database_list").fetchone()[2]
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if not path or workers <= 1:  # an in-memory database has only the one connection
-        return {t.name: _export_table(db.conn, t, sel, out, batch_rows) for t in tables}
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if not path:  # an in-memory database has only the one connection
+        workers = 1
 
-    def one(table: Table) -> int:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return _export_table(conn, table, sel, out, batch_rows)
-        finally:
-            conn.close()
+    def connect() -> sqlite3.Connection:
+        if workers <= 1:
+            return db.conn
+        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        counts = dict(zip((t.name for t in tables), pool.map(one, tables), strict=True))
-    return counts
+    return {t.name: _export_table(connect, t, sel, out, batch_rows, workers) for t in tables}
