@@ -297,8 +297,9 @@ def _legacy_run_uuid(run: dict[str, Any], first: tuple[Any, ...] | None) -> str:
 
 
 @migrations()
-def m005_uuids(db: sqlite_utils.Database) -> None:
-    """Every run and measurement gets a UUID that export, import and merge keep (see research/merge.py)."""
+def m007_uuids(db: sqlite_utils.Database) -> None:
+    """Every run and measurement gets a UUID that export, import and merge keep (see research/merge.py).
+    (Numbered after m005/m006, written at the same time on another branch; steps apply in file order.)"""
     for table in ("runs", "measurements"):
         _add_column(db, table, "uuid", str)
     for run in db.query("select id, started, options, software_version, resolvers from runs where uuid is null"):
