@@ -289,8 +289,10 @@ def export(db_path: str, run_id: int | None, since: str | None, everything: bool
 
     Example:
 
+    \b
         probe export --format ooni --run 3 -o run3.jsonl
-        probe export --format parquet --all -o parquet/ && probe export --format clickhouse-schema
+        probe export --format parquet --all -o parquet/
+        probe export --format clickhouse-schema | clickhouse-client --multiquery
     """
     from pathlib import Path
 
