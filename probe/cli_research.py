@@ -383,10 +383,15 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
 @cli.command()
 @_db_option
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
-@click.option("--format", "fmt", type=click.Choice(["ooni", "jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default: stdout).")
-def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> None:
-    """Export a run: OONI Web Connectivity measurements (JSONL), our observations (JSONL), or verdicts (CSV).
+@click.option("--since", metavar="DATE", help="parquet: every run started on or after DATE (YYYY-MM-DD).")
+@click.option("--all", "everything", is_flag=True, help="parquet: every run.")
+@click.option("--format", "fmt", type=click.Choice(["ooni", "jsonl", "csv", "parquet", "clickhouse-schema"]),
+              default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(), help="File (default: stdout); for parquet, a directory.")
+def export(db_path: str, run_id: int | None, since: str | None, everything: bool, fmt: str,
+           output: str | None) -> None:
+    """Export runs: OONI Web Connectivity measurements (JSONL), our observations (JSONL), verdicts (CSV), typed
+    Parquet files (one per table, for ClickHouse, DuckDB, pandas), or the ClickHouse tables that load them.
 
     In the OONI format, `blocking` and `accessible` use OONI's words (blocked and anomalous: "dns", "tcp_ip",
     "http-failure" or "http-diff"; down: false/false; ok: false/true; error: null/null), and our status is kept
@@ -394,8 +399,26 @@ def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> No
 
     Example:
 
+    \b
         probe export --format ooni --run 3 -o run3.jsonl
+        probe export --format parquet --all -o parquet/
+        probe export --format clickhouse-schema | clickhouse-client --multiquery
     """
+    from pathlib import Path
+
+    if fmt == "clickhouse-schema":
+        from .research.clickhouse import schema
+
+        if output:
+            Path(output).write_text(schema(), encoding="utf-8")
+        else:
+            click.echo(schema(), nl=False)
+        return
+    if fmt == "parquet":
+        _export_parquet(db_path, run_id, since, everything, output)
+        return
+    if since or everything:
+        raise click.ClickException(f"--since and --all apply to --format parquet, not {fmt} (give --run)")
     from .research.exchange import export as do_export
     from .research.queries import QueryError, run
 
@@ -408,6 +431,8 @@ def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> No
         run(db, run_id)  # before the output file is opened: a wrong --run leaves no empty file behind
     except QueryError as e:
         raise _research_error(e) from None
+    if output and Path(output).is_dir():
+        raise click.ClickException(f"{output} is a directory; --format {fmt} writes one file")
     out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
     try:
         n = do_export(db, run_id, fmt, out)
@@ -417,6 +442,56 @@ def export(db_path: str, run_id: int | None, fmt: str, output: str | None) -> No
         if output:
             out.close()
     click.echo(f"{n} measurements exported", err=True)
+
+
+def _export_parquet(db_path: str, run_id: int | None, since: str | None, everything: bool,
+                    output: str | None) -> None:
+    from .research.parquet import ExportError, export_parquet, require_pyarrow, selection
+
+    if not output:
+        raise click.ClickException("--format parquet needs -o DIR")
+    try:
+        require_pyarrow()
+        sel = selection(run_id, since, everything)
+        db = storage.open_db(db_path)
+        if sel.run_id is None and sel.since is None and not everything:
+            latest = storage.latest_run_id(db)
+            if latest is None:
+                raise click.ClickException(f"no run in {db_path}")
+            sel = selection(latest, None, False)
+        counts = export_parquet(db, sel, output)
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(", ".join(f"{t} {n}" for t, n in counts.items()) + f" rows written to {output}", err=True)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SRC.db...")
+@click.option("--into", "dest_path", required=True, type=click.Path(dir_okay=False),
+              help="The database to merge into (created if missing).")
+def merge(sources: tuple[str, ...], dest_path: str) -> None:
+    """Copy runs, measurements, observations, bodies and claims from volunteers' databases into one.
+
+    Sources are only read. Rows already in the destination (same UUID, body or claim key) are skipped, so
+    merging a file twice adds nothing; a source that cannot be merged is named and the others go on.
+
+    Example:
+
+        probe merge volunteer-*.db --into all.db
+    """
+    from .research.merge import merge as do_merge
+
+    failed = 0
+    added: dict[str, int] = {}
+    for r in do_merge(storage.open_db(dest_path), sources):
+        failed += r.error is not None
+        click.echo(r.summary(), err=r.error is not None)
+        for table, n in r.added.items():
+            added[table] = added.get(table, 0) + n
+    click.echo(f"{dest_path}: added {added.get('runs', 0)} runs, {added.get('measurements', 0)} measurements "
+               f"from {len(sources) - failed} of {len(sources)} source(s)")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(sources)} source(s) not merged")
 
 
 @cli.command("import-ooni")

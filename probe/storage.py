@@ -16,6 +16,7 @@ import os
 import sqlite3
 import tempfile
 import urllib.parse
+import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -472,3 +473,39 @@ def verdicts(db: sqlite_utils.Database, measurement_ids: list[int]) -> list[dict
         cur = db.execute(f"select {cols} from measurements where id in ({', '.join('?' * len(chunk))})", chunk)
         by_id.update((row[0], dict(zip(VERDICT_COLUMNS, row[1:], strict=True))) for row in cur.fetchall())
     return [by_id[i] for i in measurement_ids]
+
+
+# A random version-4 UUID in SQL, so that every writer (this module, imports, a merge, a researcher's own
+# INSERT) gets one without code of its own: 8-4-4-4-12 hex with the version nibble 4 and the variant 8..b.
+_SQL_UUID4 = ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' "
+              "|| substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' "
+              "|| hex(randomblob(6)))")
+UUID_NAMESPACE = uuid.UUID("5f0c6a63-4f3e-4d2b-9a55-3b1f2f0d7c11")  # ours, for UUIDs derived from old rows
+
+
+def _legacy_run_uuid(run: dict[str, Any], first: tuple[Any, ...] | None) -> str:
+    """Derived from what never changes once written (the row as created and its first measurement), so two
+    copies of one old database, migrated apart, still agree and merging both adds nothing twice."""
+    key = [run["id"], run["started"], run["options"], run["software_version"], run["resolvers"], first]
+    return str(uuid.uuid5(UUID_NAMESPACE, json.dumps(key, default=str)))
+
+
+@migrations()
+def m007_uuids(db: sqlite_utils.Database) -> None:
+    """Every run and measurement gets a UUID that export, import and merge keep (see research/merge.py).
+    (Numbered after m005/m006, written at the same time on another branch; steps apply in file order.)"""
+    for table in ("runs", "measurements"):
+        _add_column(db, table, "uuid", str)
+    for run in db.query("select id, started, options, software_version, resolvers from runs where uuid is null"):
+        first = db.execute("select url, started, runtime_s from measurements where run_id = ? order by id limit 1",
+                           [run["id"]]).fetchone()
+        run_uuid = _legacy_run_uuid(run, tuple(first) if first else None)
+        db.execute("update runs set uuid = ? where id = ?", [run_uuid, run["id"]])
+        for mid, url in db.execute("select id, url from measurements where run_id = ?", [run["id"]]).fetchall():
+            db.execute("update measurements set uuid = ? where id = ?",
+                       [str(uuid.uuid5(uuid.UUID(run_uuid), url)), mid])
+    db.execute(f"update measurements set uuid = {_SQL_UUID4} where uuid is null")  # rows of no run, if any
+    for table in ("runs", "measurements"):
+        db.table(table).create_index(["uuid"], unique=True)
+        db.execute(f"create trigger {table}_uuid after insert on {table} when new.uuid is null begin "
+                   f"update {table} set uuid = {_SQL_UUID4} where rowid = new.rowid; end")

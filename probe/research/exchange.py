@@ -19,7 +19,7 @@ from .ooni import export_measurement, import_measurement
 
 FORMATS = ("ooni", "jsonl", "csv")
 CSV_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "rule",
-               "runtime_s", "started", "evidence")
+               "runtime_s", "started", "evidence", "uuid")
 
 
 def _verdict(m: dict[str, Any]) -> Verdict:
