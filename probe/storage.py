@@ -157,6 +157,7 @@ NO_DATABASE_HINT = "run `probe run` first or pass --db"
 
 
 def _damaged(path: Path, what: str) -> DatabaseError:
+    what = " ".join(what.split())  # SQLite's reports span lines; an error is one line
     return DatabaseError(f"{path} {what}; it was left unchanged: pass --db with a probe database, or restore a "
                          f"backup (`sqlite3 {path} .recover` saves what is readable)")
 
@@ -319,16 +320,20 @@ def _row(obj: Any, measurement_id: int) -> dict[str, Any]:
 
 
 def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations, verdict: Verdict,
-                      rules_version: str, keep_body: bool) -> int:
-    """Write one URL's verdict and observations. The caller wraps calls in `db.atomic()`."""
+                      rules_version: str, keep_body: bool, measurement_uuid: str | None = None) -> int:
+    """Write one URL's verdict and observations. The caller wraps calls in `db.atomic()`. `measurement_uuid`
+    keeps the identity a measurement had elsewhere (an import); without it the database gives a new one."""
     t = obs.target
-    db.table("measurements").insert({
+    row = {
         "run_id": run_id, "url": t.url, "hostname": t.hostname, "category": t.category,
         "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
         "rules_version": rules_version, "evidence": verdict.evidence, "runtime_s": obs.runtime_s,
         "started": obs.started, "bogons": json.dumps(obs.bogons),
-    })
+    }
+    if measurement_uuid:
+        row["uuid"] = measurement_uuid
+    db.table("measurements").insert(row)
     mid = int(db.execute("select last_insert_rowid()").fetchone()[0])
     groups: dict[str, Iterable[Any]] = {
         "dns_queries": (*obs.dns, *obs.control_dns),
@@ -509,3 +514,7 @@ def m007_uuids(db: sqlite_utils.Database) -> None:
         db.table(table).create_index(["uuid"], unique=True)
         db.execute(f"create trigger {table}_uuid after insert on {table} when new.uuid is null begin "
                    f"update {table} set uuid = {_SQL_UUID4} where rowid = new.rowid; end")
+
+
+def has_measurement(db: sqlite_utils.Database, measurement_uuid: str) -> bool:
+    return db.execute("select 1 from measurements where uuid = ?", [measurement_uuid]).fetchone() is not None

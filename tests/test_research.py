@@ -205,9 +205,11 @@ async def test_ooni_round_trip_gives_the_same_verdicts(world, tmp_path):
     other = open_db(tmp_path / "b.db")
     run_ids, n, warnings = import_ooni(other, [out])
     assert (n, warnings) == (len(urls), [])
-    before = {m["url"]: (m["status"], m["detail"], m["rule"]) for m in measurements(db, summary.run_id)}
-    after = {m["url"]: (m["status"], m["detail"], m["rule"]) for m in measurements(other, run_ids[0])}
-    assert after == before
+    before = {m["url"]: (m["status"], m["detail"], m["rule"], m["uuid"]) for m in measurements(db, summary.run_id)}
+    after = {m["url"]: (m["status"], m["detail"], m["rule"], m["uuid"]) for m in measurements(other, run_ids[0])}
+    assert after == before  # the same verdicts, and each measurement keeps its identity
+    again_ids, again, warnings = import_ooni(other, [out])
+    assert again == 0 and len(warnings) == len(urls) and "already in this database" in warnings[0]
 
 
 async def test_export_is_read_by_oonis_own_parser(world, tmp_path):

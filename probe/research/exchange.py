@@ -41,6 +41,8 @@ def export(db: sqlite_utils.Database, run_id: int, fmt: str, out: TextIO) -> int
         obs = storage.load_observations(db, m)
         if fmt == "ooni":
             doc = export_measurement(obs, _verdict(m), run, __version__)
+            doc["test_keys"]["x_probe_uuid"] = m.get("uuid")  # the measurement's identity, kept by import-ooni
+            doc["test_keys"]["x_probe_run_uuid"] = run.get("uuid")
         else:
             doc = {k: m[k] for k in CSV_COLUMNS} | {"observations": to_dict(obs)}
         out.write(json.dumps(doc, ensure_ascii=False) + "\n")
@@ -94,10 +96,16 @@ def import_ooni(db: sqlite_utils.Database, paths: Iterable[Path], matcher: Match
             if (run_id, obs.target.url) in seen:
                 warnings.append(f"{where}: skipped: {obs.target.url} already imported in run {run_id}")
                 continue
+            uid = (doc.get("test_keys") or {}).get("x_probe_uuid")
+            uid = uid if isinstance(uid, str) and uid else None
+            if uid and storage.has_measurement(db, uid):
+                warnings.append(f"{where}: skipped: measurement {uid} is already in this database")
+                continue
             seen.add((run_id, obs.target.url))
             verdict = analyse(obs, matcher)
             with db.atomic():
-                storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION, keep_body=verdict.status != "ok")
+                storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION, keep_body=verdict.status != "ok",
+                                          measurement_uuid=uid)
             count += 1
     for run_id in runs.values():
         storage.finish_run(db, run_id, "done")
