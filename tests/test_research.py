@@ -208,7 +208,7 @@ async def test_ooni_round_trip_gives_the_same_verdicts(world, tmp_path):
     before = {m["url"]: (m["status"], m["detail"], m["rule"], m["uuid"]) for m in measurements(db, summary.run_id)}
     after = {m["url"]: (m["status"], m["detail"], m["rule"], m["uuid"]) for m in measurements(other, run_ids[0])}
     assert after == before  # the same verdicts, and each measurement keeps its identity
-    again_ids, again, warnings = import_ooni(other, [out])
+    _, again, warnings = import_ooni(other, [out])
     assert again == 0 and len(warnings) == len(urls) and "already in this database" in warnings[0]
 
 
