@@ -52,6 +52,14 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _coverage(d: dict[str, Any]) -> str:
+    """What a diff could not compare, said next to "no change" so it is not read as "nothing changed"."""
+    parts = [f"{d['only_in_a']} measured only before" if d["only_in_a"] else "",
+             f"{d['only_in_b']} only after" if d["only_in_b"] else ""]
+    said = "; ".join(p for p in parts if p)
+    return f" ({said})" if said else ""
+
+
 def _research_error(e: ValueError) -> click.ClickException:
     """A bad filter or a failed look-up from the research library, as the one-line error users see."""
     return click.ClickException(str(e))
@@ -173,7 +181,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
             click.echo(f"{network}: runs {h['runs']}; flapping: {flapping or 'none'}")
             for d in h["diffs"]:
                 said = ", ".join(f"{n} {kind}" for kind, n in d["counts"].items())
-                click.echo(f"  {d['run_a']} -> {d['run_b']}: {said or 'no change'}")
+                click.echo(f"  {d['run_a']} -> {d['run_b']}: {said or 'no change'}{_coverage(d)}")
         return
     if run_a is None or run_b is None:
         raise click.ClickException("give RUN_A and RUN_B, or --since DATE")
@@ -185,7 +193,8 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
         click.echo(json.dumps(d.as_dict(), indent=1))
         return
     said = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {said or 'no change'}")
+    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {said or 'no change'}"
+               f"{_coverage(d.as_dict())}")
     for c in d.changes:
         click.echo(f"{c.kind:18} {c.url}\n{'':18}   {c.before} -> {c.after}")
     if d.changes:

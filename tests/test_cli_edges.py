@@ -71,3 +71,23 @@ def test_bad_claims_files_missing_runs_and_unwritable_outputs_are_one_line_error
     for proc in cases:
         assert proc.returncode == 1, (proc.args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_history_sees_a_change_across_a_run_that_did_not_reach_the_url(tmp_path):
+    """Run 1: x blocked; run 2 (partial) never measured x; run 3: x reachable. The change shows in 2 -> 3."""
+    from probe import storage
+    from tests import research_world as w
+
+    db_path = tmp_path / "h.db"
+    db = storage.open_db(db_path)
+    net = (64999, "HISTORYNET")
+    w.add_runs(db, [(net, "2025-12-01T08:00:00+00:00", {"x": w.NXDOMAIN, "y": w.OK}),
+                    (net, "2025-12-02T08:00:00+00:00", {"y": w.OK}),
+                    (net, "2025-12-03T08:00:00+00:00", {"x": w.OK, "y": w.OK})])
+    storage.close(db)
+    out = _probe("diff", "--since", "2025-12-01", "--db", str(db_path))
+    assert out.returncode == 0, out.stderr
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert "1 -> 2: no change (1 measured only before)" in lines
+    assert "2 -> 3: 1 unblocked (1 only after)" not in lines  # x was known from run 1: not "only after"
+    assert "2 -> 3: 1 unblocked" in lines

@@ -90,12 +90,20 @@ def compare_runs(db: sqlite_utils.Database, run_a: int, run_b: int, *, across_ne
     va, vb = queries.verdicts(db, run_a), queries.verdicts(db, run_b)
     diff = RunDiff(run_a=run_a, run_b=run_b, network_a=na, network_b=nb, only_in_a=len(va.keys() - vb.keys()),
                    only_in_b=len(vb.keys() - va.keys()))
-    for url in sorted(va.keys() & vb.keys()):
-        kind = classify(va[url], vb[url])
-        if kind:
-            diff.changes.append(Change(url=url, kind=kind, before=f"{va[url]['status']} {va[url]['detail']}",
-                                       after=f"{vb[url]['status']} {vb[url]['detail']}"))
+    diff.changes = _changes(va, vb)
     return diff
+
+
+def _changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[Change]:
+    out = []
+    for url in sorted(before.keys() & after.keys()):
+        kind = classify(before[url], after[url])
+        if kind:
+            a, b = before[url], after[url]
+            earlier = f" (run {a['run_id']})" if "run_id" in a and a.get("carried") else ""
+            out.append(Change(url=url, kind=kind, before=f"{a['status']} {a['detail']}{earlier}",
+                              after=f"{b['status']} {b['detail']}"))
+    return out
 
 
 def history(db: sqlite_utils.Database, since: str | None) -> dict[str, dict[str, Any]]:
@@ -106,7 +114,19 @@ def history(db: sqlite_utils.Database, since: str | None) -> dict[str, dict[str,
         by_network[network_of(r)].append(r)
     out = {}
     for network, rs in sorted(by_network.items()):
-        diffs = [compare_runs(db, a["id"], b["id"]) for a, b in itertools.pairwise(rs)]
+        diffs = []
+        # Each URL is compared with its latest verdict on this network, not only with the run just before: a URL
+        # that an interrupted run did not reach still shows a change across it.
+        known: dict[str, dict[str, Any]] = {}
+        for a, b in itertools.pairwise(rs):
+            va = queries.verdicts(db, a["id"])
+            known = {u: {**v, "carried": True, "run_id": v.get("run_id", a["id"])} for u, v in known.items()}
+            known.update({u: {**v, "run_id": a["id"]} for u, v in va.items()})
+            vb = queries.verdicts(db, b["id"])
+            diff = RunDiff(run_a=a["id"], run_b=b["id"], network_a=network, network_b=network,
+                           only_in_a=len(va.keys() - vb.keys()), only_in_b=len(vb.keys() - known.keys()))
+            diff.changes = _changes(known, vb)
+            diffs.append(diff)
         flapping = {}
         for status, kinds in FLAPS.items():
             flips: dict[str, int] = defaultdict(int)
