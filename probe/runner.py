@@ -1,10 +1,11 @@
 """Running a list: scheduling, limits, signals, progress and the one writer task.
 
-A fixed pool of `concurrency` workers pulls URLs from one iterator (memory stays flat for 10,000-URL lists);
-each URL gets its own nursery in measure.py. Finished measurements go through a channel to a single writer that
-commits them as they come (WAL), so a SIGKILL loses only URLs still in flight, and a signal or the runtime budget
-stops measuring without losing anything already measured. A URL cut short is not stored: it stays to be
-measured by `--resume`.
+A fixed pool of `concurrency` slots pulls URLs from one iterator (memory stays flat for 10,000-URL lists);
+each URL gets its own nursery in measure.py, and with `--workers N` the URLs are shared among N processes
+(workers.py). Finished measurements go through a channel to a single writer that commits them in one
+transaction every BATCH_S at most (WAL), so a SIGKILL loses only URLs still in flight and the last batch, and
+a signal or the runtime budget stops measuring without losing anything already measured. A URL cut short is
+not stored: it stays to be measured by `--resume`.
 """
 
 from __future__ import annotations
@@ -17,27 +18,25 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlite_utils
 import trio
 
-from . import __version__, storage, vantage
-from .analysis import RULES_VERSION, Matcher, analyse
-from .control.client import DEFAULT_DOH, ControlClient
-from .measure import MeasureConfig, measure_url
+from . import __version__, storage
+from .analysis import RULES_VERSION, Matcher
+from .control.client import DEFAULT_DOH
 from .models import Observations, Target, Verdict
-from .netpolicy import NetPolicy
 from .steps import dns
-from .steps.tls import TlsContexts
+from .workers import MeasureSpec, measure_share, open_measuring, run_worker
 
 DNS_IN_FLIGHT = 64  # per resolver: what a home router's forwarder takes without dropping
 FDS_PER_URL = 16  # DNS sockets + a few TCP/TLS + HTTP; a generous bound so EMFILE stays out of reach
 MAX_DEFAULT_CONCURRENCY = 256
+BATCH_S = 0.25  # the writer commits at least this often: what a SIGKILL can lose beyond the URLs in flight
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +59,7 @@ class RunOptions:
     keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
     min_free_mb: int = 64  # stop before the disk under the database is this full
     ip_service: str | None = None  # what-is-my-IP service for the vantage ASN lookup; None: no lookup
+    workers: int = 1  # measuring processes (this one included); see workers.py
 
 
 @dataclass(slots=True)
@@ -166,34 +166,27 @@ async def run_async(
                                     rules_version=RULES_VERSION, targets=targets,
                                     resolvers=[r.label for r in resolvers])
     summary = RunSummary(run_id=run_id, status="done", total=len(targets))
-    contexts = TlsContexts.build(opts.ca_file)
     doh = () if opts.no_control else (DEFAULT_DOH if opts.doh is None else opts.doh)
-    helper = None if opts.no_control else opts.helper
+    workers = max(1, min(opts.workers, len(targets), concurrency))  # never more URLs in flight than asked
+    spec = MeasureSpec(
+        resolvers=resolvers, allow_net=opts.allow_net, ca_file=opts.ca_file,
+        helper=None if opts.no_control else opts.helper, doh=tuple(doh), timeout=opts.timeout,
+        dns_timeout=opts.dns_timeout, late_window=opts.late_window, body_cap=opts.body_cap,
+        decoy_sni=opts.decoy_sni, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers)
     started = time.monotonic()
     any_answer = any_attempt = False
+    failed_workers: list[int] = []
 
-    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as vantage_http, \
-            ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
-                               timeout=opts.dns_timeout) as control_client:
-        control = control_client if (doh or helper) else None
-        cfg = MeasureConfig(
-            resolvers=resolvers, policy=NetPolicy.from_cidrs(opts.allow_net), contexts=contexts,
-            control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
-            body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
-            dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers},
-        )
+    async with open_measuring(spec) as cfg:
         if opts.ip_service and resolvers and not resumed:
-            v = await vantage.lookup(vantage_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
-            storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
+            await _lookup_vantage(db, run_id, opts, resolvers[0], cfg.contexts.http)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
-        todo: Iterator[Target] = iter(targets)
         stop = trio.CancelScope()
 
-        async def worker(out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
-            async with out:
-                for target in todo:
-                    obs = await measure_url(target, cfg)
-                    await out.send((obs, analyse(obs, matcher)))
+        async def worker_process(index: int, out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
+            code = await run_worker(spec, index, targets[index::workers], matcher, out)
+            if code != 0:
+                failed_workers.append(code)
 
         async def writer() -> None:
             nonlocal any_answer, any_attempt
@@ -203,11 +196,14 @@ async def run_async(
                         batch = [await recv.receive()]
                     except trio.EndOfChannel:
                         return
-                    while True:  # commit what is already waiting in one transaction
+                    # One transaction for what arrives within BATCH_S: a commit (an fsync of the WAL) per URL
+                    # would cost more than measuring it.
+                    with trio.move_on_after(BATCH_S):
                         try:
-                            batch.append(recv.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
+                            while True:
+                                batch.append(await recv.receive())
+                        except trio.EndOfChannel:
+                            pass
                     if summary.status == "disk-full" or _disk_low(opts):
                         # Measure nothing more and write nothing more: what is committed stays intact, and
                         # the URLs dropped here stay unmeasured for --resume.
@@ -234,12 +230,19 @@ async def run_async(
                 with trio.move_on_after(opts.max_runtime or math.inf) as budget, stop:
                     async with trio.open_nursery() as measuring:
                         measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
-                        async with trio.open_nursery() as workers:
-                            for _ in range(min(concurrency, max(1, len(targets)))):
-                                workers.start_soon(worker, send.clone())
+                        async with trio.open_nursery() as shares:
+                            shares.start_soon(measure_share, iter(targets[::workers]), cfg,
+                                              spec.part(concurrency, 0), matcher, send.clone())
+                            for index in range(1, workers):
+                                shares.start_soon(worker_process, index, send.clone())
                         measuring.cancel_scope.cancel()  # all measured: stop the signal watcher
             if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"
+    if failed_workers and summary.status == "done":
+        # A worker that died left its URLs unmeasured: the run is not done, and --resume finishes it.
+        print(f"warning: {len(failed_workers)} worker process(es) failed (exit {failed_workers[0]}); "
+              "`probe run --resume` measures what they left", file=sys.stderr)
+        summary.status = "partial"
     if summary.signal is not None:
         summary.status = "interrupted"
     elif summary.status == "done" and any_attempt and not any_answer:
@@ -248,6 +251,18 @@ async def run_async(
     storage.finish_run(db, run_id, summary.status)
     summary.wall_s = time.monotonic() - started
     return summary
+
+
+async def _lookup_vantage(db: sqlite_utils.Database, run_id: int, opts: RunOptions, resolver: dns.Resolver,
+                          ssl_context) -> None:
+    import httpx  # only for this one request: start-up stays light
+
+    from . import vantage
+
+    assert opts.ip_service is not None
+    async with httpx.AsyncClient(verify=ssl_context, timeout=opts.timeout) as client:
+        v = await vantage.lookup(client, opts.ip_service, resolver, timeout=opts.dns_timeout)
+    storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
 
 
 def _disk_low(opts: RunOptions) -> bool:
