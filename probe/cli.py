@@ -19,6 +19,7 @@ from . import reanalysis, signatures, storage
 from .control.transport import split_service_url
 from .runner import Progress, RunOptions, run_async
 from .targets import TargetError, filter_categories, read_inputs
+from .workers import default_workers
 
 DEFAULT_LIST = Path(__file__).resolve().parent.parent / "lists" / "default.txt"
 EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE, EXIT_LOCKED = 1, 2, 3, 4
@@ -102,6 +103,8 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               " without a signature).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
 @click.option("--concurrency", type=click.IntRange(1, 4096), help="URLs in flight. Default: from the fd limit.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Measuring processes sharing the URLs and the limits."
+              " Default: the number of cores, at most 4.")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds for each TCP, TLS and HTTP step.")
 @click.option("--dns-timeout", type=click.FloatRange(0.1, 60), default=4.0, show_default=True)
@@ -199,6 +202,7 @@ def _run(a: dict[str, Any], log) -> int:
             late_window=a["late_window"], max_runtime=a["max_runtime"], allow_net=a["allow_net"],
             decoy_sni=a["decoy_sni"] or None, keep_bodies=a["keep_bodies"], min_free_mb=a["min_free_mb"],
             ip_service=None if a["no_vantage"] or a["ip_service"] in ("", "none") else a["ip_service"],
+            workers=a["workers"] or default_workers(),
         )
         parse_networks(opts.allow_net)
         for r in opts.resolvers:

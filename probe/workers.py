@@ -4,10 +4,10 @@ In one process, `concurrency` slots pull URLs from one iterator. A slot measures
 window (measure.measure_unsettled) and hands it to the settler, which waits until the window has passed,
 judges the URL and passes the verdict on: the window holds no slot, no socket of its own and not the writer.
 
-With `--workers N` the run's own process measures one share and N-1 worker processes (`python -m
-probe.workers`) the others. Each share has every N-th URL and 1/N of the run's concurrency, of each resolver's
-DNS slots and of the control's connection pools, so the run's limits hold for all processes together. Workers
-send their verdicts back over a pipe; the run's process keeps the one writer.
+With `--workers N` the run's own process measures one share and N-1 worker processes (`probe.workers.main`)
+the others. Each share has every N-th URL and 1/N of the run's concurrency, of each resolver's DNS slots and
+of the control's connection pools, so the run's limits hold for all processes together. Workers send their
+verdicts back over a pipe; the run's process keeps the one writer.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .steps.tls import TlsContexts
 
 MAX_DEFAULT_WORKERS = 4  # beyond this the one writer, not measuring, is the bottleneck
 _FRAME = struct.Struct("!I")
+_WORKER = "from probe.workers import main; main()"
 
 Judged = tuple[Observations, Verdict]
 
@@ -140,7 +141,7 @@ async def run_worker(spec: MeasureSpec, index: int, targets: list[Target], match
     """Measure share `index` in a worker process; send its verdicts to `out`; return its exit status."""
     job = pickle.dumps((spec, index, targets, matcher), protocol=pickle.HIGHEST_PROTOCOL)
     async with out, trio.open_nursery() as nursery:
-        proc = await nursery.start(partial(trio.run_process, [sys.executable, "-m", "probe.workers"], stdin=job,
+        proc = await nursery.start(partial(trio.run_process, [sys.executable, "-c", _WORKER], stdin=job,
                                            stdout=subprocess.PIPE, check=False))
         buffer = bytearray()
         async for chunk in proc.stdout:
@@ -155,37 +156,41 @@ async def run_worker(spec: MeasureSpec, index: int, targets: list[Target], match
     return int(proc.returncode)
 
 
-def _die_with_parent() -> None:
-    """A worker outlives no run: if the run's process is killed (even by SIGKILL), the kernel ends it too."""
-    try:
-        import ctypes
+async def _orphaned(parent: int) -> None:
+    """Return once the run's process is gone (even killed by SIGKILL): a worker outlives no run.
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the closed pipe ends the worker at its next write
-        pass
+    (PR_SET_PDEATHSIG would fire when the *thread* that started the worker ends, and trio starts processes
+    from a thread.)
+    """
+    while os.getppid() == parent:
+        await trio.sleep(0.5)
 
 
-async def _work(spec: MeasureSpec, index: int, targets: list[Target], matcher: Matcher | None) -> None:
+async def _work(spec: MeasureSpec, index: int, targets: list[Target], matcher: Matcher | None,
+                parent: int) -> None:
     pipe = trio.lowlevel.FdStream(os.dup(1))
     send, recv = trio.open_memory_channel[Judged](spec.part(spec.concurrency, index))
     async with open_measuring(spec, index) as cfg, trio.open_nursery() as nursery:
         nursery.start_soon(measure_share, iter(targets), cfg, spec.part(spec.concurrency, index), matcher, send)
+        nursery.start_soon(_stop_when_orphaned, parent, nursery.cancel_scope)
         async with recv, pipe:
             async for judged in recv:
                 frame = pickle.dumps(judged, protocol=pickle.HIGHEST_PROTOCOL)
                 await pipe.send_all(_FRAME.pack(len(frame)) + frame)
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_when_orphaned(parent: int, scope: trio.CancelScope) -> None:
+    await _orphaned(parent)
+    scope.cancel()
 
 
 def main() -> None:
     """A worker process: the job comes on stdin, framed pickles of (observations, verdict) go to stdout."""
     # Ctrl-C reaches the whole process group: the run's process handles it and ends its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    parent = os.getppid()
     spec, index, targets, matcher = pickle.load(sys.stdin.buffer)
     sys.stdout = sys.stderr  # stdout is the pipe to the run's process: nothing else may write there
-    trio.run(_work, spec, index, targets, matcher)
-
-
-if __name__ == "__main__":
-    main()
+    trio.run(_work, spec, index, targets, matcher, parent)
 
