@@ -211,9 +211,10 @@ async def run_async(
                         stop.cancel()
                         continue
                     with db.atomic():
-                        for obs, verdict in batch:
-                            storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
-                                                      keep_body=_keep_body(opts.keep_bodies, verdict))
+                        keep = opts.keep_bodies
+                        storage.write_measurements(
+                            db, run_id, [(obs, verdict, _keep_body(keep, verdict)) for obs, verdict in batch],
+                            RULES_VERSION)
                     for obs, verdict in batch:
                         any_answer = any_answer or network_answered(obs)
                         any_attempt = any_attempt or bool(obs.dns or obs.tcp)
