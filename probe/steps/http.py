@@ -149,8 +149,8 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
                 conn = _Conn(stream, h11.Connection(h11.CLIENT))
             default_port = port == (443 if scheme == "https" else 80)
             request = h11.Request(method="GET", target=_request_target(parts), headers=[
-                ("host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
-                ("connection", "keep-alive")])
+                ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
+                ("Connection", "keep-alive")])
             await conn.stream.send_all(conn.h11.send(request) + (conn.h11.send(h11.EndOfMessage()) or b""))
             decoder: BoundedDecoder | None = None
             while True:
