@@ -71,7 +71,7 @@ def run(lab: Lab, urls: list[str], work: Path, extra: tuple[str, ...] = (), prof
     statuses = dict(con.execute("select status, count(*) from measurements group by status").fetchall())
     con.close()
     size = sum(p.stat().st_size for p in work.glob(db.name + "*"))
-    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "rss_mb": measured.peak_rss_mb,
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "sys_s": measured.sys_s, "rss_mb": measured.peak_rss_mb,
             "rss_sum_mb": measured.peak_rss_sum_mb, "runtimes": runtimes, "statuses": statuses, "db_bytes": size,
             "n": len(urls), "db": db}
 
@@ -145,6 +145,7 @@ def summarise(runs: list[dict], c1: dict | None, n: int, delay: float, concurren
                                                    round(max(r["wall_s"] for r in runs), 2)],
         "floor_s": round(floor, 2), "floor_from": basis, "ratio_to_floor": round(wall / floor, 2),
         "cpu_ms_per_url": round(1000 * med("cpu_s") / n, 2),
+        "of_which_kernel_ms_per_url": round(1000 * med("sys_s") / n, 2),
         "peak_rss_mb": round(med("rss_mb"), 1), "peak_rss_all_processes_mb": round(med("rss_sum_mb"), 1),
         "load_average": os.getloadavg(), "db_bytes_per_url": int(med("db_bytes")) // n,
         "statuses": runs[0]["statuses"], "machine": machine(),

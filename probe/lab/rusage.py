@@ -46,7 +46,7 @@ _, status, usage = os.wait4(proc.pid, 0)
 proc.returncode = status
 with open(sys.argv[1], "w") as out:
     json.dump({"code": os.waitstatus_to_exitcode(status), "cpu_s": usage.ru_utime + usage.ru_stime,
-               "rss_kb": usage.ru_maxrss, "rss_sum_kb": peak_sum}, out)
+               "sys_s": usage.ru_stime, "rss_kb": usage.ru_maxrss, "rss_sum_kb": peak_sum}, out)
 """
 
 
@@ -61,6 +61,7 @@ class Measured:
     # The largest sum of the resident sets of the probe and every process under it (its workers), sampled
     # every 20 ms; shared pages count once per process, so this errs high.
     peak_rss_sum_mb: float = 0.0
+    sys_s: float = 0.0  # the part of cpu_s spent in the kernel (on a lab's veths: the namespaces' packet path too)
 
 
 def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, capture_stdout: bool = False,
@@ -77,5 +78,5 @@ def run_measured(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, ca
         return Measured(proc.returncode, wall, 0.0, 0.0, proc.stdout or "", proc.stderr)
     figures = json.loads(raw)
     return Measured(figures["code"], wall, figures["cpu_s"], figures["rss_kb"] / 1024, proc.stdout or "",
-                    proc.stderr, max(figures["rss_sum_kb"], figures["rss_kb"]) / 1024)
+                    proc.stderr, max(figures["rss_sum_kb"], figures["rss_kb"]) / 1024, figures["sys_s"])
 
