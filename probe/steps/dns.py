@@ -26,7 +26,7 @@ import trio
 
 from ..failures import TIMEOUT, classify
 from ..models import DnsQuery
-from .dns_socket import DnsSockets, Exchange, ResolverSocket
+from .dns_socket import DnsSockets, Exchange, ResolverSocket, question
 
 QueryType = Literal["A", "AAAA"]
 
@@ -158,14 +158,17 @@ async def query(
     router's forwarder (or any UDP receive buffer) and turn into timeouts.
     """
     base = DnsQuery(resolver=resolver.label, engine="udp", hostname=hostname, query_type=qtype, t0=clock())
-    msg = dns.message.make_query(hostname, qtype)
+    try:
+        wanted = question(hostname, qtype)
+    except ValueError as e:
+        return replace(base, failure=f"unknown_failure: {e}", t=clock()), None
     async with slots if slots is not None else contextlib.nullcontext():
         base = replace(base, t0=clock())  # the wait for a slot is ours, not the network's
         try:
             rs = await sockets.get(resolver.ip, resolver.port)
         except OSError as e:
             return replace(base, failure=classify(e), t=clock()), None
-        exchange = rs.register(msg, clock)
+        exchange = rs.register(wanted, clock)
         try:
             try:
                 first = await _first_reply(rs, exchange, base, qtype, timeout, clock)
@@ -180,14 +183,14 @@ async def query(
         return first, LateReplies(rs, exchange, qtype)
     rs.release(exchange)
     if first.failure is None and first.rcode == "TRUNCATED":
-        first = await _tcp_retry(resolver, msg, base, qtype, timeout, clock)
+        first = await _tcp_retry(resolver, dns.message.make_query(hostname, qtype), base, qtype, timeout, clock)
     return first, None
 
 
 async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, qtype: QueryType, timeout,
                        clock) -> DnsQuery:
     # One retransmission half-way: UDP loss on a home link is common and must not look like blocking.
-    wire = exchange.message.to_wire()
+    wire = rs.wire(exchange)
     deadline = trio.current_time() + timeout
     resend_at = trio.current_time() + timeout / 2
     await rs.send(wire)

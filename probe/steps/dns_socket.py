@@ -14,6 +14,7 @@ import errno
 import math
 import random
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,22 @@ import dns.message
 import trio
 
 MAX_REPLY = 65535
+_QTYPES = {"A": 1, "AAAA": 28}
+_HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+_RD = 0x0100
 _ICMP_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+def question(hostname: str, qtype: str) -> bytes:
+    """The question section of a query for `hostname` (IDNA, as targets are normalised), lower-cased.
+
+    Written by hand: a query is a header and this, and building it through dnspython's message objects costs
+    more than everything else the query does.
+    """
+    labels = [label.encode("ascii") for label in hostname.rstrip(".").lower().split(".")]
+    if not all(0 < len(label) < 64 for label in labels) or sum(len(x) + 1 for x in labels) > 254:
+        raise ValueError(f"not a DNS name: {hostname!r}")
+    return b"".join(bytes([len(x)]) + x for x in labels) + b"\0" + struct.pack("!HH", _QTYPES[qtype], 1)
 
 
 def decode(data: bytes) -> dns.message.Message | None:
@@ -37,7 +53,8 @@ def decode(data: bytes) -> dns.message.Message | None:
 class Exchange:
     """One query on a shared socket: its first reply, and the replies that follow within the window."""
 
-    message: dns.message.Message
+    id: int
+    question: bytes  # see question()
     clock: Callable[[], float]  # the asking URL's clock, for the late replies' times
     first: dns.message.Message | None = None
     error: OSError | None = None  # the socket failed before a first reply (e.g. ICMP port unreachable)
@@ -56,18 +73,22 @@ class ResolverSocket:
         self.broken: OSError | None = None
         self._sending = trio.StrictFIFOLock()  # trio lets only one task wait to write on a socket
 
-    def register(self, message: dns.message.Message, clock: Callable[[], float]) -> Exchange:
+    def register(self, question: bytes, clock: Callable[[], float]) -> Exchange:
         while True:
-            message.id = random.randrange(65536)
-            if message.id not in self.exchanges:
+            qid = random.randrange(65536)
+            if qid not in self.exchanges:
                 break
-        ex = Exchange(message=message, clock=clock)
-        self.exchanges[message.id] = ex
+        ex = Exchange(id=qid, question=question, clock=clock)
+        self.exchanges[qid] = ex
         return ex
 
     def release(self, ex: Exchange) -> None:
-        if self.exchanges.get(ex.message.id) is ex:
-            del self.exchanges[ex.message.id]
+        if self.exchanges.get(ex.id) is ex:
+            del self.exchanges[ex.id]
+
+    @staticmethod
+    def wire(ex: Exchange) -> bytes:
+        return _HEADER.pack(ex.id, _RD, 1, 0, 0, 0) + ex.question
 
     async def send(self, wire: bytes) -> None:
         async with self._sending:
@@ -88,11 +109,13 @@ class ResolverSocket:
                     continue
                 self.broken = e  # anything else ends this socket: the next query opens another
                 return
+            # The id and the question, compared as bytes (names case-insensitively) before any parsing.
+            found = self.exchanges.get(int.from_bytes(data[:2], "big")) if len(data) >= _HEADER.size else None
+            if (found is None or data[4:6] != b"\0\1"
+                    or data[12:12 + len(found.question)].lower() != found.question):
+                continue
             reply = decode(data)
             if reply is None:
-                continue
-            found = self.exchanges.get(reply.id)
-            if found is None or reply.question != found.message.question:
                 continue
             ex = found
             if ex.first is None and ex.error is None:
