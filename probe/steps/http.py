@@ -133,54 +133,67 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
     port = parts.port or (443 if scheme == "https" else 80)
     origin = (scheme, host, port)
     authority = f"[{host}]" if ":" in host else host
+    default_port = port == (443 if scheme == "https" else 80)
+    request = h11.Request(method="GET", target=_request_target(parts), headers=[
+        ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
+        ("Connection", "keep-alive")])
     conn: _Conn | None = None
     with trio.move_on_after(timeout) as scope:
+        kept = origins.idle.pop(origin, None)
         try:
-            conn = origins.idle.pop(origin, None)
-            if conn is None:
-                phase = "tcp"
-                stream: trio.abc.Stream = await trio.open_tcp_stream(ip, port)
-                if scheme == "https":
-                    phase = "tls"
-                    stream = trio.SSLStream(stream, origins.contexts.http, server_hostname=host,
-                                            https_compatible=True)
-                    await stream.do_handshake()
-                phase = "http"
-                conn = _Conn(stream, h11.Connection(h11.CLIENT))
-            default_port = port == (443 if scheme == "https" else 80)
-            request = h11.Request(method="GET", target=_request_target(parts), headers=[
-                ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
-                ("Connection", "keep-alive")])
-            await conn.stream.send_all(conn.h11.send(request) + (conn.h11.send(h11.EndOfMessage()) or b""))
-            decoder: BoundedDecoder | None = None
-            while True:
-                event = conn.h11.next_event()
-                if event is h11.NEED_DATA:
-                    chunk = await conn.stream.receive_some(65536)
-                    if not chunk and status is None:
-                        raise EOFError("the server closed the connection before answering")
-                    conn.h11.receive_data(bytes(chunk))  # b"": the server closed (ends a close-delimited body)
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                    headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers)
-                    decoder = BoundedDecoder(dict(headers).get("content-encoding"))
-                elif isinstance(event, h11.Data):
-                    assert decoder is not None
-                    body += decoder.feed(event.data, body_cap + 1 - len(body))
-                    if len(body) > body_cap:
-                        truncated = True
-                        del body[body_cap:]
-                        break
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise EOFError("the server closed the connection before answering")
-            if (not truncated and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE):
-                conn.h11.start_next_cycle()
-                origins.idle[origin] = conn
-                conn = None
-        except _ERRORS as e:
-            failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
+            for conn in (kept, None) if kept is not None else (None,):
+                received = False
+                try:
+                    if conn is None:
+                        phase = "tcp"
+                        conn = _Conn(await trio.open_tcp_stream(ip, port), h11.Connection(h11.CLIENT))
+                        if scheme == "https":
+                            phase = "tls"
+                            conn.stream = trio.SSLStream(conn.stream, origins.contexts.http, server_hostname=host,
+                                                         https_compatible=True)
+                            await conn.stream.do_handshake()
+                        phase = "http"
+                    await conn.stream.send_all(conn.h11.send(request) + (conn.h11.send(h11.EndOfMessage()) or b""))
+                    decoder: BoundedDecoder | None = None
+                    while True:
+                        event = conn.h11.next_event()
+                        if event is h11.NEED_DATA:
+                            chunk = await conn.stream.receive_some(65536)
+                            if not chunk and status is None:
+                                raise EOFError("the server closed the connection before answering")
+                            received = True
+                            conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
+                        elif isinstance(event, h11.Response):
+                            status = event.status_code
+                            headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+                                            for k, v in event.headers)
+                            decoder = BoundedDecoder(dict(headers).get("content-encoding"))
+                        elif isinstance(event, h11.Data):
+                            assert decoder is not None
+                            body += decoder.feed(event.data, body_cap + 1 - len(body))
+                            if len(body) > body_cap:
+                                truncated = True
+                                del body[body_cap:]
+                                break
+                        elif isinstance(event, h11.EndOfMessage):
+                            break
+                        elif isinstance(event, h11.ConnectionClosed):
+                            raise EOFError("the server closed the connection before answering")
+                    if not truncated and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+                        conn.h11.start_next_cycle()
+                        origins.idle[origin] = conn  # for the next hop to this origin
+                        conn = None
+                except _ERRORS as e:
+                    if conn is not None:
+                        await trio.aclose_forcefully(conn.stream)
+                    if conn is kept and not received and not isinstance(e, zlib.error):
+                        # A kept connection (or the TCP step's) that fails before a byte of the reply may just
+                        # have been closed by the server meanwhile: once more, on a new connection.
+                        conn = None
+                        continue
+                    conn = None
+                    failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
+                break
         finally:
             if conn is not None:
                 with trio.CancelScope(shield=True):
@@ -213,6 +226,7 @@ async def fetch(
     *,
     hostname: str,
     ip: str,
+    connection: trio.abc.Stream | None = None,
     resolve: Resolve,
     policy: NetPolicy,
     contexts: TlsContexts,
@@ -222,8 +236,15 @@ async def fetch(
     clock: Callable[[], float],
     chain: str = "",
 ) -> tuple[HttpHop, ...]:
+    """Every hop of `url`'s redirect chain; `connection`: an open stream to `ip` for the first hop (the TCP
+    step's), used as a kept-alive one."""
     addresses = {hostname: ip}
     origins = _Origins(contexts)
+    if connection is not None:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        origins.idle[(scheme, hostname, parts.port or (443 if scheme == "https" else 80))] = _Conn(
+            connection, h11.Connection(h11.CLIENT))
     hops: list[HttpHop] = []
     try:
         current, host = url, hostname
