@@ -26,24 +26,26 @@ def _listing(tmp_path: Path, http_port: int, n: int) -> tuple[Path, list[str]]:
 
 
 def test_workers_measure_each_url_exactly_once_within_the_run_s_dns_limit(tmp_path):
-    zone = DnsZone(entries={"*.test": DnsEntry(a=("127.0.0.1",))}, delay=0.2)
+    # Slow answers, so that each process has queries waiting for seconds and the three overlap.
+    zone = DnsZone(entries={"*.test": DnsEntry(a=("127.0.0.1",))}, delay=0.5)
     sites = Sites(default=Site(title="A lab page"), delay=0.05)
     with InThread(lambda task_status: serve_dns(zone, task_status=task_status),
                   lambda task_status: serve_http(sites, task_status=task_status)) as servers:
         dns_port, http_port = servers.ports
-        listing, urls = _listing(tmp_path, http_port, 150)
+        listing, urls = _listing(tmp_path, http_port, 300)
         db = tmp_path / "w.db"
         proc = subprocess.run(probe_cmd(dns_port, db, str(listing), "--json", "--workers", "3", "--concurrency",
-                                        "120", "--dns-timeout", "3"), capture_output=True, text=True, timeout=120)
+                                        "120", "--dns-timeout", "4"), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     printed = [json.loads(line)["url"] for line in proc.stdout.splitlines()]
     assert sorted(printed) == sorted(urls)
     con = sqlite3.connect(db)
-    assert con.execute("select count(*), count(distinct url) from measurements").fetchone() == (150, 150)
+    assert con.execute("select count(*), count(distinct url) from measurements").fetchone() == (300, 300)
     assert {s for (s,) in con.execute("select status from measurements")} == {"ok"}
     # Three processes asked, each from its one socket to the resolver...
     assert len(zone.clients) == 3, zone.clients
-    # ...and 240 queries were wanted at once (120 URLs, A and AAAA), yet the run kept to its 64 in flight.
+    # ...and 240 queries were wanted at once (120 URLs, A and AAAA), yet the run kept to its 64 in flight (one
+    # process alone may have 22).
     assert 32 < zone.max_in_flight <= 64, zone.max_in_flight
 
 
