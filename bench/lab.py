@@ -55,6 +55,22 @@ def urls_for(sites: tuple[Scenario, ...], count: int) -> list[str]:
     return [f"{sites[i % len(sites)].url}page{i // len(sites)}" for i in range(count)]
 
 
+def lab_cpu_s(lab: Lab) -> float:
+    """CPU seconds used so far by the lab's own servers (each started as a process group; dnsmasq, nginx too)."""
+    groups = set(lab._pids().values())
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run(lab: Lab, urls: list[str], work: Path, extra: tuple[str, ...] = (), profile: Path | None = None) -> dict:
     listing = work / f"list-{time.monotonic_ns()}.txt"
     listing.write_text("\n".join(urls) + "\n")
@@ -63,7 +79,9 @@ def run(lab: Lab, urls: list[str], work: Path, extra: tuple[str, ...] = (), prof
     if profile:  # py-spy samples the probe inside the client namespace; its CPU and RSS then count too
         cmd[4:4] = ["py-spy", "record", "--rate", "250", "--format", "raw", "--output", str(profile), "--"]
     env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}
+    lab_before = lab_cpu_s(lab)
     measured = run_measured(cmd, env=env)
+    lab_used = lab_cpu_s(lab) - lab_before
     if measured.returncode != 0:
         raise SystemExit(f"probe failed: {measured.stderr[-2000:]}")
     con = sqlite3.connect(db)
@@ -71,7 +89,8 @@ def run(lab: Lab, urls: list[str], work: Path, extra: tuple[str, ...] = (), prof
     statuses = dict(con.execute("select status, count(*) from measurements group by status").fetchall())
     con.close()
     size = sum(p.stat().st_size for p in work.glob(db.name + "*"))
-    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "sys_s": measured.sys_s, "rss_mb": measured.peak_rss_mb,
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "sys_s": measured.sys_s, "lab_cpu_s": lab_used,
+            "rss_mb": measured.peak_rss_mb,
             "rss_sum_mb": measured.peak_rss_sum_mb, "runtimes": runtimes, "statuses": statuses, "db_bytes": size,
             "n": len(urls), "db": db}
 
@@ -146,6 +165,7 @@ def summarise(runs: list[dict], c1: dict | None, n: int, delay: float, concurren
         "floor_s": round(floor, 2), "floor_from": basis, "ratio_to_floor": round(wall / floor, 2),
         "cpu_ms_per_url": round(1000 * med("cpu_s") / n, 2),
         "of_which_kernel_ms_per_url": round(1000 * med("sys_s") / n, 2),
+        "lab_servers_cpu_s": round(med("lab_cpu_s"), 2),  # the same cores' other load, besides other users
         "peak_rss_mb": round(med("rss_mb"), 1), "peak_rss_all_processes_mb": round(med("rss_sum_mb"), 1),
         "load_average": os.getloadavg(), "db_bytes_per_url": int(med("db_bytes")) // n,
         "statuses": runs[0]["statuses"], "machine": machine(),
