@@ -126,6 +126,27 @@ quiet = true
     assert proc.returncode == 1 and "at the top of the file" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def on_a_terminal(cmd: list[str], env: dict[str, str], answer: tuple[bytes, bytes] | None = None) -> tuple[int, bytes]:
+    """Run `cmd` on a pseudo-terminal until it ends; type answer[1] once answer[0] appears. (exit code, output)"""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: probe on a terminal
+        os.execvpe(cmd[0], cmd, env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if answer is not None and answer[0] in out:
+            os.write(fd, answer[1])
+            answer = None
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
 def test_consent_is_asked_once_interactively_and_refused_silently_otherwise(internet, tmp_path):
     dns_port, http_port, _ = internet
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
@@ -136,24 +157,8 @@ def test_consent_is_asked_once_interactively_and_refused_silently_otherwise(inte
     assert not (tmp_path / "r.db").exists(), "nothing is measured before consent"
 
     def interactive(answer: bytes) -> tuple[int, str]:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: probe on a terminal
-            os.execvpe(cmd[0], cmd, env)
-        out = b""
-        answered = False
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if not answered and b"accept these risks" in out:
-                os.write(fd, answer)
-                answered = True
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+        code, out = on_a_terminal(cmd, env, answer=(b"accept these risks", answer))
+        return code, out.decode(errors="replace")
 
     code, out = interactive(b"n\n")
     assert code == 1 and "your network operator" in out.lower().replace("\r\n", " ").replace("\n", " ")
@@ -211,20 +216,8 @@ def test_progress_on_a_tty_moves_every_second_with_elapsed_rate_and_eta(internet
     dns_port, http_port, sites = internet
     sites.delay = 3.5  # one slow URL: nothing finishes for 3.5 s, the line must still move
     cmd = probe_cmd(dns_port, tmp_path / "r.db", f"http://slow.test:{http_port}/", "--timeout", "10")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(cmd[0], cmd, dict(os.environ))
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out
+    code, out = on_a_terminal(cmd, dict(os.environ))
+    assert code == 0, out
     text = out.decode(errors="replace")
     frames = [f for f in text.split("\r") if f.startswith("[")]
     waiting = [f for f in frames if f.split("] ")[1].startswith("0/1")]
