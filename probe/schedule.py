@@ -1,9 +1,9 @@
 """`probe schedule`: a crontab line, or a systemd service and timer, that runs probe unattended.
 
 Jitter spreads volunteers' runs (and hides the schedule from the network a little): cron gets a random minute
-and `probe run --jitter`, systemd gets RandomizedDelaySec. Paths are absolute (the program, `--config` and
-`--db`), and the systemd service has a WorkingDirectory: cron and systemd start in a bare environment, from a
-directory that is not the one `probe schedule` ran in.
+and `probe run --jitter`, systemd gets RandomizedDelaySec. Paths are absolute (the program, `--config`, `--db`,
+list files and path options given after `--`), and the systemd service has a WorkingDirectory: cron and
+systemd start in a bare environment, from a directory that is not the one `probe schedule` ran in.
 """
 
 from __future__ import annotations
@@ -34,6 +34,31 @@ def probe_command() -> list[str]:
     return [str(Path(exe).resolve())] if exe else [str(Path(sys.executable).resolve()), "-m", "probe"]
 
 
+# `probe run` options whose value is a path, made absolute even when the file does not exist yet (a log).
+_PATH_OPTIONS = {"--log", "--ca-file", "--signatures", "--data-dir"}
+
+
+def absolute_args(args: tuple[str, ...]) -> list[str]:
+    """The run's own arguments with relative paths made absolute: cron starts in $HOME, systemd elsewhere.
+
+    A path option's value always; a bare argument (a list file) when it names a file here. URLs stay as they are.
+    """
+    out: list[str] = []
+    after_path_option = False
+    for arg in args:
+        if after_path_option:
+            out.append(str(Path(arg).resolve()))
+        elif "=" in arg and arg.split("=", 1)[0] in _PATH_OPTIONS:
+            name, value = arg.split("=", 1)
+            out.append(f"{name}={Path(value).resolve()}")
+        elif not arg.startswith("-") and "://" not in arg and Path(arg).exists():
+            out.append(str(Path(arg).resolve()))
+        else:
+            out.append(arg)
+        after_path_option = arg in _PATH_OPTIONS
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     every: int  # seconds
@@ -46,7 +71,7 @@ class Schedule:
     def command(self, *, cron: bool) -> list[str]:
         config = ["--config", str(Path(self.config).resolve())] if self.config else []
         db = ["--db", str(Path(self.db).resolve())] if self.db else []
-        cmd = [*probe_command(), *config, "run", "--quiet", "--accept-risk", *db, *self.run_args]
+        cmd = [*probe_command(), *config, "run", "--quiet", "--accept-risk", *db, *absolute_args(self.run_args)]
         if cron and self.jitter:
             cmd += ["--jitter", str(self.jitter)]
         return cmd

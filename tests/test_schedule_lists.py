@@ -65,6 +65,14 @@ def test_schedule_writes_where_the_database_and_config_are_as_absolute_paths(tmp
     inside = subprocess.run([*PROBE, "schedule", "--every", "1h", "--", "--db", "x.db"], capture_output=True,
                             text=True, cwd=plain)
     assert inside.returncode == 1 and "before `--`" in inside.stderr
+    # A list file and a log named after `--`, relative here, are absolute in the line; URLs stay as they are.
+    (plain / "pk.txt").write_text("http://a.test/\n")
+    line = subprocess.run([*PROBE, "schedule", "--every", "1h", "--", "pk.txt", "http://b.test/", "--log",
+                           "logs/probe.log", "--timeout", "5"], capture_output=True, text=True, check=True,
+                          cwd=plain, env=env).stdout.strip()
+    argv = shlex.split(line.split(None, 5)[5].split(" # ")[0])
+    assert str(plain / "pk.txt") in argv and "http://b.test/" in argv
+    assert argv[argv.index("--log") + 1] == str(plain / "logs" / "probe.log") and "5" in argv
 
 
 def test_systemd_units_parse_back_and_install(tmp_path):
