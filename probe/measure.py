@@ -12,7 +12,6 @@ outlives it. The result is a bundle of observations; judging them is analysis's 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,7 +20,7 @@ import trio
 
 from .control.client import ControlClient
 from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
-from .netpolicy import NetPolicy
+from .netpolicy import NetPolicy, is_ip_literal
 from .steps import dns, http, tcp, tls
 
 
@@ -101,7 +100,7 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
 
     acc = _Acc()
     host = target.hostname
-    literal = _is_ip_literal(host)
+    literal = is_ip_literal(host)
     async with trio.open_nursery() as nursery:
         control_dns_done = trio.Event()
         if cfg.control and cfg.control.doh_urls and not literal:
@@ -216,14 +215,6 @@ def _for_host(queries: list[DnsQuery], host: str) -> list[DnsQuery]:
     return [q for q in queries if q.hostname == host]
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def _resolve(nursery: trio.Nursery, cfg: MeasureConfig, host: str, acc: _Acc, clock) -> None:
     """Start every query; return once each has its first outcome (late listening goes on in `nursery`)."""
     kinds: tuple[Literal["A", "AAAA"], ...] = ("A", "AAAA")
@@ -252,7 +243,7 @@ async def _resolve(nursery: trio.Nursery, cfg: MeasureConfig, host: str, acc: _A
 
 async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock) -> tuple[str | None, list[str]]:
     """A redirect target's name, from the first resolver; recorded, and asked of the control when it fails here."""
-    if _is_ip_literal(name):
+    if is_ip_literal(name):
         return None, [name]
     if not cfg.resolvers:
         return "dns_no_answer", []

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 V04, V05 = "0.4.3", "0.5.28"
-UDP_RESOLVER = "8.8.4.4:53"
-DOH_RESOLVER = "https://dns.google/dns-query"
-HELPER = "https://0.th.ooni.org"
+# Services the fixtures say the measuring probe used: recorded values that import only reads, never contacts.
+# Documentation addresses and names (RFC 5737, RFC 2606) stand for the public resolver, DoH server and helper.
+UDP_RESOLVER = "192.0.2.53:53"
+DOH_RESOLVER = "https://doh.example/dns-query"
+HELPER = "https://th.example"
 NAYATEL_SURF_SAFELY = "203.82.48.83"  # Nayatel's blockpage server, as its DNS answers for blocked names
 ISP_NOTICE_SERVER = "182.176.64.9"  # an ISP server no signature knows, serving a notice of its own
 MOBILINK_NOTICE = "http://119.73.65.87:8080/redirect.html?accessurl="

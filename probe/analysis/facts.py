@@ -75,7 +75,6 @@ class Facts:
     http_failure: str | None  # the first hop's own failure
     hop_failure: HopFailure | None  # a later hop's failure
     control_http_ok: bool | None  # None: no helper answer
-    control_http_failure: str | None
     comparison: HttpComparison | None  # the main page against the best reference page
     reference: str  # what the page was compared with: "helper", "control-address page", "https page" or ""
     https_comparison: HttpComparison | None  # the http:// page against the same host's verified https:// page
@@ -231,7 +230,6 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         http_failure=hops[0].failure if hops else None,
         hop_failure=pages.hop_failure(obs, hops),
         control_http_ok=None if c is None else (c.http_status is not None and c.http_failure is None),
-        control_http_failure=c.http_failure if c else None,
         comparison=comparison,
         reference=best.name if best and comparison is not None else "",
         https_comparison=https_comparison,

@@ -60,6 +60,26 @@ def _first(d: dict[str, str]) -> str:
     return next(iter(d.values()))
 
 
+def _hop_down(f: Facts) -> bool:
+    """A redirect target fails for the control too: its name has no address there, or the helper gets no page."""
+    hop = f.hop_failure
+    if hop is None:
+        return False
+    return hop.control_resolves is False if hop.layer == "dns" else f.control_http_ok is False
+
+
+def _hop_blocked(f: Facts) -> bool:
+    """A redirect target fails here only: its name does not resolve here while the control resolves it (or the
+    helper, following the redirect, gets the page); or its TCP, TLS or HTTP fails while the helper gets the page."""
+    hop = f.hop_failure
+    if hop is None:
+        return False
+    if hop.layer != "dns":
+        return f.control_http_ok is True
+    return hop.failure in _LOOKUP and (hop.control_resolves is True
+                                       or (hop.control_resolves is None and f.control_http_ok is True))
+
+
 def _hop_layer(f: Facts) -> Layer | None:
     return f.hop_failure.layer if f.hop_failure else None
 
@@ -181,16 +201,10 @@ RULES: tuple[Rule, ...] = (
          explain="the request fails here (reset, EOF, timeout) while the control gets the page"),
     Rule(id="http-unverified", when=lambda f: f.http_failure is not None, status="anomaly", layer="http",
          detail=lambda f: f"http/{f.http_failure}", explain="the request failed and no control tells why"),
-    Rule(id="redirect-down", when=lambda f: f.hop_failure is not None and (
-         f.hop_failure.control_resolves is False if f.hop_failure.layer == "dns" else f.control_http_ok is False),
-         status="down", layer=_hop_layer, detail=_hop_detail,
+    Rule(id="redirect-down", when=_hop_down, status="down", layer=_hop_layer, detail=_hop_detail,
          explain="a redirect target fails here and at the control (its name has no address there, or the"
                  " helper does not get the page either)"),
-    Rule(id="redirect-blocked", when=lambda f: f.hop_failure is not None and (
-         f.hop_failure.failure in _LOOKUP and (f.hop_failure.control_resolves is True or (
-             f.hop_failure.control_resolves is None and f.control_http_ok is True))
-         if f.hop_failure.layer == "dns" else f.control_http_ok is True), status="blocked", layer=_hop_layer,
-         detail=_hop_detail,
+    Rule(id="redirect-blocked", when=_hop_blocked, status="blocked", layer=_hop_layer, detail=_hop_detail,
          explain="a redirect target fails here at its own step (its name does not resolve while the control"
                  " resolves it or the helper follows the redirect to the page; TCP, TLS or HTTP fails while the"
                  " control gets the page)"),
