@@ -1,8 +1,9 @@
 """Engine benchmark: N URLs against loopback servers that delay every HTTP response, as `probe run` runs them.
 
-Prints wall time at the default concurrency and at --concurrency 1, CPU seconds per URL and peak RSS of the
-probe process (measured from a small launcher: see probe/lab/rusage.py). The servers run in another process so
-their CPU is not counted.
+Prints wall time at the default concurrency and one at a time (`--concurrency 1 --workers 1 --late-window 0`,
+as a sequential tool runs: the late window would idle 0.5 s per URL), CPU seconds per URL and peak RSS of the
+probe and its workers (measured from a small launcher: see probe/lab/rusage.py). The servers run in another
+process so their CPU is not counted.
 
     python bench/engine.py                 # 500 URLs, 100 ms per response
     python bench/engine.py --urls 200 --c1-urls 50
@@ -53,14 +54,14 @@ def run_probe(urls: list[str], dns_port: int, extra: list[str], workdir: Path) -
 
     con = sqlite3.connect(db)
     statuses = dict(con.execute("select status, count(*) from measurements group by status").fetchall())
-    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "rss_mb": measured.peak_rss_mb,
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "rss_mb": measured.peak_rss_sum_mb,
             "statuses": statuses, "db_bytes": db.stat().st_size}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--urls", type=int, default=500)
-    ap.add_argument("--c1-urls", type=int, default=0, help="URLs for the --concurrency 1 run (default: all);"
+    ap.add_argument("--c1-urls", type=int, default=0, help="URLs for the one-at-a-time run (default: all);"
                     " fewer are extrapolated linearly and said so")
     ap.add_argument("--delay", type=float, default=0.1, help="seconds before each HTTP response")
     ap.add_argument("--dns-delay", type=float, default=0.0)
@@ -78,7 +79,8 @@ def main() -> None:
             extra = args.probe_args.split()
             fast = run_probe(urls, dns_port, extra, work)
             c1_n = args.c1_urls or args.urls
-            slow = run_probe(urls[:c1_n], dns_port, [*extra, "--concurrency", "1"], work)
+            slow = run_probe(urls[:c1_n], dns_port, [*extra, "--concurrency", "1", "--workers", "1", "--late-window",
+                                                     "0"], work)
     finally:
         server.terminate()
     slow_wall = slow["wall_s"] * args.urls / c1_n
@@ -98,10 +100,11 @@ def main() -> None:
     print(f"URLs                      {args.urls} (HTTP responses delayed {args.delay * 1000:.0f} ms)")
     print(f"wall, default concurrency {result['wall_default_s']} s")
     extr = f" (extrapolated from {c1_n})" if c1_n != args.urls else ""
-    print(f"wall, --concurrency 1     {result['wall_concurrency1_s']} s{extr}")
+    print(f"wall, one at a time       {result['wall_concurrency1_s']} s{extr} (--concurrency 1 --workers 1"
+          " --late-window 0)")
     print(f"speed-up                  {result['speedup']}x")
     print(f"CPU per URL               {result['cpu_ms_per_url']} ms (probe process, incl. start-up)")
-    print(f"peak RSS                  {result['peak_rss_mb']} MB")
+    print(f"peak RSS                  {result['peak_rss_mb']} MB (the probe and its workers together)")
     print(f"database                  {result['db_bytes_per_url']} bytes per URL")
     print(f"verdicts                  {result['statuses']}")
     print(f"machine                   {result['machine']}")

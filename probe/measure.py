@@ -4,16 +4,19 @@
     DoH control ──────────────────┤  TCP → TLS for the control's answers │  answers (one chain per distinct set)
                                   └─ helper control (needs our answers) ─┘  then the self-controls
 
-Nothing waits for more than it needs: TCP starts when every resolver has given its *first* reply, while the
-DNS tasks keep listening for late (injected) replies in the background. One nursery per URL; nothing
-outlives it. The result is a bundle of observations; judging them is analysis's job.
+Nothing waits for more than it needs: TCP starts when every resolver has given its *first* reply. Late
+(injected) replies are heard on the run's resolver sockets after the URL is done: `measure_unsettled`
+returns the observations with the queries still listening, and the caller settles them once the window has
+passed (the runner does so without holding the URL's slot). One nursery per URL; nothing outlives it. The
+result is a bundle of observations; judging them is analysis's job.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import trio
@@ -22,6 +25,8 @@ from .control.client import ControlClient
 from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
 from .netpolicy import NetPolicy, is_ip_literal
 from .steps import dns, http, tcp, tls
+from .steps.dns import LateReplies
+from .steps.dns_socket import DnsSockets
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +44,34 @@ class MeasureConfig:
     max_addresses: int = 8  # per origin (probe / control), to bound work on names with huge answers
     # Queries awaiting a first reply, per resolver label (see steps/dns.py); shared by every URL of a run.
     dns_slots: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
+    # The run's sockets to each resolver (see steps/dns_socket.py); None: measure_url opens its own.
+    dns_sockets: DnsSockets | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsettled:
+    """A URL measured but for its DNS queries' late replies, which are still being listened for."""
+
+    observations: Observations
+    late: tuple[tuple[DnsQuery, LateReplies], ...] = ()
+
+    @property
+    def settle_at(self) -> float:
+        """The trio time after which no late reply counts any more."""
+        return max((pending.until for _, pending in self.late), default=-math.inf)
+
+    def settle(self) -> Observations:
+        """The observations with every late reply heard in its window (call at or after `settle_at`)."""
+        if not self.late:
+            return self.observations
+        settled = {id(q): pending.settle(q) for q, pending in self.late}
+        obs = self.observations
+        return replace(obs, dns=tuple(settled.get(id(q), q) for q in obs.dns))
+
+    def abandon(self) -> None:
+        """Stop listening for this URL (it will not be stored)."""
+        for _, pending in self.late:
+            pending.release()
 
 
 @dataclass(slots=True)
@@ -47,6 +80,7 @@ class _Acc:
 
     dns: list[DnsQuery] = field(default_factory=list)
     first_dns: list[DnsQuery] = field(default_factory=list)
+    late: list[tuple[DnsQuery, LateReplies]] = field(default_factory=list)
     control_dns: list[DnsQuery] = field(default_factory=list)
     tcp: list[TcpConnect] = field(default_factory=list)
     tls: list[TlsHandshake] = field(default_factory=list)
@@ -92,6 +126,22 @@ def _paths(queries: list[DnsQuery], policy: NetPolicy) -> list[tuple[str, list[s
 
 
 async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
+    """Measure one URL, late replies included (waits for the late window: for callers without a runner)."""
+    if cfg.dns_sockets is None:
+        async with DnsSockets.open() as sockets:
+            return await measure_url(target, replace(cfg, dns_sockets=sockets))
+    unsettled = await measure_unsettled(target, cfg)
+    try:
+        await trio.sleep_until(max(unsettled.settle_at, trio.current_time()))
+    except BaseException:
+        unsettled.abandon()
+        raise
+    return unsettled.settle()
+
+
+async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
+    """Measure one URL; its DNS queries may still be listening for late replies (see Unsettled)."""
+    assert cfg.dns_sockets is not None, "measure_unsettled needs the run's DNS sockets"
     start = trio.current_time()
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -101,35 +151,40 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
     acc = _Acc()
     host = target.hostname
     literal = is_ip_literal(host)
-    async with trio.open_nursery() as nursery:
-        control_dns_done = trio.Event()
-        if cfg.control and cfg.control.doh_urls and not literal:
-            nursery.start_soon(_control_dns, cfg, host, acc, control_dns_done, clock)
-        else:
-            control_dns_done.set()
+    try:
+        async with trio.open_nursery() as nursery:
+            control_dns_done = trio.Event()
+            if cfg.control and cfg.control.doh_urls and not literal:
+                nursery.start_soon(_control_dns, cfg, host, acc, control_dns_done, clock)
+            else:
+                control_dns_done.set()
 
-        if literal:
-            public, bogons = ([host], []) if cfg.policy.is_public(host) else ([], [host])
-            paths = [("", public)] if public else []
-        else:
-            await _resolve(nursery, cfg, host, acc, clock)
-            # The system resolver's answer first: it is what the volunteer's browser would connect to.
-            rank = {r.label: i for i, r in enumerate(cfg.resolvers)}
-            acc.first_dns.sort(key=lambda q: (rank.get(q.resolver, 99), q.query_type))
-            public, bogons = _public_answers(acc.first_dns, cfg.policy)
-            paths = _paths(acc.first_dns, cfg.policy)
-        public = public[: cfg.max_addresses]
+            if literal:
+                public, bogons = ([host], []) if cfg.policy.is_public(host) else ([], [host])
+                paths = [("", public)] if public else []
+            else:
+                await _resolve(cfg, host, acc, clock)
+                # The system resolver's answer first: it is what the volunteer's browser would connect to.
+                rank = {r.label: i for i, r in enumerate(cfg.resolvers)}
+                acc.first_dns.sort(key=lambda q: (rank.get(q.resolver, 99), q.query_type))
+                public, bogons = _public_answers(acc.first_dns, cfg.policy)
+                paths = _paths(acc.first_dns, cfg.policy)
+            public = public[: cfg.max_addresses]
 
-        if cfg.control and cfg.control.helper_url:
-            nursery.start_soon(_helper, cfg, target, public, acc)
+            if cfg.control and cfg.control.helper_url:
+                nursery.start_soon(_helper, cfg, target, public, acc)
 
-        async with trio.open_nursery() as connects:
-            for ip in public:
-                connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
-            connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
-            for chain, addrs in paths:
-                connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public], acc, clock)
-        await _self_controls(cfg, target, paths, acc, clock)
+            async with trio.open_nursery() as connects:
+                for ip in public:
+                    connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
+                connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
+                for chain, addrs in paths:
+                    connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public], acc, clock)
+            await _self_controls(cfg, target, paths, acc, clock)
+    except BaseException:
+        for _, pending in acc.late:  # cut short: nobody will settle these
+            pending.release()
+        raise
     # Control answers that are not public are bogons too: the same loopback answer at the control means the
     # name points nowhere for everyone, which is no sign of tampering here.
     _, control_bogons = _public_answers(acc.control_dns, cfg.policy)
@@ -137,7 +192,7 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
         control_bogons += [a for a in acc.control.dns_addrs if not cfg.policy.is_public(a)]
     bogons += [b for b in dict.fromkeys(control_bogons) if b not in bogons]
     order = {a: i for i, a in enumerate(public)}
-    return Observations(
+    obs = Observations(
         target=target,
         dns=tuple(sorted(acc.dns, key=lambda q: (q.hostname != host, q.hostname, q.resolver, q.query_type))),
         tcp=tuple(sorted(acc.tcp, key=lambda c: (c.origin != "probe", order.get(c.ip, 99), c.ip))),
@@ -150,6 +205,7 @@ async def measure_url(target: Target, cfg: MeasureConfig) -> Observations:
         started=started,
         runtime_s=clock(),
     )
+    return Unsettled(observations=obs, late=tuple(acc.late))
 
 
 def _chain_order(chain: str) -> tuple[int, str]:
@@ -215,30 +271,23 @@ def _for_host(queries: list[DnsQuery], host: str) -> list[DnsQuery]:
     return [q for q in queries if q.hostname == host]
 
 
-async def _resolve(nursery: trio.Nursery, cfg: MeasureConfig, host: str, acc: _Acc, clock) -> None:
-    """Start every query; return once each has its first outcome (late listening goes on in `nursery`)."""
-    kinds: tuple[Literal["A", "AAAA"], ...] = ("A", "AAAA")
-    pending = len(cfg.resolvers) * len(kinds)
-    if not pending:
-        return
-    all_first = trio.Event()
-
-    def on_first(q: DnsQuery) -> None:
-        nonlocal pending
-        acc.first_dns.append(q)
-        pending -= 1
-        if pending == 0:
-            all_first.set()
+async def _resolve(cfg: MeasureConfig, host: str, acc: _Acc, clock) -> None:
+    """Ask every resolver for A and AAAA; return once each query has its first outcome."""
+    assert cfg.dns_sockets is not None
+    sockets = cfg.dns_sockets
 
     async def one(resolver: dns.Resolver, qtype: Literal["A", "AAAA"]) -> None:
-        q = await dns.query(resolver, host, qtype, timeout=cfg.dns_timeout, late_window=cfg.late_window,
-                            clock=clock, on_first=on_first, slots=cfg.dns_slots.get(resolver.label))
+        q, late = await dns.query(resolver, host, qtype, sockets=sockets, timeout=cfg.dns_timeout,
+                                  late_window=cfg.late_window, clock=clock, slots=cfg.dns_slots.get(resolver.label))
         acc.dns.append(q)
+        acc.first_dns.append(q)
+        if late is not None:
+            acc.late.append((q, late))
 
-    for r in cfg.resolvers:
-        for k in kinds:
-            nursery.start_soon(one, r, k)
-    await all_first.wait()
+    async with trio.open_nursery() as nursery:
+        for r in cfg.resolvers:
+            for k in ("A", "AAAA"):
+                nursery.start_soon(one, r, k)
 
 
 async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock) -> tuple[str | None, list[str]]:
@@ -249,9 +298,13 @@ async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock)
         return "dns_no_answer", []
     found: list[DnsQuery] = []
 
+    assert cfg.dns_sockets is not None
+    sockets, first = cfg.dns_sockets, cfg.resolvers[0]
+
     async def ask(qtype: Literal["A", "AAAA"]) -> None:
-        found.append(await dns.query(cfg.resolvers[0], name, qtype, timeout=cfg.dns_timeout, late_window=0,
-                                     clock=clock))
+        q, _ = await dns.query(first, name, qtype, sockets=sockets, timeout=cfg.dns_timeout, late_window=0,
+                               clock=clock, slots=cfg.dns_slots.get(first.label))
+        found.append(q)
 
     async with trio.open_nursery() as n:  # A and AAAA, as the control asks: an IPv6-only host is no failure
         for qtype in ("A", "AAAA"):

@@ -1,10 +1,10 @@
 """Running a list: scheduling, limits, signals, progress and the one writer task.
 
-A fixed pool of `concurrency` workers pulls URLs from one iterator (memory stays flat for 10,000-URL lists);
-each URL gets its own nursery in measure.py. Finished measurements go through a channel to a single writer that
-commits them as they come (WAL), so a SIGKILL loses only URLs still in flight, and a signal or the runtime budget
-stops measuring without losing anything already measured. A URL cut short is not stored: it stays to be
-measured by `--resume`.
+`concurrency` slots measure the URLs (scheduler.py; each URL gets its own nursery in measure.py). Finished
+measurements go through a channel to a single writer that commits what arrives within BATCH_S in one
+transaction (WAL), so a SIGKILL loses only URLs still in flight and the last batch, and a signal or the runtime
+budget stops measuring without losing anything already committed. A URL cut short is not stored: it stays to
+be measured by `--resume`.
 
 Offline is judged per session: until something on the network answers, finished measurements are held back;
 if nothing ever answers, they are dropped (a dead network is not evidence), the run stays resumable and rows of
@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,17 +31,22 @@ import sqlite_utils
 import trio
 
 from . import __version__, storage, vantage
-from .analysis import RULES_VERSION, Matcher, analyse
+from .analysis import RULES_VERSION, Matcher
 from .control.client import DEFAULT_DOH, ControlClient
-from .measure import MeasureConfig, measure_url
+from .measure import MeasureConfig
 from .models import Observations, Target, Verdict
 from .netpolicy import NetPolicy
+from .scheduler import measure_all
 from .steps import dns
+from .steps.dns_socket import DnsSockets
 from .steps.tls import TlsContexts
 
 DNS_IN_FLIGHT = 64  # per resolver: what a home router's forwarder takes without dropping
 FDS_PER_URL = 16  # DNS sockets + a few TCP/TLS + HTTP; a generous bound so EMFILE stays out of reach
 MAX_DEFAULT_CONCURRENCY = 256
+# The writer commits at most this often: a commit (an fsync of the WAL) per URL costs more than measuring it,
+# and a SIGKILL loses at most this much work besides the URLs in flight.
+BATCH_S = 0.25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,13 +248,14 @@ async def run_async(
 
     async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as vantage_http, \
             ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
-                               timeout=opts.dns_timeout) as control_client:
+                               timeout=opts.dns_timeout) as control_client, \
+            DnsSockets.open() as dns_sockets:
         control = control_client if (doh or helper) else None
         cfg = MeasureConfig(
             resolvers=resolvers, policy=NetPolicy.from_cidrs(opts.allow_net), contexts=contexts,
             control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
             body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
-            dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers},
+            dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers}, dns_sockets=dns_sockets,
         )
         # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
         known = resumed and (storage.run_row(db, run_id) or {}).get("vantage_asn") is not None
@@ -257,14 +263,7 @@ async def run_async(
             v = await vantage.lookup(vantage_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
             storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
-        todo: Iterator[Target] = iter(targets)
         stop = trio.CancelScope()
-
-        async def worker(out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
-            async with out:
-                for target in todo:
-                    obs = await measure_url(target, cfg)
-                    await out.send((obs, analyse(obs, matcher)))
 
         async def writer() -> None:
             nonlocal answered, attempted
@@ -274,11 +273,12 @@ async def run_async(
                         batch = [await recv.receive()]
                     except trio.EndOfChannel:
                         return
-                    while True:  # commit what is already waiting in one transaction
+                    with trio.move_on_after(BATCH_S):  # one transaction for what arrives meanwhile
                         try:
-                            batch.append(recv.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
+                            while True:
+                                batch.append(await recv.receive())
+                        except trio.EndOfChannel:
+                            pass
                     if summary.status == "disk-full" or _disk_low(opts):
                         # Measure nothing more and write nothing more: what is committed stays intact, and
                         # the URLs dropped here stay unmeasured for --resume.
@@ -314,9 +314,8 @@ async def run_async(
                     async with trio.open_nursery() as measuring:
                         measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
                         measuring.start_soon(ticker)
-                        async with trio.open_nursery() as workers:
-                            for _ in range(min(concurrency, max(1, len(targets)))):
-                                workers.start_soon(worker, send.clone())
+                        await measure_all(iter(targets), cfg, min(concurrency, max(1, len(targets))), matcher,
+                                          send.clone())
                         measuring.cancel_scope.cancel()  # all measured: stop the signal watcher and the ticker
             if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"

@@ -14,7 +14,7 @@ from typing import Literal
 Expect = Literal["blocked", "anomaly", "ok", "down"]
 Censor = Literal["none", "dns-nxdomain", "dns-blockpage", "dns-bogon", "dns-intercept", "dns-unknown-server",
                  "tcp-drop", "tcp-unreachable", "tcp-rst", "sni-rst", "sni-drop", "host-rst", "proxy-200",
-                 "proxy-302", "proxy-notice", "inject-302", "down", "partial-drop"]
+                 "proxy-302", "proxy-notice", "inject-302", "dns-inject", "down", "partial-drop"]
 # How the probe runs: with the lab's helper and DoH ("full"), or with DoH alone, as most volunteers will.
 Control = Literal["full", "doh"]
 DOMAIN = "lab.test"
@@ -36,7 +36,7 @@ class Scenario:
     fingerprint: str | None = None  # the signature the verdict must name, when there is one
     control: Control = "full"
     redirect: str | None = None  # the site answers 302 to this scenario's URL (a chain failing at hop two)
-    inject_to: str | None = None  # for inject-302: where the forged redirect points
+    inject_to: str | None = None  # for inject-302: where the forged redirect points; for dns-inject: the address
 
     @property
     def host(self) -> str:
@@ -82,6 +82,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              inject_to=f"http://{MOBILINK_NOTICE}:8080/redirect.html?accessurl=inject-mobilink.{DOMAIN}/"),
     Scenario("inject-unknown", "http", (_ip(19),), "inject-302", "anomaly", "http",
              inject_to=f"http://{ISP_NOTICE_IP}/notice.html"),
+    # On-path DNS injection: a forged A answer to the query sent to the public resolver races the real one
+    # (the late-reply listener hears both; the control says which is forged).
+    Scenario("dns-inject", "http", (_ip(26),), "dns-inject", "blocked", "dns", inject_to=ISP_NOTICE_IP),
     # A transparent proxy with a notice no signature knows, and only DoH as control: the host's https:// page
     # (verified TLS) is the reference.
     Scenario("proxy-notice", "http", (_ip(20),), "proxy-notice", "anomaly", "http", control="doh"),

@@ -47,6 +47,9 @@ class DnsZone:
     delay: float = 0.0
     queries: int = 0
     copies: dict[tuple[int, str], int] = field(default_factory=dict)  # for "rotate-slow": copies of a query seen
+    clients: set[tuple[str, int]] = field(default_factory=set)  # UDP source addresses that asked
+    in_flight: int = 0  # UDP queries received and not yet answered
+    max_in_flight: int = 0
 
     def lookup(self, name: str) -> DnsEntry:
         name = name.rstrip(".").lower()
@@ -125,7 +128,17 @@ async def _dns_udp_loop(zone: DnsZone, sock: Any, nursery: trio.Nursery) -> None
     with sock:
         while True:
             data, peer = await sock.recvfrom(4096)
-            nursery.start_soon(_dns_udp_answer, zone, sock, data, peer)
+            zone.clients.add(peer[:2])
+            nursery.start_soon(_dns_udp_counted, zone, sock, data, peer)
+
+
+async def _dns_udp_counted(zone: DnsZone, sock: Any, data: bytes, peer: Any) -> None:
+    zone.in_flight += 1
+    zone.max_in_flight = max(zone.max_in_flight, zone.in_flight)
+    try:
+        await _dns_udp_answer(zone, sock, data, peer)
+    finally:
+        zone.in_flight -= 1
 
 
 async def _dns_udp_answer(zone: DnsZone, sock: Any, data: bytes, peer: Any) -> None:

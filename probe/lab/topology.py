@@ -309,13 +309,15 @@ class Lab:
             for rule in rules:
                 self.ns(self.isp, *rule)
         targets = {s.host: s.inject_to for s in scenarios if s.censor == "inject-302" and s.inject_to}
-        if targets:
-            self._start_injector(targets)
+        dns_targets = {s.host: s.inject_to for s in scenarios if s.censor == "dns-inject" and s.inject_to}
+        if targets or dns_targets:
+            self._start_injector(targets, dns_targets)
 
-    def _start_injector(self, targets: dict[str, str]) -> None:
+    def _start_injector(self, targets: dict[str, str], dns_targets: dict[str, str]) -> None:
         ready = self.state / "injector.ready"
         path = self.state / "injector.json"
-        path.write_text(json.dumps({"iface": f"{self.prefix}-i0", "targets": targets, "ready": str(ready)}))
+        path.write_text(json.dumps({"iface": f"{self.prefix}-i0", "targets": targets, "forged_answers": dns_targets,
+                                    "resolvers": [DNS_IP], "ready": str(ready)}))
         pid = self._spawn("injector", self.isp, sys.executable, "-m", "probe.lab.injector", str(path))
         deadline = time.monotonic() + 10
         while not ready.exists():

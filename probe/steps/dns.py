@@ -1,15 +1,15 @@
 """DNS step: one query, one resolver, over UDP (TCP when the answer is truncated).
 
-After the first valid reply we keep the socket open for a short window: an on-path injector races the real
+After the first valid reply the query keeps listening for a short window: an on-path injector races the real
 resolver, so a censored name often gets two different replies. Both are recorded; the first one is what the
-rest of the measurement uses (as a browser would).
+rest of the measurement uses (as a browser would). The listening happens on the run's sockets to the resolver
+(dns_socket.py), so the URL does not wait for the window to pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +26,7 @@ import trio
 
 from ..failures import TIMEOUT, classify
 from ..models import DnsQuery
+from .dns_socket import DnsSockets, Exchange, ResolverSocket, question
 
 QueryType = Literal["A", "AAAA"]
 
@@ -34,7 +35,6 @@ _RCODE_FAILURE = {
     dns.rcode.SERVFAIL: "dns_servfail_error",
     dns.rcode.REFUSED: "dns_refused_error",
 }
-MAX_REPLY = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +114,29 @@ def parse_reply(reply: dns.message.Message, qtype: QueryType) -> dict:
     }
 
 
-def _matches(reply: dns.message.Message, query: dns.message.Message) -> bool:
-    return reply.id == query.id and reply.question == query.question
+@dataclass(frozen=True, slots=True, eq=False)
+class LateReplies:
+    """A query still listening for late replies on its resolver's socket, until `until` (trio time)."""
+
+    socket: ResolverSocket
+    exchange: Exchange
+    qtype: QueryType
+
+    @property
+    def until(self) -> float:
+        return self.exchange.listen_until
+
+    def settle(self, first: DnsQuery) -> DnsQuery:
+        """`first` with the replies heard within the window; stops listening."""
+        self.release()
+        late = []
+        for reply, t in self.exchange.late:
+            info = parse_reply(reply, self.qtype)
+            late.append({"answers": list(info["answers"]), "rcode": info["rcode"], "t": t})
+        return replace(first, late_answers=tuple(late))
+
+    def release(self) -> None:
+        self.socket.release(self.exchange)
 
 
 async def query(
@@ -123,86 +144,71 @@ async def query(
     hostname: str,
     qtype: QueryType,
     *,
+    sockets: DnsSockets,
     timeout: float,
     late_window: float,
     clock: Callable[[], float],
-    on_first: Callable[[DnsQuery], None] | None = None,
     slots: trio.CapacityLimiter | None = None,
-) -> DnsQuery:
-    """Ask `resolver`; call `on_first` with the first outcome; listen `late_window` more for duplicates.
+) -> tuple[DnsQuery, LateReplies | None]:
+    """Ask `resolver`; return the first outcome, and what keeps listening `late_window` more for duplicates.
 
-    `slots` bounds the queries awaiting a first reply from one resolver: a burst of a thousand queries would
-    overflow a home router's forwarder (or any UDP receive buffer) and turn into timeouts.
+    The query goes out of the run's socket to this resolver (see dns_socket.py); the caller settles the late
+    replies once the window has passed (`LateReplies.settle`) without waiting for it. `slots` bounds the
+    queries awaiting a first reply from one resolver: a burst of a thousand queries would overflow a home
+    router's forwarder (or any UDP receive buffer) and turn into timeouts.
     """
     base = DnsQuery(resolver=resolver.label, engine="udp", hostname=hostname, query_type=qtype, t0=clock())
-    msg = dns.message.make_query(hostname, qtype)
-    msg.id = random.randrange(65536)
-    wire = msg.to_wire()
-    family = socket.AF_INET6 if ":" in resolver.ip else socket.AF_INET
-    first: DnsQuery | None = None
-    late: list[dict] = []
     try:
-        sock = trio.socket.socket(family, socket.SOCK_DGRAM)
-    except OSError as e:
-        first = replace(base, failure=classify(e), t=clock())
-        if on_first:
-            on_first(first)
-        return first
-    with sock:
-        async with slots if slots is not None else contextlib.nullcontext():
-            base = replace(base, t0=clock())  # the wait for a slot is ours, not the network's
-            try:
-                await sock.connect((resolver.ip, resolver.port))
-                await sock.send(wire)
-                first = await _first_reply(sock, msg, base, qtype, timeout, clock, wire)
-            except OSError as e:
-                first = replace(base, failure=classify(e), t=clock())
-            if first.engine == "udp" and first.failure is None and first.rcode == "TRUNCATED":
-                first = await _tcp_retry(resolver, msg, base, qtype, timeout, clock)
-        if on_first:
-            on_first(first)
-        got_udp_reply = first.engine == "udp" and first.rcode is not None
-        if got_udp_reply and late_window > 0:
-            with trio.move_on_after(late_window):
-                while True:
-                    try:
-                        data = await sock.recv(MAX_REPLY)
-                    except OSError:
-                        break
-                    reply = _decode(data)
-                    if reply is not None and _matches(reply, msg):
-                        info = parse_reply(reply, qtype)
-                        late.append({"answers": list(info["answers"]), "rcode": info["rcode"], "t": clock()})
-    return replace(first, late_answers=tuple(late))
+        wanted = question(hostname, qtype)
+    except ValueError as e:
+        return replace(base, failure=f"unknown_failure: {e}", t=clock()), None
+    async with slots if slots is not None else contextlib.nullcontext():
+        base = replace(base, t0=clock())  # the wait for a slot is ours, not the network's
+        try:
+            rs = await sockets.get(resolver.ip, resolver.port)
+        except OSError as e:
+            return replace(base, failure=classify(e), t=clock()), None
+        exchange = rs.register(wanted, clock)
+        try:
+            first = await _first_reply(rs, exchange, base, qtype, timeout, clock)
+        except OSError as e:
+            first = replace(base, failure=classify(e), t=clock())
+        except BaseException:
+            rs.release(exchange)
+            raise
+    if first.rcode is not None and first.rcode != "TRUNCATED" and late_window > 0:
+        exchange.listen_until = exchange.answered_at + late_window
+        return first, LateReplies(rs, exchange, qtype)
+    rs.release(exchange)
+    if first.failure is None and first.rcode == "TRUNCATED":
+        first = await _tcp_retry(resolver, dns.message.make_query(hostname, qtype), base, qtype, timeout, clock)
+    return first, None
 
 
-def _decode(data: bytes) -> dns.message.Message | None:
-    try:
-        return dns.message.from_wire(data)
-    except (dns.exception.DNSException, ValueError):
-        return None  # garbage on the socket is not a reply; keep waiting for a real one
-
-
-async def _first_reply(sock, msg, base: DnsQuery, qtype: QueryType, timeout, clock, wire: bytes) -> DnsQuery:
+async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, qtype: QueryType, timeout,
+                       clock) -> DnsQuery:
     # One retransmission half-way: UDP loss on a home link is common and must not look like blocking.
+    wire = rs.wire(exchange)
     deadline = trio.current_time() + timeout
     resend_at = trio.current_time() + timeout / 2
+    await rs.send(wire)
     while True:
-        wait_until = resend_at if resend_at else deadline
-        with trio.move_on_at(wait_until):
-            data = await sock.recv(MAX_REPLY)
-            reply = _decode(data)
-            if reply is None or not _matches(reply, msg):
-                continue
-            if reply.flags & dns.flags.TC:
-                return replace(base, rcode="TRUNCATED", t=clock())
-            return replace(base, **parse_reply(reply, qtype), t=clock())
+        with trio.move_on_at(resend_at if resend_at else deadline):
+            await exchange.answered.wait()
+        if exchange.answered.is_set():
+            break
         if resend_at:
             resend_at = 0.0
-            await sock.send(wire)
+            await rs.send(wire)
             base = replace(base, retransmits=base.retransmits + 1)  # its answer may still come, late
             continue
         return replace(base, failure=TIMEOUT, t=clock())
+    if exchange.error is not None:
+        return replace(base, failure=classify(exchange.error), t=clock())
+    assert exchange.first is not None
+    if exchange.first.flags & dns.flags.TC:
+        return replace(base, rcode="TRUNCATED", t=clock())
+    return replace(base, **parse_reply(exchange.first, qtype), t=clock())
 
 
 async def _tcp_retry(resolver: Resolver, msg, base: DnsQuery, qtype: QueryType, timeout, clock) -> DnsQuery:

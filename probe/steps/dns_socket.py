@@ -1,0 +1,192 @@
+"""The run's UDP sockets to each resolver, and the tasks that read them.
+
+Listening for late (injected) replies used to keep a socket and a URL's slot for the whole window after the
+first answer. Here the queries to a resolver go out of one connected socket, and one task reads its replies,
+matching each to its query by id and question. A query stays registered after its first reply until its
+window has passed, so a late reply is still recorded against it while the URL that asked has moved on: the
+window holds neither a concurrency slot nor a file descriptor. Ids are unique among the registered queries
+of a socket, so a reply can only ever match the query it answers.
+
+A socket carries ROTATE_AFTER queries, then the next ones go out of a new one (a new random source port) while
+the old one drains: a forger off the path must guess the port as well as the 16-bit id, as with a socket per
+query, and the number of sockets stays small.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import random
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.message
+import trio
+
+MAX_REPLY = 65535
+_QTYPES = {"A": 1, "AAAA": 28}
+_HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+_RD = 0x0100
+ROTATE_AFTER = 256
+_ICMP_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+def question(hostname: str, qtype: str) -> bytes:
+    """The question section of a query for `hostname` (IDNA, as targets are normalised), lower-cased.
+
+    Written by hand: a query is a header and this, and building it through dnspython's message objects costs
+    more than everything else the query does.
+    """
+    labels = [label.encode("ascii") for label in hostname.rstrip(".").lower().split(".")]
+    if not all(0 < len(label) < 64 for label in labels) or sum(len(x) + 1 for x in labels) > 254:
+        raise ValueError(f"not a DNS name: {hostname!r}")
+    return b"".join(bytes([len(x)]) + x for x in labels) + b"\0" + struct.pack("!HH", _QTYPES[qtype], 1)
+
+
+def decode(data: bytes) -> dns.message.Message | None:
+    try:
+        return dns.message.from_wire(data)
+    except (dns.exception.DNSException, ValueError):
+        return None  # garbage on the socket is not a reply; keep waiting for a real one
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    """One query on a shared socket: its first reply, and the replies that follow within the window."""
+
+    id: int
+    question: bytes  # see question()
+    clock: Callable[[], float]  # the asking URL's clock, for the late replies' times
+    first: dns.message.Message | None = None
+    error: OSError | None = None  # the socket failed before a first reply (e.g. ICMP port unreachable)
+    answered: trio.Event = field(default_factory=trio.Event)
+    answered_at: float = 0.0  # trio time of the first reply
+    listen_until: float = math.inf  # trio time; late replies after it are not this query's concern
+    late: list[tuple[dns.message.Message, float]] = field(default_factory=list)  # (reply, URL clock)
+
+
+class ResolverSocket:
+    """The one connected UDP socket to a resolver, and its registered exchanges."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.exchanges: dict[int, Exchange] = {}
+        self.broken: OSError | None = None
+        self.asked = 0
+        self.retired = False  # no new queries; closed once the registered ones are released
+        self._sending = trio.StrictFIFOLock()  # trio lets only one task wait to write on a socket
+
+    def register(self, question: bytes, clock: Callable[[], float]) -> Exchange:
+        while True:
+            qid = random.randrange(65536)
+            if qid not in self.exchanges:
+                break
+        ex = Exchange(id=qid, question=question, clock=clock)
+        self.exchanges[qid] = ex
+        self.asked += 1
+        return ex
+
+    def release(self, ex: Exchange) -> None:
+        if self.exchanges.get(ex.id) is ex:
+            del self.exchanges[ex.id]
+        if self.retired and not self.exchanges:
+            self.sock.close()  # its reader ends (ClosedResourceError)
+
+    @staticmethod
+    def wire(ex: Exchange) -> bytes:
+        return _HEADER.pack(ex.id, _RD, 1, 0, 0, 0) + ex.question
+
+    async def send(self, wire: bytes) -> None:
+        async with self._sending:
+            await self.sock.send(wire)
+
+    async def serve(self) -> None:
+        while True:
+            try:
+                data = await self.sock.recv(MAX_REPLY)
+            except trio.ClosedResourceError:
+                return
+            except OSError as e:
+                # An error on a connected UDP socket (an ICMP unreachable) is the resolver's, so it is the
+                # outcome of every query still waiting for its first reply.
+                for ex in list(self.exchanges.values()):
+                    if ex.first is None and ex.error is None:
+                        ex.error = e
+                        ex.answered.set()
+                if e.errno in _ICMP_ERRNOS:
+                    continue
+                self.broken = e  # anything else ends this socket: the next query opens another
+                return
+            # The id and the question, compared as bytes (names case-insensitively) before any parsing.
+            found = self.exchanges.get(int.from_bytes(data[:2], "big")) if len(data) >= _HEADER.size else None
+            if (found is None or data[4:6] != b"\0\1"
+                    or data[12:12 + len(found.question)].lower() != found.question):
+                continue
+            reply = decode(data)
+            if reply is None:
+                continue
+            ex = found
+            if ex.first is None and ex.error is None:
+                ex.first = reply
+                ex.answered_at = trio.current_time()
+                ex.answered.set()
+            elif trio.current_time() <= ex.listen_until:
+                ex.late.append((reply, ex.clock()))
+
+
+class DnsSockets:
+    """The run's resolver sockets, opened on first use; their readers live in the run's nursery."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self._sockets: dict[tuple[str, int], ResolverSocket] = {}
+        self._retired: list[ResolverSocket] = []  # still draining
+        self._opening: dict[tuple[str, int], trio.Event] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls) -> AsyncIterator[DnsSockets]:
+        async with trio.open_nursery() as nursery:
+            sockets = cls(nursery)
+            try:
+                yield sockets
+            finally:
+                nursery.cancel_scope.cancel()
+                for s in [*sockets._sockets.values(), *sockets._retired]:
+                    s.sock.close()
+
+    async def get(self, ip: str, port: int) -> ResolverSocket:
+        """The socket to (ip, port); raises OSError when one cannot be opened (that query's failure)."""
+        key = (ip, port)
+        current = self._sockets.get(key)
+        if current is not None and current.broken is not None:
+            self._sockets.pop(key).sock.close()
+        elif current is not None and current.asked >= ROTATE_AFTER:
+            current.retired = True  # it drains its registered queries, then closes itself
+            del self._sockets[key]
+            if current.exchanges:
+                self._retired = [r for r in self._retired if r.exchanges] + [current]
+            else:
+                current.sock.close()
+        while key not in self._sockets:
+            if key in self._opening:
+                await self._opening[key].wait()
+                continue
+            self._opening[key] = trio.Event()
+            try:
+                sock = trio.socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    await sock.connect((ip, port))
+                except OSError:
+                    sock.close()
+                    raise
+                rs = ResolverSocket(sock)
+                self._sockets[key] = rs
+                self._nursery.start_soon(rs.serve)
+            finally:
+                self._opening.pop(key).set()
+        return self._sockets[key]
