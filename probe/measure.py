@@ -89,6 +89,9 @@ class _Acc:
     connected: list[str] = field(default_factory=list)  # probe-origin addresses that accepted TCP
     control_connected: list[str] = field(default_factory=list)  # control-origin addresses that accepted TCP
     outcomes: dict[str, trio.Event] = field(default_factory=dict)  # set once an address's TCP connect is over
+    # http:// only: the TCP step's open connections, for the GET through that address (one connection where a
+    # browser makes one); whatever no GET takes is closed when the URL's steps are done.
+    spare: dict[str, trio.SocketStream] = field(default_factory=dict)
 
     def outcome(self, ip: str) -> trio.Event:
         return self.outcomes.setdefault(ip, trio.Event())
@@ -174,13 +177,19 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
             if cfg.control and cfg.control.helper_url:
                 nursery.start_soon(_helper, cfg, target, public, acc)
 
-            async with trio.open_nursery() as connects:
-                for ip in public:
-                    connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
-                connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
-                for chain, addrs in paths:
-                    connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public], acc, clock)
-            await _self_controls(cfg, target, paths, acc, clock)
+            try:
+                async with trio.open_nursery() as connects:
+                    for ip in public:
+                        connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
+                    connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
+                    for chain, addrs in paths:
+                        connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public],
+                                            acc, clock)
+                await _self_controls(cfg, target, paths, acc, clock)
+            finally:
+                spare, acc.spare = acc.spare, {}
+                for stream in spare.values():
+                    await trio.aclose_forcefully(stream)
     except BaseException:
         for _, pending in acc.late:  # cut short: nobody will settle these
             pending.release()
@@ -228,8 +237,10 @@ async def _fetch_path(cfg: MeasureConfig, target: Target, chain: str, addrs: lis
 
 async def _fetch(cfg: MeasureConfig, url: str, target: Target, ip: str, acc: _Acc, clock,
                  chain: str) -> tuple[HttpHop, ...]:
+    first = acc.spare.pop(ip) if url == target.url and ip in acc.spare else None
     return await http.fetch(
-        url, hostname=target.hostname, ip=ip, resolve=lambda name: _resolve_for_redirect(cfg, acc, name, clock),
+        url, hostname=target.hostname, ip=ip, connection=first,
+        resolve=lambda name: _resolve_for_redirect(cfg, acc, name, clock),
         policy=cfg.policy, contexts=cfg.contexts, timeout=cfg.timeout, body_cap=cfg.body_cap,
         max_redirects=cfg.max_redirects, clock=clock, chain=chain)
 
@@ -330,7 +341,10 @@ async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal[
     if stream is None:
         return
     if target.scheme != "https":
-        await stream.aclose()
+        if ip in acc.spare:  # (an address both our DNS and the control's gave: connected twice)
+            await stream.aclose()
+        else:
+            acc.spare[ip] = stream
         return
 
     async def reconnect():

@@ -1,9 +1,11 @@
 """HTTP step: GET the URL through the address the probe measured, following redirects hop by hop.
 
-httpx would resolve names itself; the network backend below is the seam where each connection is pinned to an
-address we resolved and checked, while Host, SNI and certificate checks still use the name. Redirects are
-followed by hand so every hop is recorded, and a redirect never leads the probe to a non-public address or a
-non-HTTP scheme. Bodies are read raw and decompressed with a bound, so a gzip bomb costs at most the cap.
+Each connection goes to an address we resolved and checked, while Host, SNI and certificate checks use the
+name. Redirects are followed by hand so every hop is recorded, and a redirect never leads the probe to a
+non-public address or a non-HTTP scheme. Bodies are read raw and decompressed with a bound, so a gzip bomb
+costs at most the cap. The requests are HTTP/1.1 over h11 (the parser httpx itself uses): one GET needs no
+client, pool or URL model, and through httpx those cost more CPU than the rest of the URL's measurement.
+A chain keeps its connections alive between hops to the same origin, as a browser does.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import re
 import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-import httpcore
-import httpx
+import h11
 import trio
 
 from ..failures import TIMEOUT, classify
@@ -41,32 +42,6 @@ _CHARSET = re.compile(r"charset=[\"']?([\w.:-]+)", re.IGNORECASE)
 
 # Resolves a redirect target's name: (failure or None, addresses).
 Resolve = Callable[[str], Awaitable[tuple[str | None, list[str]]]]
-
-
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Dial the address recorded for each host name; refuse names we did not resolve ourselves."""
-
-    def __init__(self, addresses: dict[str, str]) -> None:
-        self.addresses = addresses
-        self._trio = _trio_backend()
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        ip = self.addresses.get(host)
-        if ip is None:
-            raise httpcore.ConnectError(f"no measured address for {host}")
-        return await self._trio.connect_tcp(ip, port, timeout, local_address, socket_options)
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise httpcore.ConnectError("unix sockets are not measured")
-
-    async def sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-
-def _trio_backend() -> httpcore.AsyncNetworkBackend:
-    from httpcore._backends.trio import TrioBackend  # not re-exported by httpcore
-
-    return TrioBackend()
 
 
 class BoundedDecoder:
@@ -109,7 +84,38 @@ def extract_title(body: bytes, content_type: str | None) -> str | None:
     return " ".join(text.split())[:TITLE_LIMIT] or None
 
 
-async def _hop(client: httpx.AsyncClient, url: str, ip: str, *, timeout: float, body_cap: int,
+_ERRORS = (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, zlib.error,
+           UnicodeError)
+# Characters left as they are in a request target; anything else is percent-encoded (as browsers and httpx do).
+_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
+_SAFE_QUERY = _SAFE_PATH + "?"
+
+
+@dataclass(slots=True)
+class _Conn:
+    stream: trio.abc.Stream
+    h11: h11.Connection
+
+
+class _Origins:
+    """The kept-alive connections of one chain, by (scheme, host, port); each pinned to its measured address."""
+
+    def __init__(self, contexts: TlsContexts) -> None:
+        self.contexts = contexts
+        self.idle: dict[tuple[str, str, int], _Conn] = {}
+
+    async def aclose(self) -> None:
+        idle, self.idle = self.idle, {}
+        for conn in idle.values():
+            await trio.aclose_forcefully(conn.stream)
+
+
+def _request_target(parts: urllib.parse.SplitResult) -> str:
+    path = urllib.parse.quote(parts.path or "/", safe=_SAFE_PATH)
+    return path + (f"?{urllib.parse.quote(parts.query, safe=_SAFE_QUERY)}" if parts.query else "")
+
+
+async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap: int,
                clock: Callable[[], float], chain: str) -> HttpHop:
     t0 = clock()
     status: int | None = None
@@ -117,36 +123,81 @@ async def _hop(client: httpx.AsyncClient, url: str, ip: str, *, timeout: float, 
     body = bytearray()
     truncated = False
     failure: str | None = None
-    phase: list[str] = ["http"]  # a kept-alive connection goes straight to the request
+    phase = "http"  # a kept-alive connection goes straight to the request; a failure belongs to its step
 
-    async def trace(event: str, info: dict[str, Any]) -> None:
-        # httpcore tells where it is; a failure belongs to the step it interrupted.
-        if event == "connection.connect_tcp.started":
-            phase[0] = "tcp"
-        elif event == "connection.connect_tcp.complete":
-            phase[0] = "tls" if url.lower().startswith("https:") else "http"
-        elif event == "connection.start_tls.complete":
-            phase[0] = "http"
-
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if not host.isascii():
+        host = normalise(url).hostname  # IDNA, as DNS and SNI saw it (the chain's URLs are already normalised)
+    port = parts.port or (443 if scheme == "https" else 80)
+    origin = (scheme, host, port)
+    authority = f"[{host}]" if ":" in host else host
+    default_port = port == (443 if scheme == "https" else 80)
+    request = h11.Request(method="GET", target=_request_target(parts), headers=[
+        ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
+        ("Connection", "keep-alive")])
+    conn: _Conn | None = None
     with trio.move_on_after(timeout) as scope:
+        kept = origins.idle.pop(origin, None)
         try:
-            resp = await client.send(client.build_request("GET", url, extensions={"trace": trace}), stream=True)
-            try:
-                status = resp.status_code
-                headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in resp.headers.raw)
-                decoder = BoundedDecoder(resp.headers.get("content-encoding"))
-                async for chunk in resp.aiter_raw():
-                    body += decoder.feed(chunk, body_cap + 1 - len(body))
-                    if len(body) > body_cap:
-                        truncated = True
-                        del body[body_cap:]
-                        break
-            finally:
-                await resp.aclose()
-        except httpx.InvalidURL as e:  # a URL httpx cannot send (it raises this outside HTTPError)
-            failure = f"unknown_failure: invalid URL: {e}"[:300]
-        except (httpx.HTTPError, httpcore.NetworkError, OSError, zlib.error, trio.BrokenResourceError) as e:
-            failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
+            for conn in (kept, None) if kept is not None else (None,):
+                received = False
+                try:
+                    if conn is None:
+                        phase = "tcp"
+                        conn = _Conn(await trio.open_tcp_stream(ip, port), h11.Connection(h11.CLIENT))
+                        if scheme == "https":
+                            phase = "tls"
+                            conn.stream = trio.SSLStream(conn.stream, origins.contexts.http, server_hostname=host,
+                                                         https_compatible=True)
+                            await conn.stream.do_handshake()
+                        phase = "http"
+                    await conn.stream.send_all(conn.h11.send(request) + (conn.h11.send(h11.EndOfMessage()) or b""))
+                    decoder: BoundedDecoder | None = None
+                    while True:
+                        event = conn.h11.next_event()
+                        if event is h11.NEED_DATA:
+                            chunk = await conn.stream.receive_some(65536)
+                            if not chunk and status is None:
+                                raise EOFError("the server closed the connection before answering")
+                            received = True
+                            conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
+                        elif isinstance(event, h11.Response):
+                            status = event.status_code
+                            headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+                                            for k, v in event.headers)
+                            decoder = BoundedDecoder(dict(headers).get("content-encoding"))
+                        elif isinstance(event, h11.Data):
+                            assert decoder is not None
+                            body += decoder.feed(event.data, body_cap + 1 - len(body))
+                            if len(body) > body_cap:
+                                truncated = True
+                                del body[body_cap:]
+                                break
+                        elif isinstance(event, h11.EndOfMessage):
+                            break
+                        elif isinstance(event, h11.ConnectionClosed):
+                            raise EOFError("the server closed the connection before answering")
+                    if not truncated and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+                        conn.h11.start_next_cycle()
+                        origins.idle[origin] = conn  # for the next hop to this origin
+                        conn = None
+                except _ERRORS as e:
+                    if conn is not None:
+                        await trio.aclose_forcefully(conn.stream)
+                    if conn is kept and not received and not isinstance(e, zlib.error):
+                        # A kept connection (or the TCP step's) that fails before a byte of the reply may just
+                        # have been closed by the server meanwhile: once more, on a new connection.
+                        conn = None
+                        continue
+                    conn = None
+                    failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
+                break
+        finally:
+            if conn is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(conn.stream)
     if scope.cancelled_caught:
         failure = TIMEOUT
     hdr = dict(headers)
@@ -154,7 +205,7 @@ async def _hop(client: httpx.AsyncClient, url: str, ip: str, *, timeout: float, 
     return HttpHop(
         url=url,
         chain=chain,
-        failed_step=(phase[0] if status is None else "http") if failure else None,
+        failed_step=(phase if status is None else "http") if failure else None,
         ip=ip,
         status=status,
         headers=headers,
@@ -175,6 +226,7 @@ async def fetch(
     *,
     hostname: str,
     ip: str,
+    connection: trio.abc.Stream | None = None,
     resolve: Resolve,
     policy: NetPolicy,
     contexts: TlsContexts,
@@ -184,18 +236,20 @@ async def fetch(
     clock: Callable[[], float],
     chain: str = "",
 ) -> tuple[HttpHop, ...]:
+    """Every hop of `url`'s redirect chain; `connection`: an open stream to `ip` for the first hop (the TCP
+    step's), used as a kept-alive one."""
     addresses = {hostname: ip}
-    transport = httpx.AsyncHTTPTransport(verify=contexts.http)
-    # httpx has no public hook for the network backend; its pool is the documented httpcore one.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=contexts.http, network_backend=PinnedBackend(addresses), max_connections=4
-    )
+    origins = _Origins(contexts)
+    if connection is not None:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        origins.idle[(scheme, hostname, parts.port or (443 if scheme == "https" else 80))] = _Conn(
+            connection, h11.Connection(h11.CLIENT))
     hops: list[HttpHop] = []
-    async with httpx.AsyncClient(transport=transport, headers=BROWSER_HEADERS, follow_redirects=False,
-                                 timeout=timeout) as client:
+    try:
         current, host = url, hostname
         while True:
-            hop = await _hop(client, current, addresses[host], timeout=timeout, body_cap=body_cap, clock=clock,
+            hop = await _hop(origins, current, addresses[host], timeout=timeout, body_cap=body_cap, clock=clock,
                              chain=chain)
             hops.append(hop)
             if hop.failure or hop.status not in REDIRECT_STATUSES or not hop.location:
@@ -211,6 +265,9 @@ async def fetch(
                     hops[-1] = replace(hop, stopped=stop)
                 break
             current = nxt
+    finally:
+        with trio.CancelScope(shield=True):
+            await origins.aclose()
     return tuple(hops)
 
 

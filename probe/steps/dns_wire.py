@@ -1,0 +1,135 @@
+"""Reading a DNS reply's answer section straight from the wire.
+
+A measured query only needs the reply's rcode, its TC flag, the addresses of the asked type, the CNAME chain
+and the smallest TTL. Building dnspython's message objects for that cost more CPU than everything else the
+query does, so the common reply (no additional records, plain host names) is read here, giving exactly what
+dns.parse_reply gives from dnspython's message (tests/test_dns_wire.py compares the two on generated replies);
+anything unusual returns None and is read by dnspython instead.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+_HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+_RR = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
+_TC = 0x0200
+_A, _CNAME, _SOA, _AAAA = 1, 5, 6, 28
+_WANT = {"A": _A, "AAAA": _AAAA}
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+_FAILURES = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error", "REFUSED": "dns_refused_error"}
+# Label bytes dnspython writes as they are in a name's text (anything else it escapes).
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
+
+
+class _Unusual(Exception):
+    """Something this reader leaves to dnspython."""
+
+
+def _name(data: bytes, pos: int) -> tuple[tuple[bytes, ...], int]:
+    """The labels of the name at `pos` (compression pointers followed), and the offset after it."""
+    labels: list[bytes] = []
+    end = -1
+    jumps = 0
+    length = 1
+    while True:
+        if pos >= len(data):
+            raise _Unusual
+        size = data[pos]
+        if size >= 0xC0:
+            if pos + 1 >= len(data) or jumps > 32:
+                raise _Unusual
+            if end < 0:
+                end = pos + 2
+            pos = ((size & 0x3F) << 8) | data[pos + 1]
+            jumps += 1
+        elif size >= 0x40:
+            raise _Unusual  # extended label types: obsolete
+        elif size == 0:
+            return tuple(labels), (end if end >= 0 else pos + 1)
+        else:
+            label = data[pos + 1:pos + 1 + size]
+            if len(label) < size or not _PLAIN.issuperset(label):
+                raise _Unusual
+            labels.append(label)
+            length += 1 + size
+            if length > 255:
+                raise _Unusual
+            pos += 1 + size
+
+
+def read_reply(data: bytes, qtype: str) -> tuple[dict[str, Any], bool] | None:
+    """(what dns.parse_reply returns, the TC flag) for a plain reply; None for one dnspython must read."""
+    try:
+        return _read(data, _WANT[qtype])
+    except (_Unusual, struct.error, IndexError, ValueError, OSError):
+        return None
+
+
+def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
+    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    rcode = _RCODES.get(flags & 0xF)
+    if rcode is None or arcount or qdcount != 1 or flags & 0x7800:  # EDNS, odd opcodes: dnspython's
+        raise _Unusual
+    _, pos = _name(data, _HEADER.size)
+    pos += 4  # QTYPE, QCLASS
+    # dnspython gathers records into RRsets by owner and type, in order of first appearance, without duplicates.
+    rrsets: dict[tuple[tuple[bytes, ...], int], list[str]] = {}
+    ttls: dict[tuple[tuple[bytes, ...], int], int] = {}
+    for _ in range(ancount):
+        owner, pos = _name(data, pos)
+        rtype, rclass, ttl, size = _RR.unpack_from(data, pos)
+        pos += _RR.size
+        rdata = data[pos:pos + size]
+        if len(rdata) < size or rclass != 1:
+            raise _Unusual
+        if rtype == want == _A and size == 4:
+            text = socket.inet_ntop(socket.AF_INET, rdata)
+        elif rtype == want == _AAAA and size == 16:
+            text = _ipv6(rdata)
+        elif rtype == _CNAME:
+            labels, after = _name(data, pos)
+            if after != pos + size:
+                raise _Unusual
+            text = ".".join(label.decode("ascii") for label in labels)
+        else:
+            raise _Unusual  # another type, or a malformed address: dnspython decides what it is
+        pos += size
+        key = (tuple(label.lower() for label in owner), rtype)
+        if rtype == _CNAME:
+            rrsets[key] = [text]  # a singleton type: a second CNAME replaces the first, as in dnspython
+        elif text not in (records := rrsets.setdefault(key, [])):
+            records.append(text)
+        ttls[key] = min(ttl, ttls.get(key, ttl))
+    for _ in range(nscount):  # the SOA of a negative answer; nothing else is read here
+        _, pos = _name(data, pos)
+        rtype, rclass, ttl, size = _RR.unpack_from(data, pos)
+        pos += _RR.size
+        if rtype != _SOA or rclass != 1:
+            raise _Unusual
+        _, after = _name(data, pos)
+        _, after = _name(data, after)
+        if after + 20 != pos + size:
+            raise _Unusual
+        pos += size
+    if pos != len(data):
+        raise _Unusual  # trailing bytes, or a record cut short
+    answers = [a for (_, t), records in rrsets.items() if t == want for a in records]
+    cnames = [c for (_, t), records in rrsets.items() if t == _CNAME for c in records]
+    want_ttls = [ttl for (_, t), ttl in ttls.items() if t == want]
+    failure = _FAILURES.get(rcode)
+    if failure is None and rcode != "NOERROR":
+        failure = f"unknown_failure: dns rcode {rcode}"
+    if failure is None and not answers:
+        failure = "dns_no_answer"
+    info = {"answers": tuple(answers), "cnames": tuple(cnames), "ttl": min(want_ttls) if want_ttls else None,
+            "rcode": rcode, "failure": failure}
+    return info, bool(flags & _TC)
+
+
+def _ipv6(raw: bytes) -> str:
+    import dns.ipv6  # already loaded by dnspython's rdata types; imported here to keep this module light
+
+    return dns.ipv6.inet_ntoa(raw)
