@@ -18,7 +18,7 @@ from probe import failures, open_db, read_inputs, run_async, storage
 from probe.analysis import facts, rules
 from probe.control.helper_server import serve_forever
 from probe.lab.servers import DnsEntry, DnsZone, Site, serve_dns
-from probe.steps import dns, tcp, tls
+from probe.steps import dns_wire, tcp, tls
 from tests.control_world import SCENARIOS, _url, control_options
 
 DF_007 = {
@@ -62,7 +62,7 @@ def test_the_code_holds_oonis_list() -> None:
 
 
 def test_every_failure_constant_in_the_code_is_oonis() -> None:
-    produced = {*failures._ERRNO.values(), *dns._RCODE_FAILURE.values(), failures.TIMEOUT}
+    produced = {*failures._ERRNO.values(), *dns_wire.FAILURES.values(), failures.TIMEOUT}
     compared = {*tcp.UNREACHABLE, *facts.DNS_LOOKUP_FAILURES, *rules._INTERFERENCE,
                 *tls.INTERFERENCE_FAILURES, *tls.CERT_FAILURES}
     assert produced - DF_007 == set()

@@ -23,6 +23,8 @@ from ..failures import TIMEOUT, classify, from_helper_dns
 from ..models import ControlResult, DnsQuery, Target
 from ..netpolicy import is_ip_literal
 from ..steps.dns import parse_reply
+from ..steps.dns_socket import question
+from ..steps.dns_wire import read_reply
 from ..steps.http import BROWSER_HEADERS
 from .transport import ReplyTooLarge, ServiceClient
 
@@ -92,14 +94,16 @@ class ControlClient:
                         clock: Callable[[], float]) -> DnsQuery:
         base = DnsQuery(resolver=f"doh:{url}", engine="doh", hostname=hostname, query_type=qtype, control=True,
                         t0=clock())
-        msg = dns.message.make_query(hostname, qtype)
-        msg.id = 0  # RFC 8484 §4.1: id 0 keeps answers cacheable
         try:
+            # Id 0 keeps answers cacheable (RFC 8484 §4.1); recursion desired, one question.
+            wire = b"\0\0\1\0\0\1\0\0\0\0\0\0" + question(hostname, qtype)
             with trio.fail_after(self.timeout):
-                resp = await self.doh[url].post(msg.to_wire(), "application/dns-message",
-                                                accept="application/dns-message")
+                resp = await self.doh[url].post(wire, "application/dns-message", accept="application/dns-message")
             if resp.status != 200:
                 return replace(base, failure=f"unknown_failure: DoH HTTP status {resp.status}", t=clock())
+            fast = read_reply(resp.body, qtype)
+            if fast is not None:
+                return replace(base, **fast[0], t=clock())
             reply = dns.message.from_wire(resp.body)
         except trio.TooSlowError:
             return replace(base, failure=TIMEOUT, t=clock())

@@ -202,7 +202,7 @@ def _raw_reply(q: dict[str, Any], qtype: str) -> dict[str, Any] | None:
     if not raw or qtype not in ("A", "AAAA"):
         return None
     try:
-        return parse_reply(dns.message.from_wire(base64.b64decode(raw)), qtype)  # type: ignore[arg-type]
+        return parse_reply(dns.message.from_wire(base64.b64decode(raw)), qtype)
     except (ValueError, dns.exception.DNSException):
         return None
 

@@ -27,14 +27,10 @@ import trio
 from ..failures import TIMEOUT, classify
 from ..models import DnsQuery
 from .dns_socket import DnsSockets, Exchange, ResolverSocket, question
+from .dns_wire import parse_reply
 
 QueryType = Literal["A", "AAAA"]
 
-_RCODE_FAILURE = {
-    dns.rcode.NXDOMAIN: "dns_nxdomain_error",
-    dns.rcode.SERVFAIL: "dns_servfail_error",
-    dns.rcode.REFUSED: "dns_refused_error",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,33 +83,6 @@ def system_resolver(path: str | None = None) -> Resolver | None:
     return None
 
 
-def parse_reply(reply: dns.message.Message, qtype: QueryType) -> dict:
-    """Addresses, CNAME chain, minimum TTL and rcode of a reply; failure when there is no usable answer."""
-    want = dns.rdatatype.from_text(qtype)
-    answers: list[str] = []
-    cnames: list[str] = []
-    ttls: list[int] = []
-    for rrset in reply.answer:
-        if rrset.rdtype == want:
-            answers.extend(r.to_text() for r in rrset)
-            ttls.append(rrset.ttl)
-        elif rrset.rdtype == dns.rdatatype.CNAME:
-            cnames.extend(r.to_text().rstrip(".") for r in rrset)
-    rcode = reply.rcode()
-    failure = _RCODE_FAILURE.get(rcode)
-    if failure is None and rcode != dns.rcode.NOERROR:
-        failure = f"unknown_failure: dns rcode {dns.rcode.to_text(rcode)}"
-    if failure is None and not answers:
-        failure = "dns_no_answer"
-    return {
-        "answers": tuple(answers),
-        "cnames": tuple(cnames),
-        "ttl": min(ttls) if ttls else None,
-        "rcode": dns.rcode.to_text(rcode),
-        "failure": failure,
-    }
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class LateReplies:
     """A query still listening for late replies on its resolver's socket, until `until` (trio time)."""
@@ -129,10 +98,7 @@ class LateReplies:
     def settle(self, first: DnsQuery) -> DnsQuery:
         """`first` with the replies heard within the window; stops listening."""
         self.release()
-        late = []
-        for reply, t in self.exchange.late:
-            info = parse_reply(reply, self.qtype)
-            late.append({"answers": list(info["answers"]), "rcode": info["rcode"], "t": t})
+        late = [{"answers": list(info["answers"]), "rcode": info["rcode"], "t": t} for info, t in self.exchange.late]
         return replace(first, late_answers=tuple(late))
 
     def release(self) -> None:
@@ -168,7 +134,7 @@ async def query(
             rs = await sockets.get(resolver.ip, resolver.port)
         except OSError as e:
             return replace(base, failure=classify(e), t=clock()), None
-        exchange = rs.register(wanted, clock)
+        exchange = rs.register(wanted, qtype, clock)
         try:
             first = await _first_reply(rs, exchange, base, qtype, timeout, clock)
         except OSError as e:
@@ -206,9 +172,10 @@ async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, q
     if exchange.error is not None:
         return replace(base, failure=classify(exchange.error), t=clock())
     assert exchange.first is not None
-    if exchange.first.flags & dns.flags.TC:
+    info, truncated = exchange.first
+    if truncated:
         return replace(base, rcode="TRUNCATED", t=clock())
-    return replace(base, **parse_reply(exchange.first, qtype), t=clock())
+    return replace(base, **info, t=clock())
 
 
 async def _tcp_retry(resolver: Resolver, msg, base: DnsQuery, qtype: QueryType, timeout, clock) -> DnsQuery:

@@ -22,16 +22,18 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
-import dns.exception
-import dns.message
 import trio
+
+from .dns_wire import read
 
 MAX_REPLY = 65535
 _QTYPES = {"A": 1, "AAAA": 28}
 _HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
 _RD = 0x0100
 ROTATE_AFTER = 256
+Reply = tuple[dict[str, Any], bool]  # what a reply says (dns_wire.read), and its TC flag
 _ICMP_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
 
@@ -47,26 +49,20 @@ def question(hostname: str, qtype: str) -> bytes:
     return b"".join(bytes([len(x)]) + x for x in labels) + b"\0" + struct.pack("!HH", _QTYPES[qtype], 1)
 
 
-def decode(data: bytes) -> dns.message.Message | None:
-    try:
-        return dns.message.from_wire(data)
-    except (dns.exception.DNSException, ValueError):
-        return None  # garbage on the socket is not a reply; keep waiting for a real one
-
-
 @dataclass(slots=True, eq=False)
 class Exchange:
     """One query on a shared socket: its first reply, and the replies that follow within the window."""
 
     id: int
     question: bytes  # see question()
+    qtype: str
     clock: Callable[[], float]  # the asking URL's clock, for the late replies' times
-    first: dns.message.Message | None = None
+    first: Reply | None = None
     error: OSError | None = None  # the socket failed before a first reply (e.g. ICMP port unreachable)
     answered: trio.Event = field(default_factory=trio.Event)
     answered_at: float = 0.0  # trio time of the first reply
     listen_until: float = math.inf  # trio time; late replies after it are not this query's concern
-    late: list[tuple[dns.message.Message, float]] = field(default_factory=list)  # (reply, URL clock)
+    late: list[tuple[dict[str, Any], float]] = field(default_factory=list)  # (what it says, URL clock)
 
 
 class ResolverSocket:
@@ -80,12 +76,12 @@ class ResolverSocket:
         self.retired = False  # no new queries; closed once the registered ones are released
         self._sending = trio.StrictFIFOLock()  # trio lets only one task wait to write on a socket
 
-    def register(self, question: bytes, clock: Callable[[], float]) -> Exchange:
+    def register(self, question: bytes, qtype: str, clock: Callable[[], float]) -> Exchange:
         while True:
             qid = random.randrange(65536)
             if qid not in self.exchanges:
                 break
-        ex = Exchange(id=qid, question=question, clock=clock)
+        ex = Exchange(id=qid, question=question, qtype=qtype, clock=clock)
         self.exchanges[qid] = ex
         self.asked += 1
         return ex
@@ -126,7 +122,7 @@ class ResolverSocket:
             if (found is None or data[4:6] != b"\0\1"
                     or data[12:12 + len(found.question)].lower() != found.question):
                 continue
-            reply = decode(data)
+            reply = read(data, found.qtype)
             if reply is None:
                 continue
             ex = found
@@ -135,7 +131,7 @@ class ResolverSocket:
                 ex.answered_at = trio.current_time()
                 ex.answered.set()
             elif trio.current_time() <= ex.listen_until:
-                ex.late.append((reply, ex.clock()))
+                ex.late.append((reply[0], ex.clock()))
 
 
 class DnsSockets:

@@ -1,10 +1,9 @@
-"""Reading a DNS reply's answer section straight from the wire.
+"""What a DNS reply says, for a measured query: rcode, TC flag, addresses of the asked type, CNAMEs, TTL.
 
-A measured query only needs the reply's rcode, its TC flag, the addresses of the asked type, the CNAME chain
-and the smallest TTL. Building dnspython's message objects for that cost more CPU than everything else the
-query does, so the common reply (no additional records, plain host names) is read here, giving exactly what
-dns.parse_reply gives from dnspython's message (tests/test_dns_wire.py compares the two on generated replies);
-anything unusual returns None and is read by dnspython instead.
+Building dnspython's message objects costs more CPU than everything else a query does, so the common reply
+(plain host names, no additional records) is read straight from the wire by `read_reply`, giving exactly what
+`parse_reply` gives from dnspython's message (tests/test_dns_wire.py compares the two on generated replies);
+anything unusual is left to dnspython (`read`).
 """
 
 from __future__ import annotations
@@ -13,13 +12,20 @@ import socket
 import struct
 from typing import Any
 
+import dns.exception
+import dns.flags
+import dns.ipv6
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
 _HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
 _RR = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
 _TC = 0x0200
 _A, _CNAME, _SOA, _AAAA = 1, 5, 6, 28
 _WANT = {"A": _A, "AAAA": _AAAA}
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-_FAILURES = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error", "REFUSED": "dns_refused_error"}
+FAILURES = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error", "REFUSED": "dns_refused_error"}
 # Label bytes dnspython writes as they are in a name's text (anything else it escapes).
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
 
@@ -119,7 +125,7 @@ def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
     answers = [a for (_, t), records in rrsets.items() if t == want for a in records]
     cnames = [c for (_, t), records in rrsets.items() if t == _CNAME for c in records]
     want_ttls = [ttl for (_, t), ttl in ttls.items() if t == want]
-    failure = _FAILURES.get(rcode)
+    failure = FAILURES.get(rcode)
     if failure is None and rcode != "NOERROR":
         failure = f"unknown_failure: dns rcode {rcode}"
     if failure is None and not answers:
@@ -130,6 +136,43 @@ def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
 
 
 def _ipv6(raw: bytes) -> str:
-    import dns.ipv6  # already loaded by dnspython's rdata types; imported here to keep this module light
+    return dns.ipv6.inet_ntoa(raw)  # dnspython's text for an AAAA record
 
-    return dns.ipv6.inet_ntoa(raw)
+
+def read(data: bytes, qtype: str) -> tuple[dict[str, Any], bool] | None:
+    """(what the reply says, its TC flag); None for bytes that are no DNS message."""
+    fast = read_reply(data, qtype)
+    if fast is not None:
+        return fast
+    try:
+        msg = dns.message.from_wire(data)
+    except (dns.exception.DNSException, ValueError):
+        return None  # garbage on the socket is not a reply; keep waiting for a real one
+    return parse_reply(msg, qtype), bool(msg.flags & dns.flags.TC)
+
+
+def parse_reply(reply: dns.message.Message, qtype: str) -> dict[str, Any]:
+    """Addresses, CNAME chain, minimum TTL and rcode of a reply; failure when there is no usable answer."""
+    want = dns.rdatatype.from_text(qtype)
+    answers: list[str] = []
+    cnames: list[str] = []
+    ttls: list[int] = []
+    for rrset in reply.answer:
+        if rrset.rdtype == want:
+            answers.extend(r.to_text() for r in rrset)
+            ttls.append(rrset.ttl)
+        elif rrset.rdtype == dns.rdatatype.CNAME:
+            cnames.extend(r.to_text().rstrip(".") for r in rrset)
+    rcode = reply.rcode()
+    failure = FAILURES.get(dns.rcode.to_text(rcode))
+    if failure is None and rcode != dns.rcode.NOERROR:
+        failure = f"unknown_failure: dns rcode {dns.rcode.to_text(rcode)}"
+    if failure is None and not answers:
+        failure = "dns_no_answer"
+    return {
+        "answers": tuple(answers),
+        "cnames": tuple(cnames),
+        "ttl": min(ttls) if ttls else None,
+        "rcode": dns.rcode.to_text(rcode),
+        "failure": failure,
+    }
