@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import errno
 import ssl
+import sys
 from collections.abc import Iterator
+from typing import Any
 
-import httpx
 import trio
 
 # The failures OONI Probe (engine and Measurement Kit) emits today, as df-007 lists them.
@@ -140,10 +141,13 @@ def classify(exc: BaseException) -> str:
                 return f"{LOCAL_PREFIX}: {errno.errorcode.get(e.errno, e.errno)}"
             if e.errno in _ERRNO:
                 return _ERRNO[e.errno]
+    # httpx (list downloads, the vantage lookup) is imported only where it is used: if it is not loaded, none
+    # of its exceptions exist.
+    httpx: Any = sys.modules.get("httpx")
     for e in _chain(exc):
-        if isinstance(e, trio.TooSlowError | httpx.TimeoutException | TimeoutError):
+        if isinstance(e, trio.TooSlowError | TimeoutError) or (httpx and isinstance(e, httpx.TimeoutException)):
             return TIMEOUT
-        if isinstance(e, httpx.RemoteProtocolError) and "without sending" in str(e):
+        if httpx and isinstance(e, httpx.RemoteProtocolError) and "without sending" in str(e):
             # h11 only says it in words; the condition is a peer that closed before answering.
             return "eof_error"
         if isinstance(e, trio.BrokenResourceError | trio.ClosedResourceError | EOFError):

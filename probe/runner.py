@@ -26,11 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlite_utils
 import trio
 
-from . import __version__, storage, vantage
+from . import __version__, storage
 from .analysis import RULES_VERSION, Matcher
 from .control.client import DEFAULT_DOH, ControlClient
 from .measure import MeasureConfig
@@ -246,9 +245,8 @@ async def run_async(
                 emit(json_line(row))
         return rows
 
-    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as vantage_http, \
-            ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
-                               timeout=opts.dns_timeout) as control_client, \
+    async with ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
+                                  timeout=opts.dns_timeout) as control_client, \
             DnsSockets.open() as dns_sockets:
         control = control_client if (doh or helper) else None
         cfg = MeasureConfig(
@@ -260,8 +258,7 @@ async def run_async(
         # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
         known = resumed and (storage.run_row(db, run_id) or {}).get("vantage_asn") is not None
         if opts.ip_service and resolvers and not known:
-            v = await vantage.lookup(vantage_http, opts.ip_service, resolvers[0], timeout=opts.dns_timeout)
-            storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
+            await _lookup_vantage(db, run_id, opts, resolvers[0], contexts)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
         stop = trio.CancelScope()
 
@@ -338,6 +335,18 @@ async def run_async(
     summary.run_total = run.get("url_count") or 0
     summary.wall_s = time.monotonic() - started
     return summary
+
+
+async def _lookup_vantage(db: sqlite_utils.Database, run_id: int, opts: RunOptions, resolver: dns.Resolver,
+                          contexts: TlsContexts) -> None:
+    import httpx  # for this one request only: a run without it starts faster
+
+    from . import vantage
+
+    assert opts.ip_service is not None
+    async with httpx.AsyncClient(verify=contexts.http, timeout=opts.timeout) as client:
+        v = await vantage.lookup(client, opts.ip_service, resolver, timeout=opts.dns_timeout)
+    storage.set_vantage(db, run_id, v.asn, v.network, v.country, v.failure)
 
 
 def _disk_low(opts: RunOptions) -> bool:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -179,6 +178,8 @@ async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, q
 
 
 async def _tcp_retry(resolver: Resolver, msg, base: DnsQuery, qtype: QueryType, timeout, clock) -> DnsQuery:
+    import dns.asyncquery  # rarely needed: loaded when a reply is truncated
+
     base = replace(base, engine="tcp")
     try:
         with trio.fail_after(timeout):
