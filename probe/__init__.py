@@ -5,24 +5,43 @@ The library comes first; `probe.cli` is a thin layer over it. The public API is 
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .analysis import RULES_VERSION, analyse
-from .errors import ProbeError
-from .models import (
-    ControlResult,
-    DnsQuery,
-    HttpHop,
-    Observations,
-    Target,
-    TcpConnect,
-    TlsHandshake,
-    Verdict,
-)
-from .runner import RunOptions, RunSummary, run_async
-from .session import Session
-from .storage import open_db
-from .targets import ListWarning, TargetError, normalise, read_inputs
+# The public names, imported on first use: a worker process (workers.py) or `probe --help` then loads only
+# what it needs (a worker never loads storage or sqlite-utils).
+_WHERE = {
+    "RULES_VERSION": "analysis", "analyse": "analysis", "ProbeError": "errors",
+    **dict.fromkeys(("ControlResult", "DnsQuery", "HttpHop", "Observations", "Target", "TcpConnect",
+                     "TlsHandshake", "Verdict"), "models"),
+    "RunOptions": "runner", "RunSummary": "runner", "run_async": "runner", "Session": "session",
+    "open_db": "storage", **dict.fromkeys(("ListWarning", "TargetError", "normalise", "read_inputs"), "targets"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'probe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from .analysis import RULES_VERSION, analyse
+    from .errors import ProbeError
+    from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
+    from .runner import RunOptions, RunSummary, run_async
+    from .session import Session
+    from .storage import open_db
+    from .targets import ListWarning, TargetError, normalise, read_inputs
 
 __all__ = [  # noqa: RUF022  (plain sorted order, checked by tests/test_docs.py)
     "ControlResult",

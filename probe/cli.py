@@ -115,6 +115,8 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               " without a signature).")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
 @click.option("--concurrency", type=click.IntRange(1, 4096), help="URLs in flight. Default: from the fd limit.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Measuring processes sharing the URLs and the limits"
+              " above. Default: one per core (at most 4), fewer for short lists.")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds for each TCP, TLS and HTTP step.")
 @click.option("--dns-timeout", type=click.FloatRange(0.1, 60), default=4.0, show_default=True)
@@ -204,8 +206,8 @@ def _say(log, quiet: bool, text: str) -> None:
 # (output, logging, waiting for the lock, consent) or a new run's list (INPUT, --category, --country).
 PARAM_FIELDS = {
     "resolvers": "resolvers", "no_system_resolver": "system_resolver", "helper": "helper", "doh": "doh",
-    "no_control": "no_control", "ca_file": "ca_file", "concurrency": "concurrency", "timeout": "timeout",
-    "dns_timeout": "dns_timeout", "late_window": "late_window", "max_runtime": "max_runtime",
+    "no_control": "no_control", "ca_file": "ca_file", "concurrency": "concurrency", "workers": "workers",
+    "timeout": "timeout", "dns_timeout": "dns_timeout", "late_window": "late_window", "max_runtime": "max_runtime",
     "allow_net": "allow_net", "decoy_sni": "decoy_sni", "keep_bodies": "keep_bodies", "min_free_mb": "min_free_mb",
     "ip_service": "ip_service", "no_vantage": "ip_service", "no_signatures": "signatures",
     "packs": "signature_packs", "data_dir": "data_dir",
@@ -226,7 +228,7 @@ def _options(a: dict[str, Any]) -> RunOptions:
         opts = RunOptions(
             resolvers=a["resolvers"], system_resolver=not a["no_system_resolver"],
             helper=a["helper"], doh=a["doh"] or None, no_control=a["no_control"], ca_file=_absolute(a["ca_file"]),
-            concurrency=a["concurrency"], timeout=a["timeout"], dns_timeout=a["dns_timeout"],
+            concurrency=a["concurrency"], workers=a["workers"], timeout=a["timeout"], dns_timeout=a["dns_timeout"],
             late_window=a["late_window"], max_runtime=a["max_runtime"], allow_net=a["allow_net"],
             decoy_sni=a["decoy_sni"] or None, keep_bodies=a["keep_bodies"], min_free_mb=a["min_free_mb"],
             ip_service=None if a["no_vantage"] or a["ip_service"] in ("", "none") else a["ip_service"],

@@ -1,6 +1,7 @@
 """Running a list: scheduling, limits, signals, progress and the one writer task.
 
-`concurrency` slots measure the URLs (scheduler.py; each URL gets its own nursery in measure.py). Finished
+`concurrency` slots measure the URLs (scheduler.py; each URL gets its own nursery in measure.py), shared
+among `--workers` processes (workers.py) that keep the run's limits together. Finished
 measurements go through a channel to a single writer that commits what arrives within BATCH_S in one
 transaction (WAL), so a SIGKILL loses only URLs still in flight and the last batch, and a signal or the runtime
 budget stops measuring without losing anything already committed. A URL cut short is not stored: it stays to
@@ -31,14 +32,12 @@ import trio
 
 from . import __version__, storage
 from .analysis import RULES_VERSION, Matcher
-from .control.client import DEFAULT_DOH, ControlClient
-from .measure import MeasureConfig
+from .control.client import DEFAULT_DOH
 from .models import Observations, Target, Verdict
-from .netpolicy import NetPolicy
 from .scheduler import measure_all
 from .steps import dns
-from .steps.dns_socket import DnsSockets
 from .steps.tls import TlsContexts
+from .workers import MeasureSpec, default_workers, open_measuring, run_worker
 
 DNS_IN_FLIGHT = 64  # per resolver: what a home router's forwarder takes without dropping
 FDS_PER_URL = 16  # DNS sockets + a few TCP/TLS + HTTP; a generous bound so EMFILE stays out of reach
@@ -71,6 +70,7 @@ class RunOptions:
     signatures: bool = True  # match blockpage/censor-IP signatures (loaded by Session)
     signature_packs: tuple[str, ...] = ()  # extra packs, absolute paths
     data_dir: str | None = None  # where cached signature sets live; None: $PROBE_DATA_DIR or the XDG default
+    workers: int | None = None  # measuring processes, this one included (workers.py); None: from the cores
 
 
 @dataclass(slots=True)
@@ -225,9 +225,16 @@ async def run_async(
                                     rules_version=RULES_VERSION, targets=targets,
                                     resolvers=[r.label for r in resolvers])
     summary = RunSummary(run_id=run_id, status="done", total=len(targets))
-    contexts = TlsContexts.build(opts.ca_file)
     doh = () if opts.no_control else (DEFAULT_DOH if opts.doh is None else opts.doh)
-    helper = None if opts.no_control else opts.helper
+    concurrency = min(concurrency, max(1, len(targets)))
+    # Never more processes than URLs in flight: each share has at least one slot.
+    workers = max(1, min(opts.workers or default_workers(len(targets)), concurrency))
+    spec = MeasureSpec(
+        resolvers=resolvers, allow_net=opts.allow_net, ca_file=opts.ca_file,
+        helper=None if opts.no_control else opts.helper, doh=tuple(doh), timeout=opts.timeout,
+        dns_timeout=opts.dns_timeout, late_window=opts.late_window, body_cap=opts.body_cap,
+        decoy_sni=opts.decoy_sni, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers)
+    failed_workers: list[int] = []
     started = time.monotonic()
     answered = attempted = False  # in this session: did anything on the network answer / did we try?
     held: list[tuple[Observations, Verdict]] = []  # measured before the network answered: not stored yet
@@ -245,20 +252,11 @@ async def run_async(
                 emit(json_line(row))
         return rows
 
-    async with ControlClient.open(contexts.http, helper_url=helper, doh_urls=tuple(doh),
-                                  timeout=opts.dns_timeout) as control_client, \
-            DnsSockets.open() as dns_sockets:
-        control = control_client if (doh or helper) else None
-        cfg = MeasureConfig(
-            resolvers=resolvers, policy=NetPolicy.from_cidrs(opts.allow_net), contexts=contexts,
-            control=control, timeout=opts.timeout, dns_timeout=opts.dns_timeout, late_window=opts.late_window,
-            body_cap=opts.body_cap, decoy_sni=opts.decoy_sni,
-            dns_slots={r.label: trio.CapacityLimiter(DNS_IN_FLIGHT) for r in resolvers}, dns_sockets=dns_sockets,
-        )
+    async with open_measuring(spec) as cfg:
         # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
         known = resumed and (storage.run_row(db, run_id) or {}).get("vantage_asn") is not None
         if opts.ip_service and resolvers and not known:
-            await _lookup_vantage(db, run_id, opts, resolvers[0], contexts)
+            await _lookup_vantage(db, run_id, opts, resolvers[0], cfg.contexts)
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
         stop = trio.CancelScope()
 
@@ -299,6 +297,11 @@ async def run_async(
                         if progress:
                             progress.measured(row["status"])
 
+        async def worker_process(index: int, out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
+            code = await run_worker(spec, index, targets[index::workers], matcher, out)
+            if code != 0:
+                failed_workers.append(code)
+
         async def ticker() -> None:
             while progress:
                 await trio.sleep(1)
@@ -311,8 +314,11 @@ async def run_async(
                     async with trio.open_nursery() as measuring:
                         measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
                         measuring.start_soon(ticker)
-                        await measure_all(iter(targets), cfg, min(concurrency, max(1, len(targets))), matcher,
-                                          send.clone())
+                        async with trio.open_nursery() as shares:
+                            shares.start_soon(measure_all, iter(targets[::workers]), cfg, spec.part(concurrency, 0),
+                                              matcher, send.clone())
+                            for index in range(1, workers):
+                                shares.start_soon(worker_process, index, send.clone())
                         measuring.cancel_scope.cancel()  # all measured: stop the signal watcher and the ticker
             if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"
@@ -324,6 +330,11 @@ async def run_async(
         summary.unstored = len(held)
         if summary.status == "done":
             summary.status = "offline"
+    if failed_workers and summary.status == "done":
+        # A worker that died left its URLs unmeasured: the run is not done, and --resume finishes it.
+        print(f"warning: {len(failed_workers)} worker process(es) failed (exit {failed_workers[0]}); "
+              "`probe run --resume` measures what they left", file=sys.stderr)
+        summary.status = "partial"
     if summary.signal is not None:
         summary.status = "interrupted"
     storage.finish_run(db, run_id, summary.status)

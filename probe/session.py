@@ -26,9 +26,10 @@ from .lock import DbLock
 from .models import Target
 from .runner import Progress, RunOptions, RunSummary, run_async
 
-# Options that belong to one session, not to the run: where the database is now, and this session's limits.
+# Options that belong to one session, not to the run: where the database is now, this session's limits, and
+# how many processes this machine measures with.
 # A resumed run takes them from the command line; every other option comes from the run as stored.
-SESSION_FIELDS = frozenset({"db_path", "max_runtime", "min_free_mb"})
+SESSION_FIELDS = frozenset({"db_path", "max_runtime", "min_free_mb", "workers"})
 
 # How the CLI spells each run option, for messages that tell the user what to drop.
 OPTION_FLAGS: dict[str, str] = {

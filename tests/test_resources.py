@@ -22,7 +22,8 @@ def test_emfile_is_an_error_never_interference(internet, tmp_path):
     listing = tmp_path / "l.txt"
     listing.write_text("\n".join(f"http://f{i}.test:{http_port}/" for i in range(60)))
     db = tmp_path / "r.db"
-    proc = subprocess.run(probe_cmd(dns_port, db, str(listing), "--concurrency", "30", "--quiet"),
+    # One process (workers each get their own limit), and more URLs in flight than descriptors left.
+    proc = subprocess.run(probe_cmd(dns_port, db, str(listing), "--concurrency", "40", "--workers", "1", "--quiet"),
                           capture_output=True, text=True, timeout=120, preexec_fn=_tiny_fd_limit)
     assert proc.returncode == 0, proc.stderr
     con = sqlite3.connect(db)

@@ -66,10 +66,12 @@ class ControlClient:
     @classmethod
     @asynccontextmanager
     async def open(cls, ssl_context: ssl.SSLContext, *, helper_url: str | None, doh_urls: tuple[str, ...],
-                   timeout: float = 4.0) -> AsyncIterator[ControlClient]:
-        doh = {url: ServiceClient(url, ssl_context=ssl_context, size=DOH_POOL, max_reply=DOH_MAX_REPLY)
+                   timeout: float = 4.0, share: int = 1) -> AsyncIterator[ControlClient]:
+        """`share`: the number of processes measuring the run (workers.py); each takes its part of the pools."""
+        doh = {url: ServiceClient(url, ssl_context=ssl_context, size=max(1, DOH_POOL // share),
+                                  max_reply=DOH_MAX_REPLY)
                for url in doh_urls}
-        helper = ServiceClient(helper_url, ssl_context=ssl_context, size=HELPER_POOL,
+        helper = ServiceClient(helper_url, ssl_context=ssl_context, size=max(1, HELPER_POOL // share),
                                max_reply=MAX_HELPER_REPLY) if helper_url else None
         try:
             yield cls(doh, helper, timeout=timeout)
