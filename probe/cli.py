@@ -116,7 +116,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
 @click.option("--concurrency", type=click.IntRange(1, 4096), help="URLs in flight. Default: from the fd limit.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Measuring processes sharing the URLs and the limits"
-              " above. Default: one per core (at most 4), fewer for short lists.")
+              " above. Default: one per two cores (at most 4), fewer for short lists.")
 @click.option("--timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
               help="Seconds for each TCP, TLS and HTTP step.")
 @click.option("--dns-timeout", type=click.FloatRange(0.1, 60), default=4.0, show_default=True)
