@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
@@ -23,6 +23,7 @@ from ..measure import MeasureConfig, measure_url
 from ..models import Observations, Target
 from ..netpolicy import NetPolicy
 from ..steps import dns, tcp, tls
+from ..steps.dns_socket import DnsSockets
 from ..targets import TargetError, normalise
 from .client import endpoint
 from .h11server import Request, Response, error
@@ -39,6 +40,7 @@ class HelperConfig:
     contexts: tls.TlsContexts
     timeout: float = 10.0
     body_cap: int = 512 * 1024
+    dns_sockets: DnsSockets | None = None  # the server's sockets to its resolvers; None: one set per request
 
 
 class BadRequest(ValueError):
@@ -139,7 +141,7 @@ def _dns_section(obs: Observations) -> dict[str, Any]:
 
 async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
     mcfg = MeasureConfig(resolvers=cfg.resolvers, policy=cfg.policy, contexts=cfg.contexts, timeout=cfg.timeout,
-                         late_window=0.0, body_cap=cfg.body_cap, decoy_sni=None)
+                         late_window=0.0, body_cap=cfg.body_cap, decoy_sni=None, dns_sockets=cfg.dns_sockets)
     tcp_out: dict[str, dict[str, Any]] = {}
     tls_out: dict[str, dict[str, Any]] = {}
     obs: Observations | None = None
@@ -202,4 +204,6 @@ async def serve_forever(host: str, port: int, *, resolvers: tuple[str, ...] = ()
     if tls_cert:
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ctx.load_cert_chain(tls_cert, tls_key)
-    await serve(make_handler(cfg), host, port, ssl_context=server_ctx, task_status=task_status)
+    async with DnsSockets.open() as sockets:
+        await serve(make_handler(replace(cfg, dns_sockets=sockets)), host, port, ssl_context=server_ctx,
+                    task_status=task_status)
