@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import h11
 import trio
 
 # The failures OONI Probe (engine and Measurement Kit) emits today, as df-007 lists them.
@@ -144,11 +145,12 @@ def classify(exc: BaseException) -> str:
     # httpx (list downloads, the vantage lookup) is imported only where it is used: if it is not loaded, none
     # of its exceptions exist.
     httpx: Any = sys.modules.get("httpx")
+    protocol_errors = (h11.RemoteProtocolError, *((httpx.RemoteProtocolError,) if httpx else ()))
     for e in _chain(exc):
         if isinstance(e, trio.TooSlowError | TimeoutError) or (httpx and isinstance(e, httpx.TimeoutException)):
             return TIMEOUT
-        if httpx and isinstance(e, httpx.RemoteProtocolError) and "without sending" in str(e):
-            # h11 only says it in words; the condition is a peer that closed before answering.
+        if isinstance(e, protocol_errors) and "without sending" in str(e):
+            # h11 only says it in words; the condition is a peer that closed before answering in full.
             return "eof_error"
         if isinstance(e, trio.BrokenResourceError | trio.ClosedResourceError | EOFError):
             return "eof_error"

@@ -95,7 +95,8 @@ async def run_worker(spec: MeasureSpec, index: int, targets: list[Target], match
     """Measure share `index` in a worker process; send its verdicts to `out`; return its exit status."""
     job = pickle.dumps((spec, index, targets, matcher), protocol=pickle.HIGHEST_PROTOCOL)
     async with out, trio.open_nursery() as nursery:
-        proc = await nursery.start(partial(trio.run_process, [sys.executable, "-c", _WORKER], stdin=job,
+        # -P: the current directory is not put on sys.path, so a `probe/` or `trio.py` there is never imported.
+        proc = await nursery.start(partial(trio.run_process, [sys.executable, "-P", "-c", _WORKER], stdin=job,
                                            stdout=subprocess.PIPE, check=False))
         buffer = bytearray()
         async for chunk in proc.stdout:

@@ -154,20 +154,25 @@ async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, q
                        clock) -> DnsQuery:
     # One retransmission half-way: UDP loss on a home link is common and must not look like blocking.
     wire = rs.wire(exchange)
-    deadline = trio.current_time() + timeout
-    resend_at = trio.current_time() + timeout / 2
+    sent = trio.current_time()
+    deadline = sent + timeout
+    resend_at = sent + timeout / 2
     await rs.send(wire)
     while True:
         with trio.move_on_at(resend_at if resend_at else deadline):
             await exchange.answered.wait()
-        if exchange.answered.is_set():
+        if exchange.answered.is_set() or rs.broken is not None:
             break
         if resend_at:
             resend_at = 0.0
             await rs.send(wire)
             base = replace(base, retransmits=base.retransmits + 1)  # its answer may still come, late
             continue
+        if rs.icmp is not None and rs.icmp[0] >= sent:
+            return replace(base, failure=classify(rs.icmp[1]), t=clock())  # e.g. the resolver unreachable
         return replace(base, failure=TIMEOUT, t=clock())
+    if exchange.error is None and exchange.first is None and rs.broken is not None:
+        exchange.error = rs.broken  # the socket broke before this query was registered on it
     if exchange.error is not None:
         return replace(base, failure=classify(exchange.error), t=clock())
     assert exchange.first is not None

@@ -72,6 +72,10 @@ class ResolverSocket:
         self.sock = sock
         self.exchanges: dict[int, Exchange] = {}
         self.broken: OSError | None = None
+        # The last ICMP error the socket reported (trio time, error). A connected UDP socket cannot say which
+        # query it answers, so it fails none: a query that gets no reply by its deadline reports it instead of
+        # a timeout when it came after the query was sent (see dns._first_reply).
+        self.icmp: tuple[float, OSError] | None = None
         self.asked = 0
         self.retired = False  # no new queries; closed once the registered ones are released
         self._sending = trio.StrictFIFOLock()  # trio lets only one task wait to write on a socket
@@ -98,7 +102,14 @@ class ResolverSocket:
 
     async def send(self, wire: bytes) -> None:
         async with self._sending:
-            await self.sock.send(wire)
+            try:
+                await self.sock.send(wire)
+            except OSError as e:
+                if e.errno not in _ICMP_ERRNOS:
+                    raise
+                # Linux hands a pending ICMP error to whichever call comes next: this datagram was not sent.
+                self.icmp = (trio.current_time(), e)
+                await self.sock.send(wire)
 
     async def serve(self) -> None:
         while True:
@@ -107,15 +118,16 @@ class ResolverSocket:
             except trio.ClosedResourceError:
                 return
             except OSError as e:
-                # An error on a connected UDP socket (an ICMP unreachable) is the resolver's, so it is the
-                # outcome of every query still waiting for its first reply.
+                if e.errno in _ICMP_ERRNOS:
+                    self.icmp = (trio.current_time(), e)
+                    continue
+                # Anything else ends this socket (the next query opens another): it is the outcome of every
+                # query still waiting for its first reply here.
+                self.broken = e
                 for ex in list(self.exchanges.values()):
                     if ex.first is None and ex.error is None:
                         ex.error = e
                         ex.answered.set()
-                if e.errno in _ICMP_ERRNOS:
-                    continue
-                self.broken = e  # anything else ends this socket: the next query opens another
                 return
             # The id and the question, compared as bytes (names case-insensitively) before any parsing.
             found = self.exchanges.get(int.from_bytes(data[:2], "big")) if len(data) >= _HEADER.size else None

@@ -38,19 +38,21 @@ def _name(data: bytes, pos: int) -> tuple[tuple[bytes, ...], int]:
     """The labels of the name at `pos` (compression pointers followed), and the offset after it."""
     labels: list[bytes] = []
     end = -1
-    jumps = 0
     length = 1
+    below = pos  # each pointer must point before the last one (and the name): dnspython's rule, no loops
     while True:
         if pos >= len(data):
             raise _Unusual
         size = data[pos]
         if size >= 0xC0:
-            if pos + 1 >= len(data) or jumps > 32:
+            if pos + 1 >= len(data):
                 raise _Unusual
             if end < 0:
                 end = pos + 2
             pos = ((size & 0x3F) << 8) | data[pos + 1]
-            jumps += 1
+            if pos >= below:
+                raise _Unusual
+            below = pos
         elif size >= 0x40:
             raise _Unusual  # extended label types: obsolete
         elif size == 0:
@@ -87,6 +89,7 @@ def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
     for _ in range(ancount):
         owner, pos = _name(data, pos)
         rtype, rclass, ttl, size = _RR.unpack_from(data, pos)
+        ttl = 0 if ttl > 0x7FFFFFFF else ttl  # RFC 2181 §8, as dnspython reads it
         pos += _RR.size
         rdata = data[pos:pos + size]
         if len(rdata) < size or rclass != 1:

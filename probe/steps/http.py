@@ -87,8 +87,17 @@ def extract_title(body: bytes, content_type: str | None) -> str | None:
 _ERRORS = (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, zlib.error,
            UnicodeError)
 # Characters left as they are in a request target; anything else is percent-encoded (as browsers and httpx do).
-_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
-_SAFE_QUERY = _SAFE_PATH + "?"
+# What stays as it is in a request target: the printable ASCII outside WHATWG's path (and query) percent-encode
+# sets, as browsers and httpx send them; "%" too, so escapes already in the URL are kept.
+_SAFE_PATH = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>?`{}')
+_SAFE_QUERY = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>')
+# A response head up to this size is read (h11's own default is 16 KiB; httpcore, which the GET used before,
+# allowed 100 KiB): sites with many cookies send more than 16 KiB, and a cut would look like interference.
+MAX_HEAD = 100 * 1024
+
+
+def _client() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
 
 
 @dataclass(slots=True)
@@ -138,6 +147,7 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
         ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
         ("Connection", "keep-alive")])
     conn: _Conn | None = None
+    first_failure: str | None = None  # a kept connection's, when the retry on a new one fails too
     with trio.move_on_after(timeout) as scope:
         kept = origins.idle.pop(origin, None)
         try:
@@ -146,7 +156,7 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
                 try:
                     if conn is None:
                         phase = "tcp"
-                        conn = _Conn(await trio.open_tcp_stream(ip, port), h11.Connection(h11.CLIENT))
+                        conn = _Conn(await trio.open_tcp_stream(ip, port), _client())
                         if scheme == "https":
                             phase = "tls"
                             conn.stream = trio.SSLStream(conn.stream, origins.contexts.http, server_hostname=host,
@@ -186,13 +196,15 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
                 except _ERRORS as e:
                     if conn is not None:
                         await trio.aclose_forcefully(conn.stream)
+                    failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
                     if conn is kept and not received and not isinstance(e, zlib.error):
                         # A kept connection (or the TCP step's) that fails before a byte of the reply may just
-                        # have been closed by the server meanwhile: once more, on a new connection.
-                        conn = None
+                        # have been closed by the server meanwhile: once more, on a new connection. Should that
+                        # fail too, the first failure is the evidence (a censor may answer the first request
+                        # with a reset and then refuse new connections).
+                        first_failure, failure, conn = failure, None, None
                         continue
                     conn = None
-                    failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
                 break
         finally:
             if conn is not None:
@@ -200,6 +212,8 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
                     await trio.aclose_forcefully(conn.stream)
     if scope.cancelled_caught:
         failure = TIMEOUT
+    if failure and first_failure is not None and status is None:
+        failure, phase = first_failure, "http"
     hdr = dict(headers)
     data = bytes(body)
     return HttpHop(
@@ -244,7 +258,7 @@ async def fetch(
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         origins.idle[(scheme, hostname, parts.port or (443 if scheme == "https" else 80))] = _Conn(
-            connection, h11.Connection(h11.CLIENT))
+            connection, _client())
     hops: list[HttpHop] = []
     try:
         current, host = url, hostname
