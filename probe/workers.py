@@ -42,7 +42,7 @@ def default_workers(urls: int) -> int:
     """Half the cores this process may use (at most MAX_DEFAULT_WORKERS), fewer for a short list.
 
     Half, because the kernel's network stack, the writer and the rest of the machine need the other half: on
-    two cores a second worker made the lab benchmark slower (7.05 s against 6.51 s) for 53% more CPU.
+    two cores a second worker made the lab benchmark no faster (6.97 s against 6.88 s) for 27% more CPU.
     """
     try:
         cores = len(os.sched_getaffinity(0))
