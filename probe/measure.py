@@ -307,10 +307,9 @@ async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock)
         return None, [name]
     if not cfg.resolvers:
         return "dns_no_answer", []
-    found: list[DnsQuery] = []
-
     assert cfg.dns_sockets is not None
     sockets, first = cfg.dns_sockets, cfg.resolvers[0]
+    found: list[DnsQuery] = []
 
     async def ask(qtype: Literal["A", "AAAA"]) -> None:
         q, _ = await dns.query(first, name, qtype, sockets=sockets, timeout=cfg.dns_timeout, late_window=0,
