@@ -21,6 +21,7 @@ from probe.lab.servers import DnsEntry, DnsZone, Site, serve_dns
 from probe.steps import dns_wire, tcp, tls
 from tests.control_world import SCENARIOS, _url, control_options
 
+# df-007's list written out again on purpose: the test holds the spec, and the code's copy must equal it.
 DF_007 = {
     "android_dns_cache_no_data", "connection_aborted", "connection_already_closed", "connection_refused",
     "connection_reset", "dns_bogon_error", "dns_no_answer", "dns_non_recoverable_failure", "dns_nxdomain_error",

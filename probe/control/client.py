@@ -22,9 +22,7 @@ import trio
 from ..failures import TIMEOUT, classify, from_helper_dns
 from ..models import ControlResult, DnsQuery, Target
 from ..netpolicy import is_ip_literal
-from ..steps.dns import parse_reply
-from ..steps.dns_socket import question
-from ..steps.dns_wire import read_reply
+from ..steps.dns_wire import parse_reply, query_wire, question, read_reply
 from ..steps.http import BROWSER_HEADERS
 from .transport import ReplyTooLarge, ServiceClient
 
@@ -97,8 +95,7 @@ class ControlClient:
         base = DnsQuery(resolver=f"doh:{url}", engine="doh", hostname=hostname, query_type=qtype, control=True,
                         t0=clock())
         try:
-            # Id 0 keeps answers cacheable (RFC 8484 §4.1); recursion desired, one question.
-            wire = b"\0\0\1\0\0\1\0\0\0\0\0\0" + question(hostname, qtype)
+            wire = query_wire(0, question(hostname, qtype))  # id 0 keeps answers cacheable (RFC 8484 §4.1)
             with trio.fail_after(self.timeout):
                 resp = await self.doh[url].post(wire, "application/dns-message", accept="application/dns-message")
             if resp.status != 200:

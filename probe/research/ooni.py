@@ -27,7 +27,7 @@ from .. import failures
 from ..control.client import parse_helper_reply
 from ..models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
 from ..netpolicy import NetPolicy, is_ip_literal
-from ..steps.dns import parse_reply
+from ..steps.dns_wire import parse_reply
 from ..steps.http import extract_title
 from ..targets import normalise
 from ..verdicts import ooni_blocking

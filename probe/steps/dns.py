@@ -25,8 +25,8 @@ import trio
 
 from ..failures import TIMEOUT, classify
 from ..models import DnsQuery
-from .dns_socket import DnsSockets, Exchange, ResolverSocket, question
-from .dns_wire import parse_reply
+from .dns_socket import DnsSockets, Exchange, ResolverSocket
+from .dns_wire import parse_reply, question
 
 QueryType = Literal["A", "AAAA"]
 

@@ -18,7 +18,6 @@ import errno
 import math
 import random
 import socket
-import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,27 +25,12 @@ from typing import Any
 
 import trio
 
-from .dns_wire import read
+from .dns_wire import HEADER, query_wire, read
 
 MAX_REPLY = 65535
-_QTYPES = {"A": 1, "AAAA": 28}
-_HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
-_RD = 0x0100
 ROTATE_AFTER = 256
 Reply = tuple[dict[str, Any], bool]  # what a reply says (dns_wire.read), and its TC flag
 _ICMP_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-
-
-def question(hostname: str, qtype: str) -> bytes:
-    """The question section of a query for `hostname` (IDNA, as targets are normalised), lower-cased.
-
-    Written by hand: a query is a header and this, and building it through dnspython's message objects costs
-    more than everything else the query does.
-    """
-    labels = [label.encode("ascii") for label in hostname.rstrip(".").lower().split(".")]
-    if not all(0 < len(label) < 64 for label in labels) or sum(len(x) + 1 for x in labels) > 254:
-        raise ValueError(f"not a DNS name: {hostname!r}")
-    return b"".join(bytes([len(x)]) + x for x in labels) + b"\0" + struct.pack("!HH", _QTYPES[qtype], 1)
 
 
 @dataclass(slots=True, eq=False)
@@ -54,7 +38,7 @@ class Exchange:
     """One query on a shared socket: its first reply, and the replies that follow within the window."""
 
     id: int
-    question: bytes  # see question()
+    question: bytes  # see dns_wire.question()
     qtype: str
     clock: Callable[[], float]  # the asking URL's clock, for the late replies' times
     first: Reply | None = None
@@ -98,7 +82,7 @@ class ResolverSocket:
 
     @staticmethod
     def wire(ex: Exchange) -> bytes:
-        return _HEADER.pack(ex.id, _RD, 1, 0, 0, 0) + ex.question
+        return query_wire(ex.id, ex.question)
 
     async def send(self, wire: bytes) -> None:
         async with self._sending:
@@ -130,7 +114,7 @@ class ResolverSocket:
                         ex.answered.set()
                 return
             # The id and the question, compared as bytes (names case-insensitively) before any parsing.
-            found = self.exchanges.get(int.from_bytes(data[:2], "big")) if len(data) >= _HEADER.size else None
+            found = self.exchanges.get(int.from_bytes(data[:2], "big")) if len(data) >= HEADER.size else None
             if (found is None or data[4:6] != b"\0\1"
                     or data[12:12 + len(found.question)].lower() != found.question):
                 continue

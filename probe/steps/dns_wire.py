@@ -1,9 +1,11 @@
-"""What a DNS reply says, for a measured query: rcode, TC flag, addresses of the asked type, CNAMEs, TTL.
+"""DNS on the wire, for a measured query: writing it, and what its reply says (rcode, TC flag, addresses of the
+asked type, CNAMEs, TTL).
 
-Building dnspython's message objects costs more CPU than everything else a query does, so the common reply
-(plain host names, no additional records) is read straight from the wire by `read_reply`, giving exactly what
-`parse_reply` gives from dnspython's message (tests/test_dns_wire.py compares the two on generated replies);
-anything unusual is left to dnspython (`read`).
+Building dnspython's message objects costs more CPU than everything else a query does, so queries are written
+here (`question`, `query_wire`: the UDP step and DoH), and the common reply (plain host names, no additional
+records) is read straight from the wire by `read_reply`, giving exactly what `parse_reply` gives from
+dnspython's message (tests/test_dns_wire.py compares the two on generated replies); anything unusual is left
+to dnspython (`read`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-_HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+HEADER = struct.Struct("!HHHHHH")  # id, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT
+_RD = 0x0100
 _RR = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
 _TC = 0x0200
 _A, _CNAME, _SOA, _AAAA = 1, 5, 6, 28
@@ -28,6 +31,22 @@ _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP"
 FAILURES = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error", "REFUSED": "dns_refused_error"}
 # Label bytes dnspython writes as they are in a name's text (anything else it escapes).
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
+
+
+def question(hostname: str, qtype: str) -> bytes:
+    """The question section of a query for `hostname` (IDNA, as targets are normalised), lower-cased.
+
+    Written by hand, like the replies' reading: dnspython's message objects cost more than the rest of a query.
+    """
+    labels = [label.encode("ascii") for label in hostname.rstrip(".").lower().split(".")]
+    if not all(0 < len(label) < 64 for label in labels) or sum(len(x) + 1 for x in labels) > 254:
+        raise ValueError(f"not a DNS name: {hostname!r}")
+    return b"".join(bytes([len(x)]) + x for x in labels) + b"\0" + struct.pack("!HH", _WANT[qtype], 1)
+
+
+def query_wire(qid: int, question_section: bytes) -> bytes:
+    """A recursive query: the header (id `qid`, RD, one question) and the question section."""
+    return HEADER.pack(qid, _RD, 1, 0, 0, 0) + question_section
 
 
 class _Unusual(Exception):
@@ -77,11 +96,11 @@ def read_reply(data: bytes, qtype: str) -> tuple[dict[str, Any], bool] | None:
 
 
 def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
-    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     rcode = _RCODES.get(flags & 0xF)
     if rcode is None or arcount or qdcount != 1 or flags & 0x7800:  # EDNS, odd opcodes: dnspython's
         raise _Unusual
-    _, pos = _name(data, _HEADER.size)
+    _, pos = _name(data, HEADER.size)
     pos += 4  # QTYPE, QCLASS
     # dnspython gathers records into RRsets by owner and type, in order of first appearance, without duplicates.
     rrsets: dict[tuple[tuple[bytes, ...], int], list[str]] = {}
