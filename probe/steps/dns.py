@@ -135,7 +135,7 @@ async def query(
             return replace(base, failure=classify(e), t=clock()), None
         exchange = rs.register(wanted, qtype, clock)
         try:
-            first = await _first_reply(rs, exchange, base, qtype, timeout, clock)
+            first = await _first_reply(rs, exchange, base, timeout, clock)
         except OSError as e:
             first = replace(base, failure=classify(e), t=clock())
         except BaseException:
@@ -150,8 +150,7 @@ async def query(
     return first, None
 
 
-async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, qtype: QueryType, timeout,
-                       clock) -> DnsQuery:
+async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, timeout, clock) -> DnsQuery:
     # One retransmission half-way: UDP loss on a home link is common and must not look like blocking.
     wire = rs.wire(exchange)
     sent = trio.current_time()

@@ -42,7 +42,7 @@ class Exchange:
     qtype: str
     clock: Callable[[], float]  # the asking URL's clock, for the late replies' times
     first: Reply | None = None
-    error: OSError | None = None  # the socket failed before a first reply (e.g. ICMP port unreachable)
+    error: OSError | None = None  # the socket broke before a first reply (ICMP errors do not count)
     answered: trio.Event = field(default_factory=trio.Event)
     answered_at: float = 0.0  # trio time of the first reply
     listen_until: float = math.inf  # trio time; late replies after it are not this query's concern

@@ -86,7 +86,6 @@ def extract_title(body: bytes, content_type: str | None) -> str | None:
 
 _ERRORS = (OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, zlib.error,
            UnicodeError)
-# Characters left as they are in a request target; anything else is percent-encoded (as browsers and httpx do).
 # What stays as it is in a request target: the printable ASCII outside WHATWG's path (and query) percent-encode
 # sets, as browsers and httpx send them; "%" too, so escapes already in the URL are kept.
 _SAFE_PATH = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>?`{}')
@@ -94,6 +93,7 @@ _SAFE_QUERY = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>')
 # A response head up to this size is read (h11's own default is 16 KiB; httpcore, which the GET used before,
 # allowed 100 KiB): sites with many cookies send more than 16 KiB, and a cut would look like interference.
 MAX_HEAD = 100 * 1024
+_DEFAULT_PORT = {"http": 80, "https": 443}
 
 
 def _client() -> h11.Connection:
@@ -139,10 +139,10 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
     host = parts.hostname or ""
     if not host.isascii():
         host = normalise(url).hostname  # IDNA, as DNS and SNI saw it (the chain's URLs are already normalised)
-    port = parts.port or (443 if scheme == "https" else 80)
+    port = parts.port or _DEFAULT_PORT[scheme]
     origin = (scheme, host, port)
     authority = f"[{host}]" if ":" in host else host
-    default_port = port == (443 if scheme == "https" else 80)
+    default_port = port == _DEFAULT_PORT[scheme]
     request = h11.Request(method="GET", target=_request_target(parts), headers=[
         ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
         ("Connection", "keep-alive")])
@@ -257,8 +257,7 @@ async def fetch(
     if connection is not None:
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
-        origins.idle[(scheme, hostname, parts.port or (443 if scheme == "https" else 80))] = _Conn(
-            connection, _client())
+        origins.idle[(scheme, hostname, parts.port or _DEFAULT_PORT[scheme])] = _Conn(connection, _client())
     hops: list[HttpHop] = []
     try:
         current, host = url, hostname
