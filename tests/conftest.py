@@ -185,6 +185,7 @@ def build_net(net: Net) -> None:
     z["servfail.test"] = DnsEntry(behaviour="servfail")
     z["cname.test"] = DnsEntry(a=a, cname="ok.test")
     z["multi.test"] = DnsEntry(a=(LOOP, "127.0.0.2"))
+    z["loose.test"] = DnsEntry(a=a, behaviour="loose", forged=("10.10.34.37",))
     s = net.sites.by_host
     s["ok.test"] = Site(title="Welcome to the ok site")
     s["cname.test"] = s["ok.test"]
@@ -197,6 +198,7 @@ def build_net(net: Net) -> None:
     s["big.test"] = Site(behaviour="big", size=3 * 1024 * 1024)
     s["slow.test"] = Site(behaviour="slow-body")
     s["inject.test"] = s["ok.test"]
+    s["loose.test"] = s["ok.test"]
 
 
 @pytest.fixture

@@ -76,6 +76,17 @@ async def test_injected_duplicate_reply_is_recorded(net):
     assert rows[url]["detail"] == "dns/injection"
 
 
+async def test_a_reply_without_qr_or_for_another_name_is_kept_as_evidence_never_as_the_answer(net):
+    url = net.http("loose.test")
+    db, _, rows, _ = await measure(net, [url])
+    a = next(q for q in obs_of(db, rows, url).dns if q.query_type == "A")
+    assert a.answers == ("127.0.0.1",) and a.failure is None  # the real reply, which came last
+    rejected = [r["rejected"] for r in a.late_answers]
+    assert rejected == ["not a response (QR=0)", "addresses for another name: 10.10.34.37"], a.late_answers
+    assert rows[url]["status"] == "ok", rows[url]["evidence"]  # no injection claimed on sloppy forgeries alone
+    assert "rejected replies" in rows[url]["evidence"]
+
+
 async def test_tcp_failures_refused_and_timeout(net):
     refused = f"http://ok.test:{net.refused_port}/"
     silent = f"http://ok.test:{net.silent_port}/"

@@ -48,6 +48,8 @@ def _evidence(rule: Rule, f: Facts) -> str:
         parts.append(f"dns failure: {f.dns_failure} from {f.dns_failure_resolver}")
     if f.control_addrs or f.control_dns_failure:
         parts.append("control dns: " + (", ".join(f.control_addrs) or str(f.control_dns_failure)))
+    if f.rejected_replies:
+        parts.append("rejected replies: " + "; ".join(f.rejected_replies))
     if f.injected:
         parts.append("late replies: " + "; ".join(f.injected))
     if f.tcp_failures:

@@ -144,9 +144,10 @@ def injections(queries: list[DnsQuery], control: ControlDns) -> tuple[tuple[str,
     out = []
     settled = False
     for q in queries:
-        if len(q.late_answers) <= q.retransmits:
+        replies = [late for late in q.late_answers if not late.get("rejected")]
+        if len(replies) <= q.retransmits:
             continue
-        for late in q.late_answers:
+        for late in replies:
             if not _contradicts(late, q):
                 continue
             late_answers = late.get("answers") or []
@@ -157,3 +158,9 @@ def injections(queries: list[DnsQuery], control: ControlDns) -> tuple[tuple[str,
                 settled = settled or (_reply_consistent(q.answers, control)
                                       != _reply_consistent(late_answers, control))
     return tuple(out), settled
+
+
+def rejected_replies(queries: list[DnsQuery]) -> tuple[str, ...]:
+    """Replies taken for no answer (QR unset, addresses for another name): evidence that someone forges."""
+    return tuple(f"{q.resolver} {q.query_type}: {','.join(r.get('answers') or ()) or r.get('rcode')} ({r['rejected']})"
+                 for q in queries for r in q.late_answers if r.get("rejected"))

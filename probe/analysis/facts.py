@@ -47,6 +47,7 @@ class Facts:
     target_not_public: bool  # the URL names a non-public address itself: never measured
     injected: tuple[str, ...]  # "resolver: first -> late" for replies that contradict the first
     injection_settled: bool  # the control shows which of the contradicting replies is the forged one
+    rejected_replies: tuple[str, ...]  # replies that were no answer (QR unset, another name's address)
     control_addrs: tuple[str, ...]  # public addresses only: a non-public control answer confirms nothing
     control_dns_failure: str | None
     control_name_missing: bool  # the control finds no address for the name (NXDOMAIN or an empty answer)
@@ -204,6 +205,7 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         target_not_public=not obs.dns and bool(obs.bogons),
         injected=injected,
         injection_settled=settled,
+        rejected_replies=dnsfacts.rejected_replies(queries),
         control_addrs=ctl.addrs,
         control_dns_failure=ctl.failure,
         control_name_missing=ctl.name_missing,

@@ -22,7 +22,7 @@ import trio
 from ..failures import TIMEOUT, classify, from_helper_dns
 from ..models import ControlResult, DnsQuery, Target
 from ..netpolicy import is_ip_literal
-from ..steps.dns_wire import parse_reply, query_wire, question, read_reply
+from ..steps.dns_wire import fields, parse_reply, query_wire, question, read_reply
 from ..steps.http import BROWSER_HEADERS
 from .transport import ReplyTooLarge, ServiceClient
 
@@ -102,7 +102,7 @@ class ControlClient:
                 return replace(base, failure=f"unknown_failure: DoH HTTP status {resp.status}", t=clock())
             fast = read_reply(resp.body, qtype)
             if fast is not None:
-                return replace(base, **fast[0], t=clock())
+                return replace(base, **fields(fast[0]), t=clock())
             reply = dns.message.from_wire(resp.body)
         except trio.TooSlowError:
             return replace(base, failure=TIMEOUT, t=clock())
@@ -110,7 +110,7 @@ class ControlClient:
             return replace(base, failure=classify(e), t=clock())
         except Exception as e:  # a malformed DNS message from the DoH server
             return replace(base, failure=f"unknown_failure: bad DoH reply: {type(e).__name__}", t=clock())
-        return replace(base, **parse_reply(reply, qtype), t=clock())
+        return replace(base, **fields(parse_reply(reply, qtype)), t=clock())
 
     async def helper(self, target: Target, addresses: list[str]) -> ControlResult:
         assert self.helper_client is not None

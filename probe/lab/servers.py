@@ -27,7 +27,7 @@ import h11
 import trio
 
 DnsBehaviour = Literal["answer", "nxdomain", "servfail", "refused", "inject", "drop", "truncate", "garbage",
-                       "wrong-id", "noanswer", "huge", "cut", "rotate-slow"]
+                       "wrong-id", "noanswer", "huge", "cut", "rotate-slow", "loose"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +155,18 @@ async def _dns_udp_answer(zone: DnsZone, sock: Any, data: bytes, peer: Any) -> N
         await sock.sendto(_reply(query, entry, entry.forged).to_wire(), peer)
         await trio.sleep(max(zone.delay, 0.05))
         await sock.sendto(_reply(query, DnsEntry(a=entry.a, aaaa=entry.aaaa)).to_wire(), peer)
+        return
+    if entry.behaviour == "loose" and query.question[0].rdtype == dns.rdatatype.A:
+        # Two sloppy forgeries ahead of the real reply: one with QR unset, one whose address is owned by another
+        # name (neither is an answer to the query), then the real reply.
+        not_a_reply = _reply(query, entry, entry.forged)
+        not_a_reply.flags &= ~dns.flags.QR
+        await sock.sendto(not_a_reply.to_wire(), peer)
+        other = _reply(query, DnsEntry())
+        other.answer.append(dns.rrset.from_text("elsewhere.test.", 60, "IN", "A", *entry.forged))
+        await sock.sendto(other.to_wire(), peer)
+        await trio.sleep(0.05)
+        await sock.sendto(_reply(query, entry).to_wire(), peer)
         return
     if entry.behaviour == "rotate-slow":
         # An honest but slow resolver behind a CDN: the first copy of a query is answered late (after the

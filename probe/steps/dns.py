@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import dns.exception
 import dns.flags
@@ -26,7 +26,7 @@ import trio
 from ..failures import TIMEOUT, classify
 from ..models import DnsQuery
 from .dns_socket import DnsSockets, Exchange, ResolverSocket
-from .dns_wire import parse_reply, question
+from .dns_wire import fields, parse_reply, question
 
 QueryType = Literal["A", "AAAA"]
 
@@ -97,11 +97,16 @@ class LateReplies:
     def settle(self, first: DnsQuery) -> DnsQuery:
         """`first` with the replies heard within the window; stops listening."""
         self.release()
-        late = [{"answers": list(info["answers"]), "rcode": info["rcode"], "t": t} for info, t in self.exchange.late]
-        return replace(first, late_answers=tuple(late))
+        return replace(first, late_answers=late_replies(self.exchange))
 
     def release(self) -> None:
         self.socket.release(self.exchange)
+
+
+def late_replies(exchange: Exchange) -> tuple[dict[str, Any], ...]:
+    """The replies an exchange heard besides its answer, as stored (`rejected` says why one was no answer)."""
+    return tuple({"answers": list(info["answers"]), "rcode": info["rcode"], "t": t,
+                  **({"rejected": info["rejected"]} if "rejected" in info else {})} for info, t in exchange.late)
 
 
 async def query(
@@ -145,6 +150,8 @@ async def query(
         exchange.listen_until = exchange.answered_at + late_window
         return first, LateReplies(rs, exchange, qtype)
     rs.release(exchange)
+    if exchange.late:  # replies rejected before the answer (or instead of one)
+        first = replace(first, late_answers=late_replies(exchange))
     if first.failure is None and first.rcode == "TRUNCATED":
         first = await _tcp_retry(resolver, dns.message.make_query(hostname, qtype), base, qtype, timeout, clock)
     return first, None
@@ -178,7 +185,7 @@ async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, t
     info, truncated = exchange.first
     if truncated:
         return replace(base, rcode="TRUNCATED", t=clock())
-    return replace(base, **info, t=clock())
+    return replace(base, **fields(info), t=clock())
 
 
 async def _tcp_retry(resolver: Resolver, msg, base: DnsQuery, qtype: QueryType, timeout, clock) -> DnsQuery:
@@ -192,4 +199,4 @@ async def _tcp_retry(resolver: Resolver, msg, base: DnsQuery, qtype: QueryType, 
         return replace(base, failure=TIMEOUT, t=clock())
     except (OSError, dns.exception.DNSException) as e:
         return replace(base, failure=classify(e), t=clock())
-    return replace(base, **parse_reply(reply, qtype), t=clock())
+    return replace(base, **fields(parse_reply(reply, qtype)), t=clock())

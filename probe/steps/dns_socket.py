@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-from .dns_wire import HEADER, query_wire, read
+from .dns_wire import HEADER, query_wire, read, rejection
 
 MAX_REPLY = 65535
 ROTATE_AFTER = 256
@@ -46,7 +46,8 @@ class Exchange:
     answered: trio.Event = field(default_factory=trio.Event)
     answered_at: float = 0.0  # trio time of the first reply
     listen_until: float = math.inf  # trio time; late replies after it are not this query's concern
-    late: list[tuple[dict[str, Any], float]] = field(default_factory=list)  # (what it says, URL clock)
+    # (what it says, URL clock): replies after the first within the window, and replies rejected at any time
+    late: list[tuple[dict[str, Any], float]] = field(default_factory=list)
 
 
 class ResolverSocket:
@@ -122,6 +123,10 @@ class ResolverSocket:
             if reply is None:
                 continue
             ex = found
+            why = rejection(data, reply[0])
+            if why is not None:  # evidence, never the answer: the query goes on waiting for a real one
+                ex.late.append(({**reply[0], "rejected": why}, ex.clock()))
+                continue
             if ex.first is None and ex.error is None:
                 ex.first = reply
                 ex.answered_at = trio.current_time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import dns.exception
@@ -28,6 +29,7 @@ _TC = 0x0200
 _A, _CNAME, _SOA, _AAAA = 1, 5, 6, 28
 _WANT = {"A": _A, "AAAA": _AAAA}
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+STRAY = "stray"  # key of the addresses a reply gave for names outside the question's CNAME chain
 FAILURES = {"NXDOMAIN": "dns_nxdomain_error", "SERVFAIL": "dns_servfail_error", "REFUSED": "dns_refused_error"}
 # Label bytes dnspython writes as they are in a name's text (anything else it escapes).
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
@@ -100,7 +102,7 @@ def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
     rcode = _RCODES.get(flags & 0xF)
     if rcode is None or arcount or qdcount != 1 or flags & 0x7800:  # EDNS, odd opcodes: dnspython's
         raise _Unusual
-    _, pos = _name(data, HEADER.size)
+    qname, pos = _name(data, HEADER.size)
     pos += 4  # QTYPE, QCLASS
     # dnspython gathers records into RRsets by owner and type, in order of first appearance, without duplicates.
     rrsets: dict[tuple[tuple[bytes, ...], int], list[str]] = {}
@@ -144,17 +146,54 @@ def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
         pos += size
     if pos != len(data):
         raise _Unusual  # trailing bytes, or a record cut short
-    answers = [a for (_, t), records in rrsets.items() if t == want for a in records]
-    cnames = [c for (_, t), records in rrsets.items() if t == _CNAME for c in records]
-    want_ttls = [ttl for (_, t), ttl in ttls.items() if t == want]
+    chain = _chain(tuple(label.lower() for label in qname), {owner: records[0] for (owner, t), records in rrsets.items() if t == _CNAME},
+                   lambda n: tuple(n.encode("ascii").split(b".")) if n else ())
+    answers = [a for (owner, t), records in rrsets.items() if t == want and owner in chain for a in records]
+    stray = [a for (owner, t), records in rrsets.items() if t == want and owner not in chain for a in records]
+    cnames = [c for (owner, t), records in rrsets.items() if t == _CNAME and owner in chain for c in records]
+    want_ttls = [ttl for (owner, t), ttl in ttls.items() if t == want and owner in chain]
+    return _info(rcode, answers, cnames, want_ttls, stray), bool(flags & _TC)
+
+
+def _chain(qname: Any, cname_of: dict[Any, str], key: Callable[[str], Any]) -> list[Any]:
+    """The owner names a reply may answer for: the question's name and the CNAME chain that starts there
+    (as dnspython's resolver follows it); records owned by any other name are no answer to this query."""
+    chain = [qname]
+    while (target := cname_of.get(chain[-1])) is not None and len(chain) <= 16:
+        nxt = key(target.lower().rstrip("."))
+        if nxt in chain:
+            break  # a CNAME loop
+        chain.append(nxt)
+    return chain
+
+
+def _info(rcode: str, answers: list[str], cnames: list[str], ttls: list[int], stray: list[str]) -> dict[str, Any]:
     failure = FAILURES.get(rcode)
     if failure is None and rcode != "NOERROR":
         failure = f"unknown_failure: dns rcode {rcode}"
     if failure is None and not answers:
         failure = "dns_no_answer"
-    info = {"answers": tuple(answers), "cnames": tuple(cnames), "ttl": min(want_ttls) if want_ttls else None,
-            "rcode": rcode, "failure": failure}
-    return info, bool(flags & _TC)
+    return {"answers": tuple(answers), "cnames": tuple(cnames), "ttl": min(ttls) if ttls else None,
+            "rcode": rcode, "failure": failure, STRAY: tuple(stray)}
+
+
+def fields(info: dict[str, Any]) -> dict[str, Any]:
+    """What a reply says, as DnsQuery fields (the stray records are the reader's concern, see `acceptable`)."""
+    return {k: v for k, v in info.items() if k != STRAY}
+
+
+def rejection(data: bytes, info: dict[str, Any]) -> str | None:
+    """Why a reply that matched a query's id and question is still no answer to it, or None.
+
+    A reply must have QR set, and addresses owned by the question's name or its CNAME chain: a message that
+    fails either is not taken as the answer (dnspython and OONI's netxlite refuse both), but it is kept as
+    evidence, since an injector that gets the details wrong still shows that someone forges replies.
+    """
+    if len(data) > 2 and not data[2] & 0x80:
+        return "not a response (QR=0)"
+    if info[STRAY] and not info["answers"]:
+        return "addresses for another name: " + ", ".join(info[STRAY])
+    return None
 
 
 def _ipv6(raw: bytes) -> str:
@@ -174,27 +213,23 @@ def read(data: bytes, qtype: str) -> tuple[dict[str, Any], bool] | None:
 
 
 def parse_reply(reply: dns.message.Message, qtype: str) -> dict[str, Any]:
-    """Addresses, CNAME chain, minimum TTL and rcode of a reply; failure when there is no usable answer."""
+    """Addresses, CNAME chain, minimum TTL and rcode of a reply; failure when there is no usable answer.
+    Only records on the question's name and its CNAME chain answer it; others are kept apart (`STRAY`)."""
     want = dns.rdatatype.from_text(qtype)
+    qname = reply.question[0].name.to_text().lower().rstrip(".") if reply.question else ""
+    cname_of = {rrset.name.to_text().lower().rstrip("."): rrset[0].to_text() for rrset in reply.answer
+                if rrset.rdtype == dns.rdatatype.CNAME and len(rrset)}
+    chain = _chain(qname, cname_of, lambda n: n)
     answers: list[str] = []
+    stray: list[str] = []
     cnames: list[str] = []
     ttls: list[int] = []
     for rrset in reply.answer:
+        owner = rrset.name.to_text().lower().rstrip(".")
         if rrset.rdtype == want:
-            answers.extend(r.to_text() for r in rrset)
-            ttls.append(rrset.ttl)
-        elif rrset.rdtype == dns.rdatatype.CNAME:
+            (answers if owner in chain else stray).extend(r.to_text() for r in rrset)
+            if owner in chain:
+                ttls.append(rrset.ttl)
+        elif rrset.rdtype == dns.rdatatype.CNAME and owner in chain:
             cnames.extend(r.to_text().rstrip(".") for r in rrset)
-    rcode = reply.rcode()
-    failure = FAILURES.get(dns.rcode.to_text(rcode))
-    if failure is None and rcode != dns.rcode.NOERROR:
-        failure = f"unknown_failure: dns rcode {dns.rcode.to_text(rcode)}"
-    if failure is None and not answers:
-        failure = "dns_no_answer"
-    return {
-        "answers": tuple(answers),
-        "cnames": tuple(cnames),
-        "ttl": min(ttls) if ttls else None,
-        "rcode": dns.rcode.to_text(rcode),
-        "failure": failure,
-    }
+    return _info(dns.rcode.to_text(reply.rcode()), answers, cnames, ttls, stray)
