@@ -146,7 +146,8 @@ def _read(data: bytes, want: int) -> tuple[dict[str, Any], bool]:
         pos += size
     if pos != len(data):
         raise _Unusual  # trailing bytes, or a record cut short
-    chain = _chain(tuple(label.lower() for label in qname), {owner: records[0] for (owner, t), records in rrsets.items() if t == _CNAME},
+    cname_of = {owner: records[0] for (owner, t), records in rrsets.items() if t == _CNAME}
+    chain = _chain(tuple(label.lower() for label in qname), cname_of,
                    lambda n: tuple(n.encode("ascii").split(b".")) if n else ())
     answers = [a for (owner, t), records in rrsets.items() if t == want and owner in chain for a in records]
     stray = [a for (owner, t), records in rrsets.items() if t == want and owner not in chain for a in records]
