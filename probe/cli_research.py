@@ -39,11 +39,12 @@ def runs(db_path: str, as_json: bool) -> None:
             click.echo(json.dumps(row))
         return
     click.echo(f"{'run':>4}  {'started':25} {'duration':>9}  {'status':11} {'network':40} {'urls':>6}  "
-               + " ".join(f"{s:>7}" for s in STATUSES))
+               + " ".join(f"{s:>7}" for s in STATUSES) + f" {'flaky':>7}")
     for row in rows:
         took = "-" if row["duration_s"] is None else _duration(row["duration_s"])
         click.echo(f"{row['id']:>4}  {row['started']:25} {took:>9}  {row['status']:11} {row['network'][:40]:40} "
-                   f"{row['urls'] or 0:>6}  " + " ".join(f"{row['counts'].get(s, 0):>7}" for s in STATUSES))
+                   f"{row['urls'] or 0:>6}  " + " ".join(f"{row['counts'].get(s, 0):>7}" for s in STATUSES)
+                   + f" {row['flaky']:>7}")
 
 
 def _duration(seconds: float) -> str:

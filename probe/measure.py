@@ -332,8 +332,8 @@ async def _resolve_for_redirect(cfg: MeasureConfig, acc: _Acc, name: str, clock)
 
 async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal["probe", "control"],
                    acc: _Acc, clock) -> None:
-    conn, stream = await tcp.connect(ip, target.port, timeout=cfg.timeout, origin=origin, clock=clock)
-    acc.tcp.append(conn)
+    tries, stream = await tcp.connect_confirmed(ip, target.port, timeout=cfg.timeout, origin=origin, clock=clock)
+    acc.tcp.extend(tries)
     if stream is not None:
         (acc.connected if origin == "probe" else acc.control_connected).append(ip)
     acc.outcome(ip).set()

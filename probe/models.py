@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["ok", "blocked", "anomaly", "down", "error"]
+Status = Literal["ok", "blocked", "anomaly", "filtered", "down", "error"]
 Layer = Literal["dns", "tcp", "tls", "http"]
 ControlState = Literal["ok", "failed", "none"]
 
@@ -58,6 +58,9 @@ class TcpConnect:
     # local fact, not something the network did. An ICMP unreachable from a router on the path leaves it False;
     # None where nobody looked (a success, or a run stored before the lookup existed).
     no_local_route: bool | None = None
+    # 1, 2: which try at this address this is (a failure is tried again on a fresh connection, and every try
+    # is kept); 0: not numbered (stored before 2026.12.1, or imported), one try judged on its own as before.
+    attempt: int = 0
     t0: float = 0.0
     t: float = 0.0
 
@@ -77,6 +80,9 @@ class TlsHandshake:
     # Set on a retry: the first handshake with this name failed so, yet the decoy got through, so we asked again
     # (an SNI filter fails every time; a lost packet does not).
     first_failure: str | None = None
+    # As TcpConnect.attempt: the real-name handshakes at one address are numbered 1, 2 (a failure is tried
+    # again on a fresh connection); the decoy's is 0.
+    attempt: int = 0
     t0: float = 0.0
     t: float = 0.0
 
@@ -107,6 +113,10 @@ class HttpHop:
     stopped: str | None = None
     # Which step of this hop failed: "dns" (the redirect target's name), "tcp", "tls" or "http".
     failed_step: str | None = None
+    # Every try of this request, in order: {"failure", "failed_step", "reused", "t0", "t"} (failure None for a
+    # try that got the response). A failed request is tried again on a fresh connection; the hop's own fields
+    # are the first try that got a response, else the first failure. () where nothing was numbered (older).
+    attempts: tuple[dict[str, Any], ...] = ()
     t0: float = 0.0
     t: float = 0.0
     body: bytes = field(default=b"", repr=False, compare=False)  # capped; stored apart, by sha256
@@ -161,3 +171,6 @@ class Verdict:
     control: ControlState
     fingerprint: str | None = None
     evidence: str = ""  # a sentence a researcher can read
+    # Who answers for the signature the verdict rests on (signatures.model.SCOPES): state, isp, opt-in, ...
+    scope: str | None = None
+    flaky: bool = False  # a failure that a second try did not repeat was seen (never evidence)

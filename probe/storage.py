@@ -340,7 +340,8 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
         "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
         "rules_version": rules_version, "evidence": verdict.evidence, "runtime_s": obs.runtime_s,
-        "started": obs.started, "bogons": json.dumps(obs.bogons),
+        "started": obs.started, "bogons": json.dumps(obs.bogons), "scope": verdict.scope,
+        "flaky": int(verdict.flaky),
     }
     if measurement_uuid:
         row["uuid"] = measurement_uuid
@@ -384,7 +385,7 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_DEFAULT_WHEN_NULL = {"chain", "retransmits"}
+_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts"}
 
 
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:
@@ -425,7 +426,8 @@ def update_verdict(db: sqlite_utils.Database, measurement_id: int, verdict: Verd
     db.table("measurements").update(measurement_id, {
         "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
-        "rules_version": rules_version, "evidence": verdict.evidence,
+        "rules_version": rules_version, "evidence": verdict.evidence, "scope": verdict.scope,
+        "flaky": int(verdict.flaky),
     })
 
 
@@ -478,7 +480,7 @@ def run_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
 
 
 VERDICT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
-                   "rule", "evidence")
+                   "rule", "evidence", "scope", "flaky")
 
 
 def verdicts(db: sqlite_utils.Database, measurement_ids: list[int]) -> list[dict[str, Any]]:
@@ -530,3 +532,15 @@ def m007_uuids(db: sqlite_utils.Database) -> None:
 
 def has_measurement(db: sqlite_utils.Database, measurement_uuid: str) -> bool:
     return db.execute("select 1 from measurements where uuid = ?", [measurement_uuid]).fetchone() is not None
+
+
+@migrations()
+def m008_attempts(db: sqlite_utils.Database) -> None:
+    """Rules 2026.12.1: every try of a connect, handshake and request kept; the network's view per run; the
+    scope of the signature a verdict rests on; flaky measurements counted apart."""
+    _add_column(db, "tcp_connects", "attempt", int)
+    _add_column(db, "tls_handshakes", "attempt", int)
+    _add_column(db, "http_hops", "attempts", str)
+    _add_column(db, "runs", "network", str)
+    _add_column(db, "measurements", "scope", str)
+    _add_column(db, "measurements", "flaky", int)

@@ -22,10 +22,10 @@ async def test_runs_has_a_header_and_a_duration(net, tmp_path):
     assert out.returncode == 0, out.stderr
     header, row = out.stdout.splitlines()
     assert header.split()[:6] == ["run", "started", "duration", "status", "network", "urls"]
-    assert header.split()[6:] == ["blocked", "anomaly", "down", "ok", "error"]
+    assert header.split()[6:] == ["blocked", "anomaly", "filtered", "down", "ok", "error", "flaky"]
     fields = row.split()
     assert fields[0] == "1" and fields[2].endswith("s") and fields[2][0].isdigit()  # e.g. 0m01s
-    assert fields[-5:] == ["0", "0", "0", "1", "0"]
+    assert fields[-7:] == ["0", "0", "0", "0", "1", "0", "0"]
 
 
 def test_importing_nothing_is_an_error(tmp_path):

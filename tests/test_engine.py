@@ -104,9 +104,13 @@ async def test_resets_at_tls_and_http(net):
     tls_reset = f"https://tlsreset.test:{net.reset_port}/"
     db, _, rows, _ = await measure(net, [http_reset, tls_reset])
     assert obs_of(db, rows, http_reset).http[0].failure == "connection_reset"
+    hop = obs_of(db, rows, http_reset).http[0]
+    assert [a["failure"] for a in hop.attempts] == ["connection_reset"] * 2, "a failure is tried again, and kept"
     tls = obs_of(db, rows, tls_reset).tls
-    assert tls[0].failure == "connection_reset" and not tls[0].decoy
-    assert tls[1].decoy and tls[1].sni == "decoy.test" and tls[1].failure == "connection_reset"
+    assert [(h.attempt, h.decoy, h.failure) for h in tls] == [(1, False, "connection_reset"),
+                                                             (2, False, "connection_reset"),
+                                                             (0, True, "connection_reset")]
+    assert tls[2].sni == "decoy.test"
     assert rows[http_reset]["detail"] == "http/connection_reset"
     assert rows[tls_reset]["detail"] == "tls/connection_reset"
     write_golden(db, rows[tls_reset], "tlsreset-no-control")

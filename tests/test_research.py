@@ -224,7 +224,7 @@ async def test_export_is_read_by_oonis_own_parser(world, tmp_path):
     with out.open("w") as f:
         export(db, summary.run_id, "ooni", f)
     # What OONI's `blocking`/`accessible` must say for each scenario's expected verdict (ts-017's vocabulary).
-    words = {_url(net, n, s, p): list(_ooni_words(status, detail)) for n, s, _, p, (status, _, detail, _)
+    words = {_url(net, n, s, p): list(_ooni_words(status, detail, rule)) for n, s, _, p, (status, _, detail, rule)
              in SCENARIOS}
     exported = [json.loads(line)["input"] for line in out.read_text().splitlines()]
     expected = {"file": str(out), "expected": [words[url] for url in exported]}
@@ -268,12 +268,15 @@ print("ok", n)
     assert proc.stdout.strip() == f"ok {len(SCENARIOS) + 15}"
 
 
-def _ooni_words(status: str, detail: str) -> tuple[str | bool | None, bool | None]:
+def _ooni_words(status: str, detail: str, rule: str) -> tuple[str | bool | None, bool | None]:
     """OONI's (blocking, accessible) for an expected verdict, worked out from ts-017 by hand: TLS failures are
-    http-failure, a differing page http-diff; a site down everywhere false/false; a failed analysis null/null."""
+    http-failure, a differing page http-diff; a site down everywhere false/false; a failed analysis null/null;
+    a redirect target that fails to connect or shake hands http-failure (OONI's HTTP client followed it)."""
     if status in ("ok", "down", "error"):
         return {"ok": (False, True), "down": (False, False), "error": (None, None)}[status]
     layer = detail.split("/")[0]
+    if rule.startswith("redirect-") and layer in ("tcp", "tls", "http"):
+        return "http-failure", False
     words = {"dns": "dns", "tcp": "tcp_ip", "tls": "http-failure"}
     return words.get(layer, "http-diff" if detail == "http/diff" else "http-failure"), False
 

@@ -44,9 +44,10 @@ def changes(diff) -> list[tuple[str, str, str, str]]:
 # ------------------------------------------------------------------------------------------- the vocabulary
 
 def test_statuses_and_their_parsing():
-    assert STATUSES == ("blocked", "anomaly", "down", "ok", "error")
+    assert STATUSES == ("blocked", "anomaly", "filtered", "down", "ok", "error")
     assert parse_status(" Blocked ") == "blocked"
-    with pytest.raises(VerdictError, match=r"unknown status 'blockd': use one of blocked, anomaly, down, ok, error"):
+    with pytest.raises(VerdictError,
+                       match=r"unknown status 'blockd': use one of blocked, anomaly, filtered, down, ok, error"):
         parse_status("blockd")
 
 
@@ -139,8 +140,10 @@ def test_claim_with_a_list_is_measured_against_its_items(known):
     assert cmp.basis == "items"
     assert cmp.testable["testable"] == 4 and cmp.testable["partly"] == 0
     assert cmp.networks == {
-        A: {"claimed": 5, "testable": 4, "measured": 3, "blocked": 1, "anomaly": 0, "down": 1, "ok": 1, "error": 0},
-        B: {"claimed": 5, "testable": 4, "measured": 3, "blocked": 1, "anomaly": 1, "down": 1, "ok": 0, "error": 0},
+        A: {"claimed": 5, "testable": 4, "measured": 3, "blocked": 1, "anomaly": 0, "filtered": 0, "down": 1, "ok": 1,
+            "error": 0},
+        B: {"claimed": 5, "testable": 4, "measured": 3, "blocked": 1, "anomaly": 1, "filtered": 0, "down": 1, "ok": 0,
+            "error": 0},
     }
     items = {i["url"]: i for i in cmp.items}
     assert items["http://blocked.test/"]["blocked_on"] == [A, B]
@@ -176,10 +179,12 @@ def test_claim_without_a_list_compares_nothing_unless_told_what(known, tmp_path)
     assert "Compared with what you named: the URLs of pta.txt (4 URLs)" in named.summary
     october = claims.compare(db, "pta-2025-10-personal-data", claims.Scope(category="NEWS", run_id=4))
     assert october.networks == {
-        A: {"claimed": 139, "testable": 17, "measured": 3, "blocked": 2, "anomaly": 0, "down": 0, "ok": 1, "error": 0}}
+        A: {"claimed": 139, "testable": 17, "measured": 3, "blocked": 2, "anomaly": 0, "filtered": 0, "down": 0,
+            "ok": 1, "error": 0}}
     assert "Of these, 17 are websites a network probe can test, 18 are apps testable only through their (unlisted) " \
            "domains, and 104 are accounts, channels or groups" in october.summary
-    assert october.categories == {"NEWS": {"measured": 3, "blocked": 2, "anomaly": 0, "down": 0, "ok": 1, "error": 0}}
+    assert october.categories == {"NEWS": {"measured": 3, "blocked": 2, "anomaly": 0, "filtered": 0, "down": 0, "ok": 1,
+                                               "error": 0}}
 
 
 def test_claims_compare_cli(known, tmp_path):
@@ -190,9 +195,9 @@ def test_claims_compare_cli(known, tmp_path):
                          "--run", "3")
     assert code == 0
     block = out.split(f"\n{B}:\n", 1)[1].splitlines()
-    assert [re.split(r"\s+", line.strip(), maxsplit=2)[:2] for line in block[:8]] == [
+    assert [re.split(r"\s+", line.strip(), maxsplit=2)[:2] for line in block[:9]] == [
         ["claimed", "1,372"], ["testable", "unknown"], ["measured", "2"], ["blocked", "1"], ["anomaly", "0"],
-        ["down", "0"], ["ok", "1"], ["error", "0"]]
+        ["filtered", "0"], ["down", "0"], ["ok", "1"], ["error", "0"]]
     assert "blocked with strong evidence" in block[3] and "not attributable" in block[4]
     code, out, _ = probe("claims", "compare", "--db", str(path), "pta-2025-09-personal-data")
     assert code == 0 and "nothing measured can be compared with this claim" in out and "\nAS64500" not in out
@@ -202,7 +207,7 @@ def test_claims_compare_cli(known, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["results", "--status", "blockd"],
-     "Error: --status: unknown status 'blockd': use one of blocked, anomaly, down, ok, error"),
+     "Error: --status: unknown status 'blockd': use one of blocked, anomaly, filtered, down, ok, error"),
     (["results", "--layer", "ip"], "Error: --layer: unknown layer 'ip': use one of dns, tcp, tls, http"),
     (["results", "--run", "99"], "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
     (["report", "--run", "99", "--html", "{tmp}/r.html"], "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
@@ -266,25 +271,25 @@ def test_datasette_queries_keep_blocked_and_anomalies_apart(known):
         (64501, "http://blocked.test/"), (64501, "http://page.test/")]
     assert [(r[0], r[4]) for r in _query(path, "anomalies_now")] == [(64500, "http://odd.test/"),
                                                                        (64501, "http://anomaly.test/")]
-    # asn, network, run, urls, blocked, anomaly, down, ok, error
+    # asn, network, run, urls, blocked, anomaly, filtered, down, ok, error
     assert [(r[0], *r[2:]) for r in _query(path, "verdicts_by_network")] == [
-        (64500, 4, 8, 3, 1, 1, 2, 1), (64501, 3, 7, 2, 1, 1, 2, 1)]
+        (64500, 4, 8, 3, 1, 0, 1, 2, 1), (64501, 3, 7, 2, 1, 0, 1, 2, 1)]
     assert {(r[0], r[2], r[3], r[4]) for r in _query(path, "methods")} == {
         (64500, "http/blockpage", 2, 0), (64500, "tls/connection_reset", 1, 0),
         (64500, "tcp/generic_timeout_error", 0, 1), (64501, "dns/censor-ip", 1, 0), (64501, "http/blockpage", 1, 0),
         (64501, "http/diff", 0, 1)}
-    # run, urls, blocked, anomaly, down, ok, error
+    # run, urls, blocked, anomaly, filtered, down, ok, error
     assert [(r[0], *r[4:]) for r in _query(path, "blocked_over_time")] == [
-        (1, 8, 2, 0, 1, 5, 0), (2, 8, 2, 1, 1, 3, 1), (3, 7, 2, 1, 1, 2, 1), (4, 8, 3, 1, 1, 2, 1)]
-    # key, items listed, asn, comparable, measured, blocked, anomaly, down, ok, error
+        (1, 8, 2, 0, 0, 1, 5, 0), (2, 8, 2, 1, 0, 1, 3, 1), (3, 7, 2, 1, 0, 1, 2, 1), (4, 8, 3, 1, 0, 1, 2, 1)]
+    # key, items listed, asn, comparable, measured, blocked, anomaly, filtered, down, ok, error
     rows = [(r[0], r[4], r[5], r[8].split(":")[0], *r[9:]) for r in _query(path, "claims_vs_measured")]
     assert rows == [
-        ("pta-2025-09-personal-data", 0, 64500, "no", None, None, None, None, None, None),
-        ("pta-2025-09-personal-data", 0, 64501, "no", None, None, None, None, None, None),
-        ("test-list", 5, 64500, "yes", 3, 1, 0, 1, 1, 0),
-        ("test-list", 5, 64501, "yes", 3, 1, 1, 1, 0, 0),
-        ("pta-2025-10-personal-data", 0, 64500, "no", None, None, None, None, None, None),
-        ("pta-2025-10-personal-data", 0, 64501, "no", None, None, None, None, None, None)]
+        ("pta-2025-09-personal-data", 0, 64500, "no", None, None, None, None, None, None, None),
+        ("pta-2025-09-personal-data", 0, 64501, "no", None, None, None, None, None, None, None),
+        ("test-list", 5, 64500, "yes", 3, 1, 0, 0, 1, 1, 0),
+        ("test-list", 5, 64501, "yes", 3, 1, 1, 0, 1, 0, 0),
+        ("pta-2025-10-personal-data", 0, 64500, "no", None, None, None, None, None, None, None),
+        ("pta-2025-10-personal-data", 0, 64501, "no", None, None, None, None, None, None, None)]
     assert len(_query(path, "changes")) == 9  # 5 changes from run 1 to 2 and 4 from 2 to 4, none across networks
 
 

@@ -37,6 +37,8 @@ def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
         control=facts.control,
         fingerprint=hit.id if hit else None,
         evidence=_evidence(rule, facts),
+        scope=(hit.scope or None) if hit else None,
+        flaky=bool(facts.flaky),
     )
 
 
@@ -54,6 +56,8 @@ def _evidence(rule: Rule, f: Facts) -> str:
         parts.append("late replies: " + "; ".join(f.injected))
     if f.tcp_failures:
         parts.append("tcp: " + ", ".join(f"{ip} {fail}" for ip, fail in f.tcp_failures.items()))
+    if f.tcp_once:
+        parts.append("tcp, one try only: " + ", ".join(f"{ip} {fail}" for ip, fail in f.tcp_once.items()))
     if f.tls_failure:
         decoy = "" if f.decoy_ok is None else f" (decoy SNI: {f.decoy_failure or 'ok'})"
         parts.append(f"tls: {f.tls_failure}{decoy}")
@@ -68,4 +72,6 @@ def _evidence(rule: Rule, f: Facts) -> str:
         parts.append("a different page through the answers of: " + ", ".join(f.path_diffs))
     if f.signature:
         parts.append(f"signature {f.signature.id} in {f.signature.where}")
+    if f.flaky:
+        parts.append("flaky (failed once, then worked): " + "; ".join(f.flaky))
     return "; ".join(parts)

@@ -11,16 +11,12 @@ from dataclasses import dataclass
 
 from ..failures import is_local
 from ..models import ControlState, HttpHop, Observations, TlsHandshake
-from . import dnsfacts, pages
+from . import attempts, dnsfacts, pages
 from .dnsfacts import DNS_LOOKUP_FAILURES
 from .httpdiff import HttpComparison
 from .pages import HopFailure
 
 __all__ = ["DNS_LOOKUP_FAILURES", "Facts", "HopFailure", "SignatureHit", "control_state", "derive"]
-
-# Failures that stored runs from before the route lookup (no_local_route unknown) cannot tell from a missing route.
-_MAYBE_LOCAL_ROUTE = {"network_unreachable", "network_down"}
-
 
 @dataclass(frozen=True, slots=True)
 class SignatureHit:
@@ -32,6 +28,7 @@ class SignatureHit:
     weak: bool = False  # vague words: count only next to a control that shows a different page
     chain: str = ""  # the HTTP chain the hop belongs to (see HttpHop.chain)
     page: bool = False  # found in the response its chain ends on, not on a redirect along the way
+    scope: str = ""  # the signature's scope class (state, isp, opt-in, ...; signatures.model.SCOPES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +52,8 @@ class Facts:
     dns_consistent: bool | None  # None: nothing to compare with
     inconsistent_resolvers: tuple[str, ...]  # resolvers whose public answers the control does not confirm
     # TCP
-    tcp_failures: dict[str, str]  # probe-origin address -> failure (no-route failures left out)
+    tcp_failures: dict[str, str]  # probe-origin address -> failure that reproduced (no-route failures left out)
+    tcp_once: dict[str, str]  # probe-origin address -> failure seen on one try only (no evidence)
     tcp_connected: tuple[str, ...]
     unreachable_resolvers: tuple[str, ...]  # resolvers none of whose (tried) answers connected
     control_tcp_ok: tuple[str, ...]  # endpoints the helper connected to
@@ -63,6 +61,7 @@ class Facts:
     # TLS
     tls_failure: str | None  # the real-SNI handshake's failure on the first of our addresses that failed
     tls_failure_ip: str | None
+    tls_reproduced: bool  # every try of the real name at that address failed (two, or a certificate's)
     control_tls_same_endpoint: bool | None  # the helper's handshake on the very address that failed here
     control_tls_verified_here: bool  # a handshake from here, on an address the control gave, verified
     decoy_ok: bool | None  # None: no decoy tried
@@ -74,6 +73,7 @@ class Facts:
     final_is_page: bool  # it is a page (not a failure, not a redirect the chain stopped on)
     stopped: str | None  # why the main chain ended on a redirect
     http_failure: str | None  # the first hop's own failure
+    http_reproduced: bool  # it failed on two fresh connections
     hop_failure: HopFailure | None  # a later hop's failure
     control_http_ok: bool | None  # None: no helper answer
     comparison: HttpComparison | None  # the main page against the best reference page
@@ -82,6 +82,7 @@ class Facts:
     path_diffs: tuple[str, ...]  # resolvers whose own answer led to a page unlike the control's
     cross_host_title_diff: bool  # redirected to another host, to a page whose title is not the control's
     signature: SignatureHit | None = None
+    flaky: tuple[str, ...] = ()  # failures that a second try did not repeat: never evidence, counted apart
 
 
 def control_state(obs: Observations) -> ControlState:
@@ -97,22 +98,6 @@ def _first_local(obs: Observations) -> str | None:
     return next((f for f in failures if is_local(f)), None)
 
 
-def _usable_tcp_failures(obs: Observations) -> dict[str, str]:
-    """Probe-origin TCP failures that can be evidence: not for want of a route on this machine, and IPv6 only if
-    IPv6 works here. An unreachable that a router on the path reports is evidence like any other failure."""
-    v6_works = any(c.failure is None and ":" in c.ip for c in obs.tcp)
-    out = {}
-    for c in obs.tcp:
-        if c.origin != "probe" or c.failure is None or c.no_local_route or is_local(c.failure):
-            continue
-        if c.no_local_route is None and c.failure in _MAYBE_LOCAL_ROUTE:
-            continue  # stored before the route lookup existed: it may have been this machine's
-        if ":" in c.ip and not v6_works:
-            continue
-        out[c.ip] = c.failure
-    return out
-
-
 def _unreachable_resolvers(queries: list, tcp_failures: dict[str, str], connected: set[str]) -> tuple[str, ...]:
     out = []
     for resolver, qs in dnsfacts.by_resolver(queries).items():
@@ -120,17 +105,6 @@ def _unreachable_resolvers(queries: list, tcp_failures: dict[str, str], connecte
         if tried and all(a in tcp_failures for a in tried):
             out.append(resolver)
     return tuple(out)
-
-
-def _tls(obs: Observations) -> tuple[TlsHandshake | None, TlsHandshake | None]:
-    """Our handshake that speaks for the URL (the first of our addresses' that failed, else the first) and its
-    decoy. Addresses only the control gave are not ours: their failures are not the URL's."""
-    ours = {c.ip for c in obs.tcp if c.origin == "probe"}
-    main = [h for h in obs.tls if not h.decoy and h.ip in ours]
-    failing = next((h for h in main if h.failure), None)
-    chosen = failing or (main[0] if main else None)
-    decoy = next((h for h in obs.tls if h.decoy and chosen and h.ip == chosen.ip), None)
-    return chosen, decoy
 
 
 def _pick_signature(hits: tuple[SignatureHit, ...], comparison: HttpComparison | None,
@@ -181,8 +155,11 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
     dns_failure, failing_resolver, bogon_only = dnsfacts.dns_failure(queries, obs.bogons)
     injected, settled = dnsfacts.injections(queries, ctl)
     dns_consistent, inconsistent = dnsfacts.judge_resolvers(queries, obs.bogons, obs.tls, ctl, dns_failure)
-    main_tls, decoy = _tls(obs)
-    tcp_failures = _usable_tcp_failures(obs)
+    tls_outcome = attempts.tls(obs)
+    main_tls = tls_outcome.chosen
+    decoy = next((h for h in obs.tls if h.decoy and main_tls and h.ip == main_tls.ip), None)
+    tcp = attempts.tcp(obs)
+    tcp_failures = tcp.failures
     connected = {x.ip for x in obs.tcp if x.failure is None}
     verified = {h.ip for h in obs.tls if h.failure is None and not h.decoy}
     c = obs.control if obs.control is not None and obs.control.failure is None else None
@@ -213,12 +190,14 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         dns_consistent=dns_consistent,
         inconsistent_resolvers=inconsistent,
         tcp_failures=tcp_failures,
+        tcp_once=tcp.once,
         tcp_connected=tuple(x.ip for x in obs.tcp if x.origin == "probe" and x.failure is None),
         unreachable_resolvers=_unreachable_resolvers(queries, tcp_failures, connected),
         control_tcp_ok=tuple(k for k, v in (c.tcp_connect.items() if c else ()) if v.get("status")),
         control_addr_reachable=bool(connected & set(ctl.addrs)),
-        tls_failure=main_tls.failure if main_tls else None,
-        tls_failure_ip=main_tls.ip if main_tls and main_tls.failure else None,
+        tls_failure=tls_outcome.failure,
+        tls_failure_ip=main_tls.ip if main_tls and tls_outcome.failure else None,
+        tls_reproduced=tls_outcome.reproduced,
         control_tls_same_endpoint=_same_endpoint_tls(obs, main_tls),
         control_tls_verified_here=bool(verified & set(ctl.addrs)),
         decoy_ok=None if decoy is None else decoy.failure is None or decoy.failure == "ssl_failed_handshake",
@@ -230,6 +209,7 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         stopped=(final.stopped or "redirect-not-followed") if final is not None and final.failure is None
         and final.status is not None and not pages.is_page(final) else None,
         http_failure=hops[0].failure if hops else None,
+        http_reproduced=attempts.http_reproduced(hops[0]) if hops else True,
         hop_failure=pages.hop_failure(obs, hops),
         control_http_ok=None if c is None else (c.http_status is not None and c.http_failure is None),
         comparison=comparison,
@@ -242,4 +222,5 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
             comparison is not None and not comparison.consistent) or (
             c is not None and c.http_status is not None and not c.http_failure and final is not None
             and not pages.is_page(final))),
+        flaky=tcp.flaky + tls_outcome.flaky + attempts.http_flaky(obs.http),
     )

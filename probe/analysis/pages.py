@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..models import ControlResult, HttpHop, Layer, Observations
+from .attempts import http_reproduced
 from .dnsfacts import consistent, control_dns
 from .httpdiff import HttpComparison, compare
 
@@ -30,6 +31,7 @@ class HopFailure:
     layer: Layer
     failure: str
     control_resolves: bool | None  # for a DNS failure: the control's DoH found an address for that name
+    reproduced: bool = True  # a TCP/TLS/HTTP failure that happened on two fresh connections
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,8 @@ def hop_failure(obs: Observations, hops: tuple[HttpHop, ...]) -> HopFailure | No
         if layer == "dns":
             ctl = control_dns(obs, urllib.parse.urlsplit(hop.url).hostname or "")
             resolves = True if ctl.addrs else (False if ctl.name_missing else None)
-        return HopFailure(index=i, url=hop.url, layer=layer, failure=hop.failure, control_resolves=resolves)
+        return HopFailure(index=i, url=hop.url, layer=layer, failure=hop.failure, control_resolves=resolves,
+                          reproduced=layer == "dns" or http_reproduced(hop))
     return None
 
 

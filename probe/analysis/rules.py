@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..models import Layer, Status
 from .facts import Facts
 
-RULES_VERSION = "2026.11.2"
+RULES_VERSION = "2026.12.1"
 
 _INTERFERENCE = {"connection_reset", "connection_aborted", "eof_error", "generic_timeout_error"}
 _CERT = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
@@ -75,7 +75,7 @@ def _hop_blocked(f: Facts) -> bool:
     if hop is None:
         return False
     if hop.layer != "dns":
-        return f.control_http_ok is True
+        return f.control_http_ok is True and hop.reproduced
     return hop.failure in _LOOKUP and (hop.control_resolves is True
                                        or (hop.control_resolves is None and f.control_http_ok is True))
 
@@ -93,6 +93,25 @@ def _hop_detail(f: Facts) -> str:
     return f"{f.hop_failure.layer}/{_DNS_REASON.get(failure, failure) if f.hop_failure.layer == 'dns' else failure}"
 
 
+def _server_side(f: Facts) -> bool:
+    return f.signature is not None and f.signature.server_side and not _site_down_for_control(f)
+
+
+def _verified_page(f: Facts) -> bool:
+    """The chain ends on an https:// page over TLS verified for the name: what the site itself served."""
+    return f.tls_verified and f.final_is_page and f.final is not None and f.final.url.startswith("https://")
+
+
+def _page_confirmed(f: Facts) -> bool:
+    """We got the site's page: over verified TLS, or the same as the control's."""
+    return _verified_page(f) or (f.final_is_page and f.comparison is not None and f.comparison.consistent)
+
+
+def _sig_layer(f: Facts) -> Layer:
+    assert f.signature is not None
+    return "dns" if f.signature.layer == "dns" else "http"
+
+
 def _sig(f: Facts) -> str:
     assert f.signature is not None
     return f.signature.id
@@ -104,11 +123,22 @@ RULES: tuple[Rule, ...] = (
     Rule(id="not-public", when=lambda f: f.target_not_public, status="error", layer=None,
          detail=lambda f: "local/not_public_address",
          explain="the URL names a loopback, private or reserved address: never connected to, not measured"),
-    Rule(id="server-side-page", when=lambda f: f.signature is not None and f.signature.server_side
-         and not _site_down_for_control(f), status="anomaly", layer="http",
+    Rule(id="server-side-same", when=lambda f: _server_side(f) and (_verified_page(f) or (
+         f.comparison is not None and f.comparison.consistent)), status="ok", layer=None,
          detail=lambda f: f"http/server-side:{_sig(f)}",
-         explain="the page the chain ends on matches a false-positive signature (CDN challenge, geo-block): the"
-                 " site, not a censor"),
+         explain="the page the chain ends on is the site's own refusal or challenge (a false-positive signature:"
+                 " CDN challenge, error page, geo-block), and the control got the same page, or it came over"
+                 " verified TLS: the site's doing, no interference"),
+    Rule(id="server-side-page", when=_server_side, status="anomaly", layer="http",
+         detail=lambda f: f"http/server-side:{_sig(f)}",
+         explain="the page the chain ends on matches a false-positive signature (CDN challenge, geo-block) and"
+                 " differs from the control's, or no control page was compared: the site treats this network"
+                 " differently; never blocking"),
+    Rule(id="opt-in-filter", when=lambda f: f.signature is not None and f.signature.scope == "opt-in"
+         and not f.signature.server_side, status="filtered", layer=_sig_layer,
+         detail=lambda f: f"{_sig_layer(f)}/opt-in:{_sig(f)}",
+         explain="a blockpage or censor address of a filter the subscriber opted into (e.g. Nayatel's Safeweb):"
+                 " filtering, not state or ISP blocking"),
     Rule(id="dns-censor-ip", when=lambda f: f.signature is not None and f.signature.layer == "dns",
          status="blocked", layer="dns", detail=lambda f: f"dns/censor-ip:{_sig(f)}",
          explain="a DNS answer is a known censor address"),
@@ -163,22 +193,25 @@ RULES: tuple[Rule, ...] = (
     Rule(id="tcp-unverified", when=lambda f: _all_tcp_failed(f), status="anomaly", layer="tcp",
          detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
          explain="every address fails to connect, and no control confirms the site is up"),
-    Rule(id="tcp-partial", when=lambda f: bool(f.tcp_failures) and any(
+    Rule(id="tcp-partial", when=lambda f: bool(f.tcp_failures) and not _page_confirmed(f) and any(
          ep.rsplit(":", 1)[0].strip("[]") in f.tcp_failures for ep in f.control_tcp_ok),
          status="blocked", layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
-         explain="some addresses fail here that the control connects to (others work)"),
+         explain="some addresses fail here that the control connects to (others work), and no page through"
+                 " the others is confirmed (verified TLS, or the control's page): a confirmed page outranks them"),
     Rule(id="dns-inconsistent-tls", when=lambda f: f.tls_failure is not None and f.dns_consistent is False
+         and f.tls_reproduced
          and f.tls_failure_ip not in f.control_addrs and f.decoy_ok is not True
          and bool(f.control_tls_verified_here or f.control_tls_ok), status="blocked", layer="dns",
          detail=lambda f: "dns/inconsistent",
          explain="TLS fails on an address only our DNS gave, our answers differ from the control's, and TLS"
                  " to the control's address verifies (from here or at the helper): the answer is at fault, not"
                  " TLS"),
-    Rule(id="tls-sni", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is True, status="blocked",
+    Rule(id="tls-sni", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is True and f.tls_reproduced,
+         status="blocked",
          layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake with the real name fails by reset/EOF/timeout; a decoy name to the same address"
                  " gets through (SNI filtering)"),
-    Rule(id="tls-ip", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is False
+    Rule(id="tls-ip", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is False and f.tls_reproduced
          and bool(f.control_tls_ok or f.control_http_ok), status="blocked", layer="tcp",
          detail=lambda f: f"tcp/{f.tls_failure}",
          explain="TLS fails for the real and the decoy name alike while the control's handshake works:"
@@ -196,7 +229,8 @@ RULES: tuple[Rule, ...] = (
     Rule(id="http-down", when=lambda f: f.http_failure is not None and _ctl_ok(f) and f.control_http_ok is False,
          status="down", layer="http", detail=lambda f: f"http/{f.http_failure}",
          explain="the request fails here and at the control"),
-    Rule(id="http-failure", when=lambda f: f.http_failure is not None and f.control_http_ok is True,
+    Rule(id="http-failure", when=lambda f: f.http_failure is not None and f.control_http_ok is True
+         and f.http_reproduced,
          status="blocked", layer="http", detail=lambda f: f"http/{f.http_failure}",
          explain="the request fails here (reset, EOF, timeout) while the control gets the page"),
     Rule(id="http-unverified", when=lambda f: f.http_failure is not None, status="anomaly", layer="http",
@@ -226,8 +260,7 @@ RULES: tuple[Rule, ...] = (
     Rule(id="redirect-unfinished", when=lambda f: f.stopped is not None, status="anomaly", layer="http",
          detail=lambda f: f"http/{f.stopped}",
          explain="the redirects end nowhere (a loop, too many, a non-public or non-HTTP target): no page"),
-    Rule(id="https-verified", when=lambda f: f.tls_verified and f.final_is_page and f.final is not None
-         and f.final.url.startswith("https://"), status="ok", layer=None, detail=lambda f: "ok",
+    Rule(id="https-verified", when=_verified_page, status="ok", layer=None, detail=lambda f: "ok",
          explain="a page over verified TLS: what we got is what the site served (OONI's rule too)"),
     Rule(id="http-diff-https", when=lambda f: f.https_comparison is not None
          and not f.https_comparison.consistent, status="anomaly", layer="http", detail=lambda f: "http/diff",
@@ -249,6 +282,10 @@ RULES: tuple[Rule, ...] = (
                  " compared with ours"),
     Rule(id="ok-unverified", when=lambda f: f.final_is_page, status="ok", layer=None, detail=lambda f: "ok",
          explain="we got the page; there was no control page or DNS answer to compare it with"),
+    Rule(id="tcp-once", when=lambda f: bool(f.tcp_once) and not f.tcp_connected and not f.tcp_failures,
+         status="anomaly", layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_once)}",
+         explain="no address connected, but the failure was seen on one try only (the run ended before a"
+                 " second): not evidence enough for more"),
     Rule(id="no-route", when=lambda f: bool(f.probe_addrs) and not f.tcp_connected and not f.tcp_failures,
          status="error", layer=None, detail=lambda f: "local/network_unreachable",
          explain="this machine has no route to any of the site's addresses (a route lookup here fails, e.g. an"

@@ -21,7 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from ..targets import TargetError, normalise
-from ..verdicts import MEANING, SHORT, STATUSES
+from ..verdicts import MEANING, SHORT, STATUSES, said
 from . import queries
 
 TESTABILITY = {
@@ -125,7 +125,8 @@ COLUMNS: dict[str, str] = {
 
 
 # Per listed item, the networks where its latest verdict is each status.
-ITEM_KEYS: dict[str, str] = {"blocked": "blocked_on", "anomaly": "anomalous_on", "down": "down_on",
+ITEM_KEYS: dict[str, str] = {"blocked": "blocked_on", "anomaly": "anomalous_on", "filtered": "filtered_on",
+                             "down": "down_on",
                              "ok": "reachable_on", "error": "not_measured_on"}
 assert list(ITEM_KEYS) == list(STATUSES)
 
@@ -281,7 +282,7 @@ def _words(claim: dict[str, Any], basis: str, scope: Scope, testable: dict[str, 
                      "no list, so these URLs stand for the claim only as far as you chose them).")
     for net, c in networks.items():
         parts.append(f"On {net}, {_n(c['measured'] or 0, 'URL was', 'URLs were')} measured: "
-                     + ", ".join(f"{c[s]} {SHORT[s]}" for s in STATUSES if s != "error") + "."
+                     + ", ".join(f"{c[s]} {SHORT[s]}" for s in said(c) if s != "error") + "."
                      + (f" {c['error']} more could not be measured." if c["error"] else ""))
     if not networks:
         parts.append("No run matches, so nothing was measured.")

@@ -119,7 +119,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                                     "headers": c.http_headers, "status_code": c.http_status or -1,
                                     "x_body_sha256": c.http_body_sha256}}
     dns_failure = next((q.failure for q in obs.dns if q.failure and not q.answers and q.query_type == "A"), None)
-    blocking, accessible = ooni_blocking(verdict.status, verdict.layer, verdict.detail)
+    blocking, accessible = ooni_blocking(verdict.status, verdict.layer, verdict.detail, verdict.rule)
     return {
         "annotations": {"engine_name": "probe", "platform": "linux"},
         "data_format_version": "0.2.0",

@@ -8,6 +8,7 @@ of a URL on a network" mean, and so that a filter that matches nothing because i
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -128,6 +129,8 @@ def run_summaries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     counts: dict[int, dict[str, int]] = {}
     for run_id, status, n in db.execute("select run_id, status, count(*) from measurements group by run_id, status"):
         counts.setdefault(run_id, {})[status] = n
+    # Measurements where a failure did not repeat on a second try: never evidence, but a sign of a lossy line.
+    flaky = dict(db.execute("select run_id, sum(coalesce(flaky, 0)) from measurements group by run_id").fetchall())
     out = []
     for r in db.query("select * from runs order by id"):
         duration = None
@@ -138,6 +141,7 @@ def run_summaries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
                 duration = None
         out.append({"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
                     "network": network_of(r), "country": r["vantage_country"], "urls": r["url_count"],
-                    "counts": counts.get(r["id"], {}),
+                    "counts": counts.get(r["id"], {}), "flaky": flaky.get(r["id"]) or 0,
+                    "netview": json.loads(r.get("network") or "null"),
                     "duration_s": None if duration is None else round(duration.total_seconds(), 1)})
     return out

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ..verdicts import CHANGES, COLORS, INTERFERENCE, MEANING, SHORT, STATUSES
+from ..verdicts import CHANGES, COLORS, INTERFERENCE, MEANING, SHORT, STATUSES, said
 from . import claims as claims_mod
 from . import queries
 from .diff import compare_runs
@@ -309,7 +309,7 @@ def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) ->
     groups = _claim_groups(db, runs)
     if groups:
         sections.append(side_by_side_bars("Measured vs claimed", groups))
-    summary = "".join(f"<span class='{s}'><b>{d['counts'].get(s, 0)}</b> {SHORT[s]}</span>" for s in STATUSES)
+    summary = "".join(f"<span class='{s}'><b>{d['counts'].get(s, 0)}</b> {SHORT[s]}</span>" for s in said(d["counts"]))
     meanings = "".join(f"<dt class='{s}'>{e(SHORT[s])}</dt><dd>{e(MEANING[s])}</dd>" for s in STATUSES)
     first, last = _when(runs[0]["started"]), _when(runs[-1]["started"])
     when = (f"Run {runs[0]['id']} on {e(networks[0])}, started {first[0]} {first[1]}" if len(runs) == 1 else

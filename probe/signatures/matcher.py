@@ -139,7 +139,8 @@ class SignatureSet:
             seen.add((m.signature.id, m.chain, m.page))
             s = m.signature
             out.append(SignatureHit(id=s.id, layer=s.layer, where=m.where, matched=m.matched,
-                                    server_side=s.false_positive, weak=s.weak, chain=m.chain, page=m.page))
+                                    server_side=s.false_positive, weak=s.weak, chain=m.chain, page=m.page,
+                                    scope=s.scope_class))
         return tuple(out)
 
 

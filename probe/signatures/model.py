@@ -15,6 +15,9 @@ from typing import Literal
 Kind = Literal["contains", "prefix", "full", "regexp"]
 KINDS: tuple[Kind, ...] = ("contains", "prefix", "full", "regexp")
 _REGEX_META = set(".^$*+?{}[]|()")
+# Scope classes, from OONI's scopes: who is behind a blockpage. "opt-in": a filter the subscriber chose.
+SCOPES = {"nat": "state", "isp": "isp", "inst": "institution", "prod": "product", "optin": "opt-in",
+          "fp": "false-positive"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +43,16 @@ class Signature:
     def weak(self) -> bool:
         """Vague words ("Access denied"): evidence only next to a control that shows a different page."""
         return self.scope == "vbw"
+
+    @property
+    def scope_class(self) -> str:
+        """Who answers for what this signature shows (SCOPES): what counts set against a regulator's keep apart."""
+        text = " ".join((self.id, self.name, *self.other_names)).lower().replace("-", "").replace("_", "")
+        if self.scope == "fp":
+            return "false-positive"
+        if self.scope == "optin" or "optin" in text:
+            return "opt-in"  # OONI files opt-in filters under `isp`; its names and notes say "optin"
+        return SCOPES.get(self.scope, "")
 
     @property
     def layer(self) -> str:

@@ -15,7 +15,7 @@ import re
 import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import h11
@@ -104,6 +104,7 @@ def _client() -> h11.Connection:
 class _Conn:
     stream: trio.abc.Stream
     h11: h11.Connection
+    used: bool = False  # it carried a request already (the TCP step's connection has not)
 
 
 class _Origins:
@@ -124,112 +125,176 @@ def _request_target(parts: urllib.parse.SplitResult) -> str:
     return path + (f"?{urllib.parse.quote(parts.query, safe=_SAFE_QUERY)}" if parts.query else "")
 
 
-async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap: int,
-               clock: Callable[[], float], chain: str) -> HttpHop:
-    t0 = clock()
+@dataclass(slots=True, eq=False)
+class _Try:
+    """One try of a request: what it got, and when."""
+
+    reused: bool  # on a connection that served an earlier request (the server may have closed it meanwhile)
+    t0: float
+    t: float = 0.0
     status: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
-    body = bytearray()
-    truncated = False
+    body: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
     failure: str | None = None
-    phase = "http"  # a kept-alive connection goes straight to the request; a failure belongs to its step
+    phase: str = "http"  # the step a failure belongs to: "tcp", "tls" or "http"
+    head: trio.Event = field(default_factory=trio.Event)  # the response head arrived, or the try ended
+    done: trio.Event = field(default_factory=trio.Event)  # ended by itself (not cancelled)
 
+    def record(self) -> dict[str, Any]:
+        return {"failure": self.failure, "failed_step": self.phase if self.failure else None,
+                "reused": self.reused, "t0": self.t0, "t": self.t}
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    url: str
+    ip: str
+    scheme: str
+    host: str
+    port: int
+    h11: h11.Request
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
+
+
+def _request(url: str, ip: str) -> _Request:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     host = parts.hostname or ""
     if not host.isascii():
         host = normalise(url).hostname  # IDNA, as DNS and SNI saw it (the chain's URLs are already normalised)
     port = parts.port or _DEFAULT_PORT[scheme]
-    origin = (scheme, host, port)
     authority = f"[{host}]" if ":" in host else host
     default_port = port == _DEFAULT_PORT[scheme]
     request = h11.Request(method="GET", target=_request_target(parts), headers=[
         ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
         ("Connection", "keep-alive")])
-    conn: _Conn | None = None
-    first_failure: str | None = None  # a kept connection's, when the retry on a new one fails too
+    return _Request(url, ip, scheme, host, port, request)
+
+
+async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *, timeout: float, body_cap: int,
+               clock: Callable[[], float]) -> None:
+    """One try of `req`: on `conn` (kept alive) or a new connection to the request's address."""
     with trio.move_on_after(timeout) as scope:
-        kept = origins.idle.pop(origin, None)
         try:
-            for conn in (kept, None) if kept is not None else (None,):
-                received = False
-                try:
-                    if conn is None:
-                        phase = "tcp"
-                        conn = _Conn(await trio.open_tcp_stream(ip, port), _client())
-                        if scheme == "https":
-                            phase = "tls"
-                            conn.stream = trio.SSLStream(conn.stream, origins.contexts.http, server_hostname=host,
-                                                         https_compatible=True)
-                            await conn.stream.do_handshake()
-                        phase = "http"
-                    await conn.stream.send_all(conn.h11.send(request) + (conn.h11.send(h11.EndOfMessage()) or b""))
-                    decoder: BoundedDecoder | None = None
-                    while True:
-                        event = conn.h11.next_event()
-                        if event is h11.NEED_DATA:
-                            chunk = await conn.stream.receive_some(65536)
-                            if not chunk and status is None:
-                                raise EOFError("the server closed the connection before answering")
-                            received = True
-                            conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
-                        elif isinstance(event, h11.Response):
-                            status = event.status_code
-                            headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
-                                            for k, v in event.headers)
-                            decoder = BoundedDecoder(dict(headers).get("content-encoding"))
-                        elif isinstance(event, h11.Data):
-                            assert decoder is not None
-                            body += decoder.feed(event.data, body_cap + 1 - len(body))
-                            if len(body) > body_cap:
-                                truncated = True
-                                del body[body_cap:]
-                                break
-                        elif isinstance(event, h11.EndOfMessage):
-                            break
-                        elif isinstance(event, h11.ConnectionClosed):
-                            raise EOFError("the server closed the connection before answering")
-                    if not truncated and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
-                        conn.h11.start_next_cycle()
-                        origins.idle[origin] = conn  # for the next hop to this origin
-                        conn = None
-                except _ERRORS as e:
-                    if conn is not None:
-                        await trio.aclose_forcefully(conn.stream)
-                    failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
-                    if conn is kept and not received and not isinstance(e, zlib.error):
-                        # A kept connection (or the TCP step's) that fails before a byte of the reply may just
-                        # have been closed by the server meanwhile: once more, on a new connection. Should that
-                        # fail too, the first failure is the evidence (a censor may answer the first request
-                        # with a reset and then refuse new connections).
-                        first_failure, failure, conn = failure, None, None
-                        continue
+            if conn is None:
+                t.phase = "tcp"
+                conn = _Conn(await trio.open_tcp_stream(req.ip, req.port), _client())
+                if req.scheme == "https":
+                    t.phase = "tls"
+                    conn.stream = trio.SSLStream(conn.stream, origins.contexts.http, server_hostname=req.host,
+                                                 https_compatible=True)
+                    await conn.stream.do_handshake()
+                t.phase = "http"
+            await conn.stream.send_all(conn.h11.send(req.h11) + (conn.h11.send(h11.EndOfMessage()) or b""))
+            decoder: BoundedDecoder | None = None
+            while True:
+                event = conn.h11.next_event()
+                if event is h11.NEED_DATA:
+                    chunk = await conn.stream.receive_some(65536)
+                    if not chunk and t.status is None:
+                        raise EOFError("the server closed the connection before answering")
+                    conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
+                elif isinstance(event, h11.Response):
+                    t.status = event.status_code
+                    t.headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in event.headers)
+                    decoder = BoundedDecoder(dict(t.headers).get("content-encoding"))
+                    t.head.set()
+                elif isinstance(event, h11.Data):
+                    assert decoder is not None
+                    t.body += decoder.feed(event.data, body_cap + 1 - len(t.body))
+                    if len(t.body) > body_cap:
+                        t.truncated = True
+                        del t.body[body_cap:]
+                        break
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise EOFError("the server closed the connection before answering")
+            if not t.truncated and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+                conn.h11.start_next_cycle()
+                conn.used = True
+                if req.origin not in origins.idle:
+                    origins.idle[req.origin] = conn  # for the next hop to this origin
                     conn = None
-                break
+        except _ERRORS as e:
+            t.failure = "unknown_failure: bad content encoding" if isinstance(e, zlib.error) else classify(e)
         finally:
             if conn is not None:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(conn.stream)
     if scope.cancelled_caught:
-        failure = TIMEOUT
-    if failure and first_failure is not None and status is None:
-        failure, phase = first_failure, "http"
-    hdr = dict(headers)
-    data = bytes(body)
+        t.failure = TIMEOUT
+    t.t = clock()
+    t.head.set()
+    t.done.set()
+
+
+FRESH_TRIES = 2  # a request fails only when it failed this often on fresh connections
+MAX_TRIES = 3  # a reused connection's failure (the server may have closed it) comes on top
+
+
+async def _tries(origins: _Origins, req: _Request, *, timeout: float, body_cap: int,
+                 clock: Callable[[], float]) -> list[_Try]:
+    """Try the request until it gets a response, or has failed FRESH_TRIES times on fresh connections.
+
+    A failure that happens once (a lost packet on a congested line, a kept connection the server closed) is no
+    evidence; one that reproduces may be. A new try starts when the last one failed, or when it has had no
+    response head for half the timeout (so confirming a dropped request costs 1.5 timeouts, not 2). The first
+    try that gets its response ends the others, which are not recorded: they ended neither way.
+    """
+    tries: list[_Try] = []
+
+    async def run(t: _Try, conn: _Conn | None, nursery: trio.Nursery) -> None:
+        await _try(origins, req, conn, t, timeout=timeout, body_cap=body_cap, clock=clock)
+        if t.failure is None:
+            nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        kept = origins.idle.pop(req.origin, None)
+        while True:
+            t = _Try(reused=kept is not None and kept.used, t0=clock())
+            tries.append(t)
+            nursery.start_soon(run, t, kept, nursery)
+            kept = None
+            with trio.move_on_after(timeout / 2):
+                await t.head.wait()
+            if t.status is not None and not t.done.is_set():
+                await t.done.wait()  # a response is coming: let it end
+            fresh = [x for x in tries if not x.reused and not (x.done.is_set() and x.failure is None)]
+            if (t.done.is_set() and t.failure is None) or len(fresh) >= FRESH_TRIES or len(tries) >= MAX_TRIES:
+                break
+    return [t for t in tries if t.done.is_set()]
+
+
+async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap: int,
+               clock: Callable[[], float], chain: str) -> HttpHop:
+    req = _request(url, ip)
+    tries = await _tries(origins, req, timeout=timeout, body_cap=body_cap, clock=clock)
+    # The first try that got a response speaks for the hop; else the first failure (a censor may reset the first
+    # request and then refuse new connections: the reset is the evidence).
+    fresh = [t for t in tries if not t.reused] or tries
+    best = next((t for t in tries if t.failure is None), fresh[0])
+    hdr = dict(best.headers)
+    data = bytes(best.body)
     return HttpHop(
         url=url,
         chain=chain,
-        failed_step=(phase if status is None else "http") if failure else None,
+        failed_step=best.phase if best.failure else None,
         ip=ip,
-        status=status,
-        headers=headers,
+        status=best.status,
+        headers=best.headers,
         location=hdr.get("location"),
-        body_length=len(data) if status is not None else None,
-        body_sha256=hashlib.sha256(data).hexdigest() if status is not None else None,
-        body_truncated=truncated,
+        body_length=len(data) if best.status is not None else None,
+        body_sha256=hashlib.sha256(data).hexdigest() if best.status is not None else None,
+        body_truncated=best.truncated,
         title=extract_title(data, hdr.get("content-type")),
-        failure=failure,
-        t0=t0,
+        failure=best.failure,
+        attempts=tuple(t.record() for t in tries),
+        t0=tries[0].t0,
         t=clock(),
         body=data,
     )

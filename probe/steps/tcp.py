@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 import trio
@@ -59,3 +60,43 @@ async def connect(
         sock.close()
         return TcpConnect(ip=ip, port=port, origin=origin, failure=TIMEOUT, t0=t0, t=clock()), None
     return TcpConnect(ip=ip, port=port, origin=origin, t0=t0, t=clock()), trio.SocketStream(sock)
+
+
+async def connect_confirmed(
+    ip: str,
+    port: int,
+    *,
+    timeout: float,
+    origin: Literal["probe", "control"],
+    clock: Callable[[], float],
+) -> tuple[list[TcpConnect], trio.SocketStream | None]:
+    """Connect, and try once more on a fresh socket when the first try fails: a failure that happens once (a lost
+    SYN on a congested line) is no evidence of blocking, one that reproduces may be. Every try that ended is
+    returned, numbered, with the stream of the first that connected.
+
+    The second try does not wait for the first to time out: it starts when the first fails, or half-way through
+    the first's timeout, so confirming a dropped connection costs 1.5 timeouts, not 2. A try still pending when
+    the other connected is cancelled and not recorded: it ended neither way, so it says nothing.
+    """
+    tries: list[TcpConnect] = []
+    streams: list[trio.SocketStream] = []
+    first_over = trio.Event()
+
+    async def attempt(n: int, nursery: trio.Nursery) -> None:
+        conn, stream = await connect(ip, port, timeout=timeout, origin=origin, clock=clock)
+        tries.append(replace(conn, attempt=n))
+        if n == 1:
+            first_over.set()
+        if stream is not None:
+            streams.append(stream)
+            nursery.cancel_scope.cancel()  # connected: the other try is not needed
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attempt, 1, nursery)
+        with trio.move_on_after(timeout / 2):
+            await first_over.wait()
+        if not streams and not (tries and tries[0].no_local_route):  # no route here: trying again says nothing
+            nursery.start_soon(attempt, 2, nursery)
+    for extra in streams[1:]:
+        await trio.aclose_forcefully(extra)
+    return sorted(tries, key=lambda c: c.attempt), (streams[0] if streams else None)

@@ -153,33 +153,44 @@ async def measure(
     clock: Callable[[], float],
     reconnect: Connector,
 ) -> list[TlsHandshake]:
-    """The handshake with the real SNI, plus the follow-ups that make its failure interpretable."""
-    main = await handshake(stream, ip=ip, port=port, sni=sni, context=contexts.verify, timeout=timeout,
-                           clock=clock)
+    """The handshake with the real SNI, plus the follow-ups that make its failure interpretable.
+
+    A failed handshake is tried once more with the real name on a fresh connection (a lost packet or a busy
+    server fails once; an SNI filter or a blocked address fails every time), and after a reset, EOF or timeout
+    a decoy name goes to the same address at the same time, so confirming costs one handshake's time, not two.
+    Every handshake is kept: the real name's are numbered (`attempt`), the decoy's is not.
+    """
+    main = replace(await handshake(stream, ip=ip, port=port, sni=sni, context=contexts.verify, timeout=timeout,
+                                   clock=clock), attempt=1)
     results = [main]
     if main.failure in CERT_FAILURES:
+        # The same certificate comes every time: a second look (not verifying) is for the chain, not a retry.
         _, again = await reconnect()
         if again is not None:
             peek = await handshake(again, ip=ip, port=port, sni=sni, context=contexts.noverify,
                                    timeout=timeout, clock=clock)
             results[0] = replace(main, peer_chain=peek.peer_chain, version=peek.version, cipher=peek.cipher)
-    elif main.failure in INTERFERENCE_FAILURES and decoy_sni and decoy_sni != sni:
+        return results
+    if main.failure is None:
+        return results
+
+    async def fresh(name: str, context: ssl.SSLContext, *, decoy: bool) -> TlsHandshake:
         t0 = clock()
         failure, again = await reconnect()
-        if again is None:
-            results.append(TlsHandshake(ip=ip, port=port, sni=decoy_sni, decoy=True, failure=failure, t0=t0,
-                                        t=clock()))
-            return results
-        decoy = await handshake(again, ip=ip, port=port, sni=decoy_sni, context=contexts.noverify,
-                                timeout=timeout, clock=clock, decoy=True)
-        results.append(decoy)
-        if decoy.failure is None:
-            # The address answers TLS. An SNI filter fails the real name every time; a lost packet or a busy
-            # server does not: ask once more before the analysis may call it SNI filtering.
-            _, third = await reconnect()
-            if third is not None:
-                retry = await handshake(third, ip=ip, port=port, sni=sni, context=contexts.verify, timeout=timeout,
-                                        clock=clock)
-                if retry.failure is None or retry.failure not in INTERFERENCE_FAILURES:
-                    results[0] = replace(retry, first_failure=main.failure)  # transient: the retry stands
+        if again is None:  # the fresh connection failed: this try failed there
+            return TlsHandshake(ip=ip, port=port, sni=name, decoy=decoy, failure=failure, t0=t0, t=clock())
+        return await handshake(again, ip=ip, port=port, sni=name, context=context, timeout=timeout, clock=clock,
+                               decoy=decoy)
+
+    async def retry() -> None:
+        results.insert(1, replace(await fresh(sni, contexts.verify, decoy=False), attempt=2))
+
+    async def decoy() -> None:
+        assert decoy_sni is not None
+        results.append(await fresh(decoy_sni, contexts.noverify, decoy=True))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(retry)
+        if main.failure in INTERFERENCE_FAILURES and decoy_sni and decoy_sni != sni:
+            nursery.start_soon(decoy)
     return results
