@@ -20,7 +20,8 @@ import trio
 from . import cli_research, reanalysis, signatures, storage
 from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, signature_set
 from .control.transport import split_service_url
-from .errors import EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
+from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
+from .netview import DEFAULT_PORTAL_CHECK
 from .runner import Progress, RunOptions, RunSummary
 from .session import Session
 from .targets import filter_categories, read_inputs
@@ -128,6 +129,9 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--ip-service", envvar="PROBE_IP_SERVICE", default="https://api.ipify.org", show_default=True,
               metavar="URL", help="What-is-my-IP service for the network's ASN (the IP itself is never stored).")
 @click.option("--no-vantage", is_flag=True, help="Do not look up this network's ASN.")
+@click.option("--portal-check", envvar="PROBE_PORTAL_CHECK", default=DEFAULT_PORTAL_CHECK, show_default=True,
+              metavar="URL", help="A page that answers 204 with no body, fetched once per run to tell a captive portal"
+              " ('none': not fetched).")
 @click.option("--allow-net", multiple=True, metavar="CIDR",
               help="Treat this range as public (labs). Otherwise private/loopback answers are bogons.")
 @click.option("--decoy-sni", default="example.com", show_default=True,
@@ -210,7 +214,7 @@ PARAM_FIELDS = {
     "timeout": "timeout", "dns_timeout": "dns_timeout", "late_window": "late_window", "max_runtime": "max_runtime",
     "allow_net": "allow_net", "decoy_sni": "decoy_sni", "keep_bodies": "keep_bodies", "min_free_mb": "min_free_mb",
     "ip_service": "ip_service", "no_vantage": "ip_service", "no_signatures": "signatures",
-    "packs": "signature_packs", "data_dir": "data_dir",
+    "packs": "signature_packs", "data_dir": "data_dir", "portal_check": "portal_check",
 }
 _GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.DEFAULT_MAP)
 
@@ -234,6 +238,7 @@ def _options(a: dict[str, Any]) -> RunOptions:
             ip_service=None if a["no_vantage"] or a["ip_service"] in ("", "none") else a["ip_service"],
             signatures=not a["no_signatures"], signature_packs=tuple(str(Path(p).resolve()) for p in a["packs"]),
             data_dir=_absolute(a["data_dir"]),
+            portal_check=None if a["portal_check"] in ("", "none") else a["portal_check"],
         )
         parse_networks(opts.allow_net)
         for r in opts.resolvers:
@@ -287,6 +292,14 @@ def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb:
     _say(log, quiet, f"run {summary.run_id}: {summary.status}; {summary.run_measured}/{summary.run_total} measured"
                      f" ({counts}){session} in {summary.wall_s:.1f}s -> {db_path}")
     resume = f"resume with `probe run --resume --db {shlex.quote(str(db_path))}`"
+    if summary.status == "captive" and summary.network is not None:
+        _say(log, False, f"warning: this network looks like a captive portal ({summary.network.captive}): nothing "
+                         f"was measured; log in to the network (open any web page in a browser), then {resume}")
+        return EXIT_CAPTIVE
+    if summary.network is not None and (summary.network.hijacking or summary.network.check):
+        from .netview import describe
+
+        _say(log, quiet, f"network: {describe(summary.network)}")
     if summary.status == "offline":
         _say(log, False, f"warning: nothing answered during this session: this network looks offline; nothing was "
                          f"stored for the {summary.unstored} URLs it tried, and the run stays open: {resume} "

@@ -6,7 +6,7 @@ prints `error: <message>` and exits with `exit_code`. Nothing here is ever a tra
 
 from __future__ import annotations
 
-EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE, EXIT_LOCKED = 1, 2, 3, 4
+EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE, EXIT_LOCKED, EXIT_CAPTIVE = 1, 2, 3, 4, 5
 
 
 class ProbeError(Exception):

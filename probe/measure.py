@@ -21,6 +21,7 @@ from typing import Literal
 
 import trio
 
+from .analysis.httpdiff import compare
 from .control.client import ControlClient
 from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
 from .netpolicy import NetPolicy, is_ip_literal
@@ -86,6 +87,7 @@ class _Acc:
     tls: list[TlsHandshake] = field(default_factory=list)
     chains: dict[str, tuple[HttpHop, ...]] = field(default_factory=dict)  # see HttpHop.chain
     control: ControlResult | None = None
+    helper_done: trio.Event = field(default_factory=trio.Event)
     connected: list[str] = field(default_factory=list)  # probe-origin addresses that accepted TCP
     control_connected: list[str] = field(default_factory=list)  # control-origin addresses that accepted TCP
     outcomes: dict[str, trio.Event] = field(default_factory=dict)  # set once an address's TCP connect is over
@@ -251,8 +253,10 @@ async def _self_controls(cfg: MeasureConfig, target: Target, paths: list[tuple[s
 
     - "control": through the control's DNS answers, when they share nothing with our first resolver's: the
       same vantage, another answer; a different page says the answer, not the site, differs.
-    - "https": for an http:// URL on port 80 without a helper, the same host's https:// page over verified TLS,
-      when ours is a page: a notice on plain HTTP beside the real page over HTTPS is interference on HTTP.
+    - "https": for an http:// URL on port 80, the same host's https:// page over verified TLS, when ours is a
+      page and no helper reports the same page: a notice on plain HTTP beside the real page over HTTPS is
+      interference on HTTP, while our http page equal to our https page is the site's own, however unlike the
+      helper's it is (a localized edition, a consent wall or a refusal at the helper's datacenter).
     """
     main = acc.chains.get("")
     if cfg.control is None or not main:
@@ -261,8 +265,11 @@ async def _self_controls(cfg: MeasureConfig, target: Target, paths: list[tuple[s
     theirs, _ = _public_answers(_for_host(acc.control_dns, target.hostname), cfg.policy)
     reached = [ip for ip in theirs if ip in acc.connected or ip in acc.control_connected]
     last = main[-1]
-    https = (target.scheme == "http" and target.port == 80 and not cfg.control.helper_url
-             and last.url.startswith("http://") and last.status is not None and last.failure is None)
+    https = (target.scheme == "http" and target.port == 80 and last.url.startswith("http://")
+             and last.status is not None and last.failure is None)
+    if https and cfg.control.helper_url:
+        await acc.helper_done.wait()  # (it runs beside the URL's steps: mostly over by now)
+        https = _helper_page_differs(last, acc.control)
 
     async def fetch_into(chain: str, url: str, ip: str) -> None:
         acc.chains[chain] = await _fetch(cfg, url, target, ip, acc, clock, chain)
@@ -376,4 +383,17 @@ async def _control_addresses(cfg: MeasureConfig, target: Target, tried: set[str]
 
 async def _helper(cfg: MeasureConfig, target: Target, public: list[str], acc: _Acc) -> None:
     assert cfg.control is not None
-    acc.control = await cfg.control.helper(target, public)
+    try:
+        acc.control = await cfg.control.helper(target, public)
+    finally:
+        acc.helper_done.set()
+
+
+def _helper_page_differs(hop: HttpHop, c: ControlResult | None) -> bool:
+    """No helper page, or one unlike ours by OONI's tests: worth fetching the https page to tell why."""
+    if c is None or c.failure or c.http_failure or c.http_status is None:
+        return True
+    return not compare(status=hop.status, body_length=hop.body_length, header_names=[k for k, _ in hop.headers],
+                       title=hop.title, body_sha256=hop.body_sha256, c_status=c.http_status,
+                       c_body_length=c.http_body_length, c_header_names=c.http_headers.keys(),
+                       c_title=c.http_title, c_body_sha256=c.http_body_sha256).consistent

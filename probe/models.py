@@ -163,6 +163,34 @@ class Observations:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NetworkView:
+    """What the network does to everything, seen once per run before any URL is judged (netview.py).
+
+    Verdicts read it: a name that does not exist is answered by a hijacking resolver (not censorship), but an
+    answer from an honest one is; behind a captive portal nothing is judged at all.
+    """
+
+    hijacking: dict[str, tuple[str, ...]] = field(default_factory=dict)  # resolver -> what it answers for nothing
+    honest: tuple[str, ...] = ()  # resolvers that said NXDOMAIN for names that cannot exist
+    check: str | None = None  # what the connectivity check got: None when it got the expected answer
+    control_reachable: bool | None = None  # the control answered (None: not asked, or no DoH to ask)
+    captive: str | None = None  # why the network is taken for a captive portal
+    t: str = ""  # when (ISO 8601, UTC)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> NetworkView | None:
+        """From its stored JSON form (storage, OONI exports); None for anything else."""
+        if not isinstance(d, dict):
+            return None
+        try:
+            return cls(hijacking={str(k): tuple(v) for k, v in (d.get("hijacking") or {}).items()},
+                       honest=tuple(d.get("honest") or ()), check=d.get("check"),
+                       control_reachable=d.get("control_reachable"), captive=d.get("captive"), t=d.get("t") or "")
+        except (TypeError, AttributeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
     status: Status
     layer: Layer | None

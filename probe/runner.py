@@ -30,10 +30,11 @@ from typing import Any
 import sqlite_utils
 import trio
 
-from . import __version__, storage
-from .analysis import RULES_VERSION, Matcher
+from . import __version__, netview, storage
+from .analysis import RULES_VERSION, Judge, Matcher
 from .control.client import DEFAULT_DOH
-from .models import Observations, Target, Verdict
+from .measure import MeasureConfig
+from .models import NetworkView, Observations, Target, Verdict
 from .scheduler import measure_all
 from .steps import dns
 from .steps.tls import TlsContexts
@@ -71,6 +72,7 @@ class RunOptions:
     signature_packs: tuple[str, ...] = ()  # extra packs, absolute paths
     data_dir: str | None = None  # where cached signature sets live; None: $PROBE_DATA_DIR or the XDG default
     workers: int | None = None  # measuring processes, this one included (workers.py); None: from the cores
+    portal_check: str | None = None  # connectivity-check URL (answers 204) for the network survey; None: not fetched
 
 
 @dataclass(slots=True)
@@ -78,7 +80,7 @@ class RunSummary:
     """One session's outcome. `counts`, `measured` and `run_*` are read back from the database."""
 
     run_id: int
-    status: str  # done | interrupted | partial | offline | disk-full
+    status: str  # done | interrupted | partial | offline | disk-full | captive
     counts: Counter[str] = field(default_factory=Counter)  # this session's stored verdicts, by status
     measured: int = 0  # URLs this session stored
     total: int = 0  # URLs this session set out to measure
@@ -88,6 +90,7 @@ class RunSummary:
     run_counts: dict[str, int] = field(default_factory=dict)  # the whole run's stored verdicts, by status
     run_measured: int = 0
     run_total: int = 0
+    network: NetworkView | None = None  # the network survey of this session (netview.py)
 
 
 def raise_fd_limit() -> int:
@@ -255,8 +258,18 @@ async def run_async(
     async with open_measuring(spec) as cfg:
         # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
         known = resumed and (storage.run_row(db, run_id) or {}).get("vantage_asn") is not None
-        if opts.ip_service and resolvers and not known:
-            await _lookup_vantage(db, run_id, opts, resolvers[0], cfg.contexts)
+        # The network as a whole (netview.py), each session: verdicts read it, and a captive portal stops the run.
+        view: list[NetworkView] = []
+        async with trio.open_nursery() as first:
+            if opts.ip_service and resolvers and not known:
+                first.start_soon(_lookup_vantage, db, run_id, opts, resolvers[0], cfg.contexts)
+            first.start_soon(_survey, cfg, opts.portal_check, view)
+        summary.network = view[0]
+        storage.set_network(db, run_id, view[0])
+        judge = Judge(matcher, view[0])
+        if view[0].captive:
+            summary.status = "captive"  # nothing measured: resumable once the volunteer has logged in
+            targets = []
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
         stop = trio.CancelScope()
 
@@ -298,7 +311,7 @@ async def run_async(
                             progress.measured(row["status"])
 
         async def worker_process(index: int, out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
-            code = await run_worker(spec, index, targets[index::workers], matcher, out)
+            code = await run_worker(spec, index, targets[index::workers], judge, out)
             if code != 0:
                 failed_workers.append(code)
 
@@ -316,7 +329,7 @@ async def run_async(
                         measuring.start_soon(ticker)
                         async with trio.open_nursery() as shares:
                             shares.start_soon(measure_all, iter(targets[::workers]), cfg, spec.part(concurrency, 0),
-                                              matcher, send.clone())
+                                              judge, send.clone())
                             for index in range(1, workers):
                                 shares.start_soon(worker_process, index, send.clone())
                         measuring.cancel_scope.cancel()  # all measured: stop the signal watcher and the ticker
@@ -346,6 +359,10 @@ async def run_async(
     summary.run_total = run.get("url_count") or 0
     summary.wall_s = time.monotonic() - started
     return summary
+
+
+async def _survey(cfg: MeasureConfig, portal_check: str | None, into: list[NetworkView]) -> None:
+    into.append(await netview.survey(cfg, portal_check))
 
 
 async def _lookup_vantage(db: sqlite_utils.Database, run_id: int, opts: RunOptions, resolver: dns.Resolver,

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 
 import trio
 
-from .analysis import Matcher, analyse
+from .analysis import Judge
 from .measure import MeasureConfig, Unsettled, measure_unsettled
 from .models import Observations, Target, Verdict
 
 Judged = tuple[Observations, Verdict]
 
 
-async def measure_all(targets: Iterator[Target], cfg: MeasureConfig, concurrency: int, matcher: Matcher | None,
+async def measure_all(targets: Iterator[Target], cfg: MeasureConfig, concurrency: int, judge: Judge,
                       out: trio.MemorySendChannel[Judged]) -> None:
     """Measure `targets` with `concurrency` slots; send each judged URL to `out` once its late window is over."""
     # Bounded, so that a slow writer holds the slots back instead of letting measured URLs pile up here.
@@ -33,13 +33,13 @@ async def measure_all(targets: Iterator[Target], cfg: MeasureConfig, concurrency
                 await send.send(await measure_unsettled(target, cfg))
 
     async with out, trio.open_nursery() as nursery:
-        nursery.start_soon(_settle, settling, matcher, out.clone())
+        nursery.start_soon(_settle, settling, judge, out.clone())
         async with to_settle, trio.open_nursery() as slots:
             for _ in range(concurrency):
                 slots.start_soon(slot, to_settle.clone())
 
 
-async def _settle(recv: trio.MemoryReceiveChannel[Unsettled], matcher: Matcher | None,
+async def _settle(recv: trio.MemoryReceiveChannel[Unsettled], judge: Judge,
                   out: trio.MemorySendChannel[Judged]) -> None:
     """Judge each URL once its late window has passed, earliest window first."""
     waiting: list[tuple[float, int, Unsettled]] = []
@@ -50,7 +50,7 @@ async def _settle(recv: trio.MemoryReceiveChannel[Unsettled], matcher: Matcher |
             while more or waiting:
                 if waiting and waiting[0][0] <= trio.current_time():
                     obs = heapq.heappop(waiting)[2].settle()
-                    await out.send((obs, analyse(obs, matcher)))
+                    await out.send((obs, judge(obs)))
                     continue
                 if not more:
                     await trio.sleep_until(waiting[0][0])

@@ -26,7 +26,17 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .errors import DatabaseError
-from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
+from .models import (
+    ControlResult,
+    DnsQuery,
+    HttpHop,
+    NetworkView,
+    Observations,
+    Target,
+    TcpConnect,
+    TlsHandshake,
+    Verdict,
+)
 from .targets import normalise
 
 migrations = Migrations("probe")
@@ -143,6 +153,21 @@ def m006_ooni_failure_names(db: sqlite_utils.Database) -> None:
                    " where detail like ? or evidence like ?", [old, new, old, new, f"%{old}%", f"%{old}%"])
     for old, new in RENAMED_HELPER_DNS.items():
         db.execute("update control_results set dns_failure = ? where dns_failure = ?", [new, old])
+
+
+def set_network(db: sqlite_utils.Database, run_id: int, view: NetworkView) -> None:
+    """The network survey of the run's latest session (netview.py), which its verdicts were judged with."""
+    with db.atomic():
+        db.execute("update runs set network = ? where id = ?", [json.dumps(dataclasses.asdict(view)), run_id])
+
+
+def network_view(db: sqlite_utils.Database, run_id: int) -> NetworkView | None:
+    """The run's network survey; None for runs from before surveys (or an unreadable one)."""
+    row = db.execute("select network from runs where id = ?", [run_id]).fetchone()
+    try:
+        return NetworkView.from_dict(json.loads(row[0]) if row and row[0] else None)
+    except ValueError:
+        return None
 
 
 def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,
@@ -441,7 +466,7 @@ def measured_urls(db: sqlite_utils.Database, run_id: int) -> set[str]:
 
 
 # A run in one of these states has URLs left to measure (`offline`: the last session could not reach the network).
-RESUMABLE = ("running", "interrupted", "partial", "disk-full", "offline")
+RESUMABLE = ("running", "interrupted", "partial", "disk-full", "offline", "captive")
 
 
 def resumable_run(db: sqlite_utils.Database, run_id: int | None = None) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from functools import partial
 
 import trio
 
-from .analysis import Matcher
+from .analysis import Judge
 from .control.client import ControlClient
 from .measure import MeasureConfig
 from .models import Target
@@ -90,10 +90,10 @@ async def open_measuring(spec: MeasureSpec, index: int = 0) -> AsyncIterator[Mea
         )
 
 
-async def run_worker(spec: MeasureSpec, index: int, targets: list[Target], matcher: Matcher | None,
+async def run_worker(spec: MeasureSpec, index: int, targets: list[Target], judge: Judge,
                      out: trio.MemorySendChannel[Judged]) -> int:
     """Measure share `index` in a worker process; send its verdicts to `out`; return its exit status."""
-    job = pickle.dumps((spec, index, targets, matcher), protocol=pickle.HIGHEST_PROTOCOL)
+    job = pickle.dumps((spec, index, targets, judge), protocol=pickle.HIGHEST_PROTOCOL)
     async with out, trio.open_nursery() as nursery:
         # -P: the current directory is not put on sys.path, so a `probe/` or `trio.py` there is never imported.
         proc = await nursery.start(partial(trio.run_process, [sys.executable, "-P", "-c", _WORKER], stdin=job,
@@ -119,13 +119,12 @@ async def _stop_when_orphaned(parent: int, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _work(spec: MeasureSpec, index: int, targets: list[Target], matcher: Matcher | None,
-                parent: int) -> None:
+async def _work(spec: MeasureSpec, index: int, targets: list[Target], judge: Judge, parent: int) -> None:
     pipe = trio.lowlevel.FdStream(os.dup(1))
     concurrency = spec.part(spec.concurrency, index)
     send, recv = trio.open_memory_channel[Judged](concurrency)
     async with open_measuring(spec, index) as cfg, trio.open_nursery() as nursery:
-        nursery.start_soon(measure_all, iter(targets), cfg, concurrency, matcher, send)
+        nursery.start_soon(measure_all, iter(targets), cfg, concurrency, judge, send)
         nursery.start_soon(_stop_when_orphaned, parent, nursery.cancel_scope)
         async with recv, pipe:
             async for judged in recv:
@@ -139,6 +138,6 @@ def main() -> None:
     # Ctrl-C reaches the whole process group: the run's process handles it and ends its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
-    spec, index, targets, matcher = pickle.load(sys.stdin.buffer)
+    spec, index, targets, judge = pickle.load(sys.stdin.buffer)
     sys.stdout = sys.stderr  # stdout is the pipe to the run's process: nothing else may write there
-    trio.run(_work, spec, index, targets, matcher, parent)
+    trio.run(_work, spec, index, targets, judge, parent)

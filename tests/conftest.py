@@ -88,8 +88,9 @@ def never_the_hosts_resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     conf = tmp_path_factory.mktemp("resolv") / "resolv.conf"
     conf.write_text("nameserver 127.0.0.1\n")  # nothing listens on 127.0.0.1:53 in tests: refused at once
     saved = {k: os.environ.get(k) for k in ("PROBE_RESOLV_CONF", "PROBE_ACCEPT_RISK", "XDG_CONFIG_HOME",
-                                            "PROBE_IP_SERVICE", "PROBE_DATA_DIR")}
+                                            "PROBE_IP_SERVICE", "PROBE_DATA_DIR", "PROBE_PORTAL_CHECK")}
     os.environ["PROBE_IP_SERVICE"] = "none"  # no what-is-my-IP lookup unless a test serves one
+    os.environ["PROBE_PORTAL_CHECK"] = "none"  # no connectivity check unless a test serves one
     os.environ["PROBE_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))  # no cached lists or signatures
     os.environ["PROBE_RESOLV_CONF"] = str(conf)
     os.environ["PROBE_ACCEPT_RISK"] = "1"  # the consent prompt has its own test

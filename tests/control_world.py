@@ -52,7 +52,7 @@ SCENARIOS = [
     ("diff.test", "http", "127.0.0.10", "http_port", ("anomaly", "http", "http/diff", "http-diff")),
     ("dnspage.test", "http", "127.0.1.10", "http_port",
      ("blocked", "dns", "dns/inconsistent", "dns-inconsistent-page")),
-    ("ghost.test", "http", "127.0.0.1", "http_port", ("anomaly", "dns", "dns/inconsistent", "dns-only-here")),
+    ("ghost.test", "http", "127.0.0.1", "http_port", ("blocked", "dns", "dns/inconsistent", "dns-ghost")),
     ("bogonall.test", "http", "10.10.34.35", "http_port", ("down", "dns", "dns/bogon", "dns-bogon-everywhere")),
     # An honest, slow resolver rotating its answers: our retransmission's reply is no injection.
     ("rotate.test", "http", "rotate-slow", "http_port", ("ok", None, "ok", "ok")),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from probe.analysis import RULES, analyse
+from probe.models import NetworkView
 from probe.serialize import from_dict, to_dict
 from probe.signatures import SignatureSet
 from probe.signatures.loaders import load_builtin
@@ -25,7 +26,8 @@ BUILTIN = SignatureSet(load_builtin()[0])  # golden files are judged with our ow
 def test_golden_verdict(path: Path) -> None:
     doc = json.loads(path.read_text())
     obs = from_dict(doc["observations"])
-    v = analyse(obs, BUILTIN.hits)
+    network = NetworkView.from_dict(doc.get("network"))  # the run's network survey, where the verdict needs it
+    v = analyse(obs, BUILTIN.hits, network)
     assert {"status": v.status, "layer": v.layer, "detail": v.detail, "rule": v.rule} == doc["expected"], v.evidence
     assert path.stem.split("--")[0] == v.rule
     assert from_dict(to_dict(obs)) == obs  # the file format round-trips

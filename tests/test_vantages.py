@@ -321,7 +321,9 @@ async def test_parquet_loads_into_clickhouse_and_the_readme_queries_agree_with_s
         w[0] += status == "blocked"
         w[1] += 1
     assert got_weekly == [[asn, net, week, b, n] for (asn, net, week), (b, n) in sorted(weekly.items())]
-    assert len(got_weekly) == 3 and got_weekly[0][3] == 0 and got_weekly[1][3] > got_weekly[2][3] > 0  # A, A, B
+    # A, A, B; in A's first run only ghost.test is blocked (its resolver makes up an address for a name that
+    # does not exist, in every run).
+    assert len(got_weekly) == 3 and got_weekly[0][3] == 1 and got_weekly[1][3] > got_weekly[2][3] > 0
 
     earlier = {(asn, url) for asn, _, started, _, url in rows if started[:10] < since}
     blocked_before = {(asn, url) for asn, _, started, status, url in rows if started[:10] < since and

@@ -7,12 +7,13 @@ improve (`probe reanalyze`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from ..models import Observations, Verdict
+from ..models import NetworkView, Observations, Verdict
 from .facts import Facts, SignatureHit, derive
 from .rules import RULES, RULES_VERSION, Rule
 
-__all__ = ["RULES", "RULES_VERSION", "Facts", "Matcher", "Rule", "SignatureHit", "analyse", "first_rule"]
+__all__ = ["RULES", "RULES_VERSION", "Facts", "Judge", "Matcher", "Rule", "SignatureHit", "analyse", "first_rule"]
 
 # A signature matcher (probe.signatures.SignatureSet.hits) turns observations into hits, false positives first.
 Matcher = Callable[[Observations], tuple[SignatureHit, ...]]
@@ -25,8 +26,8 @@ def first_rule(facts: Facts) -> Rule:
     raise AssertionError("the last rule matches everything")
 
 
-def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
-    facts = derive(obs, matcher(obs) if matcher else ())
+def analyse(obs: Observations, matcher: Matcher | None = None, network: NetworkView | None = None) -> Verdict:
+    facts = derive(obs, matcher(obs) if matcher else (), network)
     hit = facts.signature
     rule = first_rule(facts)
     return Verdict(
@@ -42,6 +43,18 @@ def analyse(obs: Observations, matcher: Matcher | None = None) -> Verdict:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """Analysis with what a run gives it besides each URL's observations: its signatures and the network's
+    view. Plain data (it goes to worker processes)."""
+
+    matcher: Matcher | None = None
+    network: NetworkView | None = None
+
+    def __call__(self, obs: Observations) -> Verdict:
+        return analyse(obs, self.matcher, self.network)
+
+
 def _evidence(rule: Rule, f: Facts) -> str:
     parts = [rule.explain]
     if f.probe_addrs or f.bogons:
@@ -52,6 +65,8 @@ def _evidence(rule: Rule, f: Facts) -> str:
         parts.append("control dns: " + (", ".join(f.control_addrs) or str(f.control_dns_failure)))
     if f.rejected_replies:
         parts.append("rejected replies: " + "; ".join(f.rejected_replies))
+    if f.hijacking_resolvers:
+        parts.append("resolvers that answer names that do not exist: " + ", ".join(f.hijacking_resolvers))
     if f.injected:
         parts.append("late replies: " + "; ".join(f.injected))
     if f.tcp_failures:

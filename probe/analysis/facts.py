@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..failures import is_local
-from ..models import ControlState, HttpHop, Observations, TlsHandshake
+from ..models import ControlState, HttpHop, NetworkView, Observations, TlsHandshake
 from . import attempts, dnsfacts, pages
 from .dnsfacts import DNS_LOOKUP_FAILURES
 from .httpdiff import HttpComparison
@@ -51,6 +51,10 @@ class Facts:
     control_bogon_only: bool  # the control's answers are all non-public, like ours
     dns_consistent: bool | None  # None: nothing to compare with
     inconsistent_resolvers: tuple[str, ...]  # resolvers whose public answers the control does not confirm
+    # Of those, the ones the run's survey caught answering names that do not exist, and the ones it found honest
+    # (an answer from these for a name the control does not find is a ghost: made up for this name).
+    hijacking_resolvers: tuple[str, ...]
+    honest_resolvers: tuple[str, ...]
     # TCP
     tcp_failures: dict[str, str]  # probe-origin address -> failure that reproduced (no-route failures left out)
     tcp_once: dict[str, str]  # probe-origin address -> failure seen on one try only (no evidence)
@@ -79,6 +83,7 @@ class Facts:
     comparison: HttpComparison | None  # the main page against the best reference page
     reference: str  # what the page was compared with: "helper", "control-address page", "https page" or ""
     https_comparison: HttpComparison | None  # the http:// page against the same host's verified https:// page
+    https_same: bool  # ... and they are the same page (title included: both were fetched from here)
     path_diffs: tuple[str, ...]  # resolvers whose own answer led to a page unlike the control's
     cross_host_title_diff: bool  # redirected to another host, to a page whose title is not the control's
     signature: SignatureHit | None = None
@@ -144,7 +149,7 @@ def _same_endpoint_tls(obs: Observations, hs: TlsHandshake | None) -> bool | Non
     return None if ep is None else bool(ep.get("status"))
 
 
-def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
+def derive(obs: Observations, hits: tuple[SignatureHit, ...] = (), network: NetworkView | None = None) -> Facts:
     host = obs.target.hostname
     queries = [q for q in obs.dns if q.hostname == host]  # a redirect target's lookups belong to its hop
     ours = {a for q in queries for a in q.answers}
@@ -189,6 +194,8 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         control_bogon_only=ctl.bogon_only,
         dns_consistent=dns_consistent,
         inconsistent_resolvers=inconsistent,
+        hijacking_resolvers=tuple(r for r in inconsistent if network and r in network.hijacking),
+        honest_resolvers=tuple(r for r in inconsistent if network and r in network.honest),
         tcp_failures=tcp_failures,
         tcp_once=tcp.once,
         tcp_connected=tuple(x.ip for x in obs.tcp if x.origin == "probe" and x.failure is None),
@@ -215,6 +222,7 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = ()) -> Facts:
         comparison=comparison,
         reference=best.name if best and comparison is not None else "",
         https_comparison=https_comparison,
+        https_same=bool(https_ref and final is not None and pages.is_page(final) and not https_ref.differs(final)),
         path_diffs=pages.path_diffs(obs, refs, ctl.addrs, verified),
         cross_host_title_diff=bool(comparison is not None and comparison.title_match is False and final is not None
                                    and pages.host_of(final.url) != pages.host_of(obs.target.url)),

@@ -153,6 +153,18 @@ RULES: tuple[Rule, ...] = (
     Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_name_missing, status="down", layer="dns",
          detail=lambda f: "dns/nxdomain",
          explain="the name has no address for the control either (NXDOMAIN or an empty answer)"),
+    Rule(id="dns-hijacked-nxdomain", when=lambda f: f.control_name_missing and bool(f.inconsistent_resolvers)
+         and set(f.hijacking_resolvers) == set(f.inconsistent_resolvers), status="down", layer="dns",
+         detail=lambda f: "dns/nxdomain",
+         explain="the name has no address for the control; the resolvers that answer it here answer names that"
+                 " cannot exist too (NXDOMAIN hijacking, seen by the run's survey): a dead name, not censorship"),
+    Rule(id="dns-ghost", when=lambda f: f.control_name_missing and bool(f.inconsistent_resolvers)
+         and not f.tls_verified and not f.hijacking_resolvers and (bool(f.honest_resolvers) or (
+             _all_tcp_failed(f) and f.control == "ok")), status="blocked", layer="dns",
+         detail=lambda f: "dns/inconsistent",
+         explain="a resolver here answers an address for a name the control says does not exist, and it answers"
+                 " NXDOMAIN for made-up names (the run's survey), or, where no survey was made, that address"
+                 " refuses every connection: the answer was made up for this name (ghost DNS)"),
     Rule(id="dns-bogon-everywhere", when=lambda f: f.bogon_only and f.control_bogon_only, status="down",
          layer="dns", detail=lambda f: "dns/bogon",
          explain="the name points to a non-public address at the control too: misconfigured, not censored"),
@@ -265,7 +277,13 @@ RULES: tuple[Rule, ...] = (
     Rule(id="http-diff-https", when=lambda f: f.https_comparison is not None
          and not f.https_comparison.consistent, status="anomaly", layer="http", detail=lambda f: "http/diff",
          explain="the http:// page differs from the same host's page over verified HTTPS (fetched when no helper"
-                 " reports the page)"),
+                 " reports the same page)"),
+    Rule(id="http-same-as-https", when=lambda f: f.https_same and f.reference == "helper"
+         and f.comparison is not None and not f.comparison.consistent, status="ok",
+         layer=None, detail=lambda f: "ok",
+         explain="the http:// page differs from the helper's, but it is the same as the host's page over verified"
+                 " HTTPS fetched from here: the site serves this network another page (a localized edition, or"
+                 " a consent wall or refusal at the helper's datacenter), nobody tampered with it"),
     Rule(id="http-diff", when=lambda f: f.comparison is not None and (not f.comparison.consistent
          or f.cross_host_title_diff), status="anomaly", layer="http", detail=lambda f: "http/diff",
          explain="the page differs from the control's (status, and none of size, headers, title match; or a"

@@ -12,7 +12,7 @@ import sqlite_utils
 
 from .. import __version__, storage
 from ..analysis import RULES_VERSION, Matcher, analyse
-from ..models import Verdict
+from ..models import NetworkView, Verdict
 from ..serialize import to_dict
 from . import queries
 from .ooni import export_measurement, import_measurement
@@ -72,6 +72,7 @@ def import_ooni(db: sqlite_utils.Database, paths: Iterable[Path], matcher: Match
     """Load Web Connectivity measurements as runs (one per network) and judge them with our analysis."""
     runs: dict[str, int] = {}
     seen: set[tuple[int, str]] = set()
+    surveyed: set[int] = set()
     warnings: list[str] = []
     count = 0
     names = [str(p) for p in paths]
@@ -102,7 +103,11 @@ def import_ooni(db: sqlite_utils.Database, paths: Iterable[Path], matcher: Match
                 warnings.append(f"{where}: skipped: measurement {uid} is already in this database")
                 continue
             seen.add((run_id, obs.target.url))
-            verdict = analyse(obs, matcher)
+            view = NetworkView.from_dict((doc.get("test_keys") or {}).get("x_probe_network"))
+            if view is not None and run_id not in surveyed:  # a probe export carries its run's network survey
+                storage.set_network(db, run_id, view)
+                surveyed.add(run_id)
+            verdict = analyse(obs, matcher, view)
             with db.atomic():
                 storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION, keep_body=verdict.status != "ok",
                                           measurement_uuid=uid)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import urllib.parse
 from dataclasses import replace
 from typing import Any, Literal
@@ -86,12 +87,14 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
     } for q in obs.dns + obs.control_dns]  # the control's DoH lookups as OONI writes them (engine "doh")
     tcp = [{"ip": c.ip, "port": c.port, "status": {"success": c.failure is None, "failure": c.failure,
                                                    "blocked": None},
-            "t0": c.t0, "t": c.t, "x_probe_origin": c.origin, "x_probe_no_local_route": c.no_local_route}
+            "t0": c.t0, "t": c.t, "x_probe_origin": c.origin, "x_probe_no_local_route": c.no_local_route,
+            "x_probe_attempt": c.attempt}
            for c in obs.tcp]
     tls = [{"address": _endpoint(h.ip, h.port), "server_name": h.sni, "failure": h.failure,
             "tls_version": h.version, "cipher_suite": h.cipher, "negotiated_protocol": h.alpn,
             "no_tls_verify": h.decoy, "t0": h.t0, "t": h.t, "x_probe_decoy": h.decoy,
-            "x_probe_peer_chain": list(h.peer_chain)} for h in obs.tls]
+            "x_probe_peer_chain": list(h.peer_chain), "x_probe_attempt": h.attempt,
+            "x_probe_first_failure": h.first_failure} for h in obs.tls]
     def request(h: HttpHop) -> dict[str, Any]:
         hop = normalise(h.url) if h.url.startswith(("http://", "https://")) else t
         return {
@@ -102,6 +105,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                 else None, "body_is_truncated": h.body_truncated},
             "x_probe_body_length": h.body_length, "x_probe_body_sha256": h.body_sha256,
             "x_probe_stopped": h.stopped, "x_probe_title": h.title, "x_probe_failed_step": h.failed_step,
+            "x_probe_attempts": list(h.attempts),
         }
 
     # OONI lists the last request first. `requests` is the main chain (what OONI's own requests are); our
@@ -145,6 +149,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
             "x_probe_verdict": {"status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
                                 "rule": verdict.rule, "fingerprint": verdict.fingerprint},
             "x_probe_bogons": list(obs.bogons), "x_probe_category": t.category,
+            "x_probe_network": json.loads(run.get("network") or "null"),  # the run's survey (netview.py)
         },
     }
 
@@ -277,7 +282,8 @@ def _tls(h: dict[str, Any], hostname: str) -> TlsHandshake:
     return TlsHandshake(ip=ip, port=port, sni=h.get("server_name") or hostname,
                         decoy=bool(h.get("x_probe_decoy", False)), failure=h.get("failure"),
                         version=h.get("tls_version"), cipher=h.get("cipher_suite"), alpn=h.get("negotiated_protocol"),
-                        peer_chain=chain, t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
+                        peer_chain=chain, attempt=int(h.get("x_probe_attempt") or 0),
+                        first_failure=h.get("x_probe_first_failure"), t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
 
 
 def _hop(r: dict[str, Any], chain: str = "") -> HttpHop:
@@ -296,7 +302,8 @@ def _hop(r: dict[str, Any], chain: str = "") -> HttpHop:
         body_truncated=bool(resp.get("body_is_truncated")),
         title=r.get("x_probe_title") or extract_title(body, dict(headers).get("content-type")),
         failure=r.get("failure"), stopped=r.get("x_probe_stopped"), failed_step=r.get("x_probe_failed_step"),
-        chain=chain, t0=r.get("t0") or 0.0, t=r.get("t") or 0.0, body=body,
+        chain=chain, attempts=tuple(r.get("x_probe_attempts") or ()), t0=r.get("t0") or 0.0, t=r.get("t") or 0.0,
+        body=body,
     )
 
 
@@ -361,7 +368,8 @@ def _own_connects(meas: _Measurement, probe_addrs: set[str], control_addrs: set[
         if int(c.get("port") or 0) != meas.target.port and status.get("failure"):
             continue  # 0.5 also connects to 443 to validate an http:// URL's addresses: not the URL's connection
         out.append(TcpConnect(ip=ip, port=int(c.get("port") or 0), origin=origin, failure=status.get("failure"),
-                              no_local_route=bool(c.get("x_probe_no_local_route")), t0=c.get("t0") or 0.0,
+                              no_local_route=bool(c.get("x_probe_no_local_route")),
+                              attempt=int(c.get("x_probe_attempt") or 0), t0=c.get("t0") or 0.0,
                               t=c.get("t") or 0.0))
     return out
 
