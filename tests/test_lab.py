@@ -78,6 +78,30 @@ def test_a_second_resolver_gives_the_same_verdict_every_time(lab, tmp_path):
                     ("dns-unknown-doh", "blocked", "dns/inconsistent"): 20}
 
 
+def test_lossy_and_flaky_sites_give_the_same_verdict_ten_times_and_flaky_is_counted_apart(lab, tmp_path):
+    """A link that drops 10% of a site's packets, and a box that resets every other connection: a failure that a
+    second try does not repeat is never evidence. Ten runs in a row, the same verdicts; the flaky tries are kept
+    and counted."""
+    import sqlite3
+
+    subset = tuple(s for s in SCENARIOS if s.repeat)
+    assert len(subset) >= 6
+    seen: Counter[tuple[str, str, str | None]] = Counter()
+    flaky: Counter[str] = Counter()
+    for i in range(10):
+        db = tmp_path / f"lossy{i}.db"
+        for o in run_scenarios(lab, subset, db=db):
+            seen[(o.scenario.name, o.status, o.layer)] += 1
+        con = sqlite3.connect(db)
+        flaky.update(url for url, in con.execute("select url from measurements where flaky = 1"))
+        tries = con.execute("select count(*) from tcp_connects t join measurements m on m.id = t.measurement_id "
+                            "where m.url like 'http://flaky.%' and t.failure = 'connection_refused'").fetchone()[0]
+        assert tries == 1, "the refused first try (a RST to the SYN) is kept beside the second that connected"
+        con.close()
+    assert seen == {(s.name, s.expect, s.layer): 10 for s in subset}
+    assert flaky["http://flaky.lab.test/"] == 10 and flaky["https://flaky-tls.lab.test/"] == 10
+
+
 def test_down_leaves_nothing_and_up_recovers_from_a_crash():
     crashed = Lab(prefix=LAB_PREFIX[:-1] + "r")
     crashed.up()

@@ -106,10 +106,10 @@ def judge_resolvers(queries: list[DnsQuery], bogons: tuple[str, ...], tls: tuple
     None: nothing to compare with (the control said nothing about the name)."""
     if not queries or not (control.addrs or control.name_missing):
         return None, ()
-    if failure in DNS_LOOKUP_FAILURES and control.name_missing:
-        return True, ()
     answered = {r: {a for q in qs for a in q.answers if a not in bogons} for r, qs in by_resolver(queries).items()}
     answered = {r: a for r, a in answered.items() if a}
+    if failure in DNS_LOOKUP_FAILURES and control.name_missing and not answered:
+        return True, ()
     if not control.addrs:  # the control finds no address, we do
         return (False, tuple(answered)) if answered else (None, ())
     if not answered:

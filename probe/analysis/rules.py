@@ -123,12 +123,12 @@ RULES: tuple[Rule, ...] = (
     Rule(id="not-public", when=lambda f: f.target_not_public, status="error", layer=None,
          detail=lambda f: "local/not_public_address",
          explain="the URL names a loopback, private or reserved address: never connected to, not measured"),
-    Rule(id="server-side-same", when=lambda f: _server_side(f) and (_verified_page(f) or (
+    Rule(id="server-side-same", when=lambda f: _server_side(f) and (_verified_page(f) or f.https_same or (
          f.comparison is not None and f.comparison.consistent)), status="ok", layer=None,
          detail=lambda f: f"http/server-side:{_sig(f)}",
          explain="the page the chain ends on is the site's own refusal or challenge (a false-positive signature:"
                  " CDN challenge, error page, geo-block), and the control got the same page, or it came over"
-                 " verified TLS: the site's doing, no interference"),
+                 " verified TLS (or is the same as the host's page over verified TLS): the site's doing"),
     Rule(id="server-side-page", when=_server_side, status="anomaly", layer="http",
          detail=lambda f: f"http/server-side:{_sig(f)}",
          explain="the page the chain ends on matches a false-positive signature (CDN challenge, geo-block) and"
@@ -150,9 +150,6 @@ RULES: tuple[Rule, ...] = (
          layer="dns", detail=lambda f: "dns/injection",
          explain="a query got a second, contradicting reply that no retransmission of ours explains, and the"
                  " control shows which reply is forged (an on-path injector)"),
-    Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_name_missing, status="down", layer="dns",
-         detail=lambda f: "dns/nxdomain",
-         explain="the name has no address for the control either (NXDOMAIN or an empty answer)"),
     Rule(id="dns-hijacked-nxdomain", when=lambda f: f.control_name_missing and bool(f.inconsistent_resolvers)
          and set(f.hijacking_resolvers) == set(f.inconsistent_resolvers), status="down", layer="dns",
          detail=lambda f: "dns/nxdomain",
@@ -165,6 +162,9 @@ RULES: tuple[Rule, ...] = (
          explain="a resolver here answers an address for a name the control says does not exist, and it answers"
                  " NXDOMAIN for made-up names (the run's survey), or, where no survey was made, that address"
                  " refuses every connection: the answer was made up for this name (ghost DNS)"),
+    Rule(id="dns-down", when=lambda f: _dns_broken(f) and f.control_name_missing, status="down", layer="dns",
+         detail=lambda f: "dns/nxdomain",
+         explain="the name has no address for the control either (NXDOMAIN or an empty answer)"),
     Rule(id="dns-bogon-everywhere", when=lambda f: f.bogon_only and f.control_bogon_only, status="down",
          layer="dns", detail=lambda f: "dns/bogon",
          explain="the name points to a non-public address at the control too: misconfigured, not censored"),

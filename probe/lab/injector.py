@@ -54,7 +54,7 @@ def forge_udp(*, src: bytes, dst: bytes, sport: int, dport: int, payload: bytes)
 
 def dns_answer_for(packet: bytes, targets: dict[str, str], resolvers: list[str]) -> tuple[bytes, str] | None:
     """The forged reply to an IPv4 packet, if it is an A query to one of `resolvers` for one of `targets`
-    (host -> forged address)."""
+    (host -> forged address, or "SERVFAIL": a failure for every query type)."""
     if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_UDP:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -68,13 +68,16 @@ def dns_answer_for(packet: bytes, targets: dict[str, str], resolvers: list[str])
         labels.append(query[i + 1:i + 1 + query[i]].decode("ascii", "replace").lower())
         i += 1 + query[i]
     question = query[12:i + 5]
-    if query[i + 1:i + 3] != b"\0\1":  # A only: the AAAA query gets its honest answer
-        return None
     forged = targets.get(".".join(labels))
     if forged is None:
         return None
-    reply = (query[:2] + b"\x81\x80\0\1\0\1\0\0\0\0" + question
-             + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4" + socket.inet_aton(forged))
+    if forged == "SERVFAIL":
+        reply = query[:2] + b"\x81\x82\0\1\0\0\0\0\0\0" + question
+    elif query[i + 1:i + 3] != b"\0\1":  # A only: the AAAA query gets its honest answer
+        return None
+    else:
+        reply = (query[:2] + b"\x81\x80\0\1\0\1\0\0\0\0" + question
+                 + b"\xc0\x0c\0\1\0\1\0\0\0\x3c\0\4" + socket.inet_aton(forged))
     return forge_udp(src=dst, dst=src, sport=53, dport=sport, payload=reply), socket.inet_ntoa(src)
 
 

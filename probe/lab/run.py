@@ -16,8 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..verdicts import INTERFERENCE, STATUSES
-from .scenarios import Control, Scenario
-from .topology import DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT, Lab, LabError
+from .scenarios import Control, Resolver, Scenario
+from .topology import (
+    CHECK_HOST,
+    DNS_IP,
+    DOH_IP,
+    HELPER_IP,
+    HELPER_PORT,
+    HIJACK_DNS_IP,
+    UNREACHABLE_CONTROL_IP,
+    Lab,
+    LabError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +50,18 @@ class Outcome:
 
 
 def probe_command(lab: Lab, list_file: Path, db: Path, extra: tuple[str, ...] = (),
-                  control: Control = "full") -> list[str]:
-    helper = ("--helper", f"http://{HELPER_IP}:{HELPER_PORT}/") if control == "full" else ()
+                  control: Control = "full", resolver: Resolver = "isp") -> list[str]:
+    control_ip = UNREACHABLE_CONTROL_IP if control == "down" else None
+    helper = ("--helper", f"http://{control_ip or HELPER_IP}:{HELPER_PORT}/") if control != "doh" else ()
+    # The ISP's resolver (the client's resolv.conf) and the public one; or only the one that hijacks NXDOMAIN.
+    resolvers = ("--resolver", DNS_IP) if resolver == "isp" else ("--no-system-resolver", "--resolver", HIJACK_DNS_IP)
     return ["ip", "netns", "exec", lab.client, sys.executable, "-m", "probe", "run", str(list_file),
-            "--db", str(db), "--json", "--quiet", "--accept-risk", *helper, "--doh", f"https://{DOH_IP}/dns-query",
-            "--ca-file", str(lab.ca_file), "--allow-net", "198.18.0.0/15", "--resolver", DNS_IP,
+            "--db", str(db), "--json", "--quiet", "--accept-risk", *helper,
+            "--doh", f"https://{control_ip or DOH_IP}/dns-query", "--ca-file", str(lab.ca_file),
+            "--allow-net", "198.18.0.0/15", *resolvers,
             "--signatures", str(lab.signatures_file), "--data-dir", str(lab.state / "data"),
             "--ip-service", f"http://{HELPER_IP}:{HELPER_PORT}/ip",
+            "--portal-check", f"http://{CHECK_HOST}/generate_204",
             "--timeout", "4", "--dns-timeout", "2", *extra]
 
 
@@ -56,10 +71,9 @@ def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = N
         lab.up()
     db = db or lab.state / "lab.db"
     got: dict[str, dict] = {}
-    for control in ("full", "doh"):
-        part = [s for s in scenarios if s.control == control]
-        if part:
-            got.update(_run_probe(lab, part, db, extra, control))
+    for control, resolver in dict.fromkeys((s.control, s.resolver) for s in scenarios):
+        part = [s for s in scenarios if (s.control, s.resolver) == (control, resolver)]
+        got.update(_run_probe(lab, part, db, extra, control, resolver))
     outcomes = []
     for s in scenarios:
         row = got.get(s.url)
@@ -70,11 +84,11 @@ def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = N
 
 
 def _run_probe(lab: Lab, scenarios: list[Scenario], db: Path, extra: tuple[str, ...],
-               control: Control) -> dict[str, dict]:
-    list_file = lab.state / f"scenarios-{control}.txt"
+               control: Control, resolver: Resolver) -> dict[str, dict]:
+    list_file = lab.state / f"scenarios-{control}-{resolver}.txt"
     list_file.write_text("".join(f"{s.url}\n" for s in scenarios))
     env = {k: v for k, v in os.environ.items() if k != "PROBE_RESOLV_CONF"}  # the client's own resolv.conf
-    proc = subprocess.run(probe_command(lab, list_file, db, extra, control), capture_output=True, text=True,
+    proc = subprocess.run(probe_command(lab, list_file, db, extra, control, resolver), capture_output=True, text=True,
                           timeout=600, env=env)
     if proc.returncode not in (0,):
         raise LabError(f"probe run in the lab exited {proc.returncode}: {proc.stderr[-2000:]}")

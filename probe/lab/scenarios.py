@@ -9,19 +9,33 @@ Site addresses come from 198.18.0.0/15, inside the lab only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Expect = Literal["blocked", "anomaly", "ok", "down"]
+Expect = Literal["blocked", "anomaly", "ok", "down", "error"]
 Censor = Literal["none", "dns-nxdomain", "dns-blockpage", "dns-bogon", "dns-intercept", "dns-unknown-server",
                  "tcp-drop", "tcp-unreachable", "tcp-rst", "sni-rst", "sni-drop", "host-rst", "proxy-200",
-                 "proxy-302", "proxy-notice", "inject-302", "dns-inject", "down", "partial-drop"]
-# How the probe runs: with the lab's helper and DoH ("full"), or with DoH alone, as most volunteers will.
-Control = Literal["full", "doh"]
+                 "proxy-302", "proxy-notice", "inject-302", "dns-inject", "down", "partial-drop",
+                 # a real home network's troubles and the subtler censors (issue 19)
+                 "loss", "flaky-syn", "dns-ghost", "dns-servfail-all", "keyword-rst", "tls-intercept",
+                 "iframe-notice", "transparent-cache", "cdn-inside"]
+# How the probe runs: with the lab's helper and DoH ("full"), with DoH alone (as most volunteers will), or with
+# a control that cannot be reached from this network ("down").
+Control = Literal["full", "doh", "down"]
+# Which resolver the probe asks: the ISP's (honest but censoring) or one that answers every name that does not
+# exist with its advertising server (NXDOMAIN hijacking).
+Resolver = Literal["isp", "hijacking"]
+# How a site answers the helper's datacenter (abroad) unlike this network: a localized edition here, a consent
+# wall or a refusal or a rate limit there, the site's own geo-block here, a CDN's challenge here.
+Vantage = Literal["localized", "consent", "datacenter", "ratelimit", "geoblock", "cdn-challenge"]
 DOMAIN = "lab.test"
 ISP_BLOCKPAGE_IP = "198.18.3.83"  # the ISP's blockpage server (like Nayatel's 203.82.48.83)
 ISP_NOTICE_IP = "198.18.3.84"  # another ISP server, with a notice no signature knows
 MOBILINK_NOTICE = "119.73.65.87"  # a known censor's notice server, bound inside the (routeless) ISP namespace
 BOGON = "10.10.34.35"
+GHOST_IP = "198.18.3.85"  # where the ISP's resolver sends a name that exists nowhere: nothing listens there
+AD_SERVER_IP = "198.18.3.86"  # the hijacking resolver's answer for names that do not exist: a search page
+CDN_INSIDE_IP = "198.18.13.1"  # a CDN node inside the ISP, serving the same site with valid TLS
+KEYWORD = "forbidden-keyword-7"  # a word the ISP's filter resets connections on when a response carries it
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +51,10 @@ class Scenario:
     control: Control = "full"
     redirect: str | None = None  # the site answers 302 to this scenario's URL (a chain failing at hop two)
     inject_to: str | None = None  # for inject-302: where the forged redirect points; for dns-inject: the address
+    resolver: Resolver = "isp"
+    vantage: Vantage | None = None
+    exists: bool = True  # the name has an address in the lab's internet (False: NXDOMAIN for the control)
+    repeat: bool = False  # flaky or lossy: run ten times in a row by the tests, the same verdict every time
 
     @property
     def host(self) -> str:
@@ -70,7 +88,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              fingerprint="probe.pk.surf-safely"),
     Scenario("down", "http", (_ip(12),), "down", "down", "tcp"),
     Scenario("dynamic", "http", (_ip(13),), "none", "ok", None, dynamic=True),
-    Scenario("multi", "http", (_ip(14), _ip(15)), "partial-drop", "blocked", "tcp"),
+    # One of two addresses dropped, the page through the other the same as the helper's: the confirmed page
+    # outranks the partial failure (kept in the evidence).
+    Scenario("multi", "http", (_ip(14), _ip(15)), "partial-drop", "ok", None),
     # The ISP's resolver sends the name to its own server, which shows a notice no signature knows; the public
     # resolver the probe also asks and the control give the real address.
     Scenario("dns-unknown", "http", (_ip(16),), "dns-unknown-server", "blocked", "dns"),
@@ -99,6 +119,38 @@ SCENARIOS: tuple[Scenario, ...] = (
     *(Scenario(f"secure{i}", "https", (f"198.18.12.{i}",), "none", "ok", None) for i in range(1, 13)),
     Scenario("clean-doh", "http", ("198.18.11.13",), "none", "ok", None, control="doh"),
     Scenario("secure-doh", "https", ("198.18.12.13",), "none", "ok", None, control="doh"),
+    # A real home network (issue 19). A congested access link drops 10% of the site's packets both ways; every
+    # other SYN to a site is reset (a flaky link or a busy box): a failure that a second try does not repeat.
+    *(Scenario(f"lossy{i}", "http" if i % 2 else "https", (f"198.18.14.{i}",), "loss", "ok", None, repeat=True)
+      for i in range(1, 5)),
+    Scenario("flaky", "http", ("198.18.14.10",), "flaky-syn", "ok", None, repeat=True),
+    Scenario("flaky-tls", "https", ("198.18.14.11",), "flaky-syn", "ok", None, repeat=True),
+    # Sites that answer by the client's address (the helper sits in a datacenter abroad): over http://, the page
+    # that differs from the helper's is compared with the same host's page over verified HTTPS from here.
+    *(Scenario(f"vantage-{v}", "http", (f"198.18.14.{20 + i}",), "none", "ok", None, vantage=v)
+      for i, v in enumerate(get_args(Vantage))),
+    Scenario("vantage-localized-https", "https", ("198.18.14.30",), "none", "ok", None, vantage="localized"),
+    # A transparent cache in the ISP (Via, X-Cache) and a CDN node inside the ISP (another prefix, valid TLS).
+    Scenario("isp-cache", "http", ("198.18.14.31",), "transparent-cache", "ok", None),
+    Scenario("cdn-inside", "http", ("198.18.14.32",), "cdn-inside", "ok", None),
+    Scenario("cdn-inside-https", "https", ("198.18.14.33",), "cdn-inside", "ok", None),
+    # NXDOMAIN hijacking beside ghost DNS: a name that exists nowhere, answered by a resolver that answers every
+    # such name (its ad server: not censorship), and by the honest ISP resolver for this name only (censorship).
+    Scenario("nx-hijacked", "http", (AD_SERVER_IP,), "none", "down", "dns", resolver="hijacking", exists=False),
+    Scenario("clean-hijacking", "http", ("198.18.14.40",), "none", "ok", None, resolver="hijacking"),
+    Scenario("ghost", "http", (GHOST_IP,), "dns-ghost", "blocked", "dns", exists=False),
+    Scenario("nx-everywhere", "http", ("198.18.14.41",), "none", "down", "dns", exists=False),
+    # Subtle censorship stays caught: every DNS query for the name intercepted and answered SERVFAIL (the public
+    # resolver's too) while DoH works; a reset after a keyword in the response; a TLS interception certificate
+    # for this name only; a 200 page that frames the Mobilink notice address.
+    Scenario("dns-servfail-all", "http", ("198.18.14.50",), "dns-servfail-all", "anomaly", "dns"),
+    Scenario("keyword-rst", "http", ("198.18.14.51",), "keyword-rst", "blocked", "http"),
+    Scenario("tls-intercept", "https", ("198.18.14.52",), "tls-intercept", "blocked", "tls"),
+    Scenario("iframe-notice", "http", ("198.18.14.53",), "iframe-notice", "blocked", "http",
+             fingerprint="probe.pk.mobilink-redirect-body"),
+    # The control cannot be reached from this network: nothing is blocked without it.
+    Scenario("ctl-down-clean", "http", ("198.18.14.60",), "none", "ok", None, control="down"),
+    Scenario("ctl-down-drop", "http", ("198.18.14.61",), "tcp-drop", "error", None, control="down"),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,53 @@ from ..control.helper_server import serve_forever
 from .servers import DnsEntry, DnsZone, Site, Sites, serve_dns, serve_doh, serve_http
 
 
+def _site(spec: dict[str, Any]) -> Site:
+    """A lab site as the config describes it (see topology.py): its page, and how it treats the helper."""
+    host = spec["host"]
+    if spec.get("redirect"):
+        return Site(status=302, location=spec["redirect"])
+    if spec.get("status") == 204:  # the connectivity check
+        return Site(status=204, body=b"", headers=())
+    page = Site(title=f"{host} - home {spec.get('keyword') or ''}".strip(), paragraphs=600,
+                behaviour="dynamic" if spec.get("dynamic") else "normal")
+    vantage = spec.get("vantage")
+    if vantage is None:
+        return page
+    # The variant served to this network (here) and to the helper's datacenter (abroad); different header
+    # names, as another edition or an edge's refusal has, so that OONI's tests see two different pages.
+    here, abroad = {
+        "localized": (Site(title=f"Urdu edition - {host}", paragraphs=150, headers=(("x-edition", "ur"),)), page),
+        "consent": (page, Site(title="Before you continue", paragraphs=20, headers=(("x-consent", "required"),))),
+        "datacenter": (page, Site(status=403, title="Access denied", paragraphs=3,
+                                  headers=(("x-blocked-by", "bot-protection"),))),
+        "ratelimit": (page, Site(status=429, title="Too Many Requests", paragraphs=1,
+                                 headers=(("retry-after", "60"),))),
+        "geoblock": (Site(status=451, title="Not available in your country", paragraphs=3,
+                          headers=(("x-geo", "PK"),)), page),
+        "cdn-challenge": (Site(status=403, headers=(("cf-ray", "lab-1"), ("server", "cloudflare")),
+                               body=b"<html><head><title>Just a moment...</title></head><body><script>"
+                                    b"window._cf_chl_opt={cType: 'managed'};</script></body></html>"), page),
+    }[vantage]
+    return replace(here, abroad=abroad)
+
+
 async def main(config: dict[str, Any], part: str = "all") -> None:
-    """part: "dns" (DNS and DoH), "web" (sites and helper) or "all"; separate processes use both cores."""
+    """part: "dns" (DNS and DoH), "web" (sites and helper), "isp-dns" (the ISP's other resolvers) or "all";
+    separate processes use both cores."""
+    if part == "isp-dns":
+        async with trio.open_nursery() as n:
+            for isp_zone, listen in _isp_zones(config["isp_dns"]):
+                await n.start(partial(serve_dns, isp_zone, listen, 53))
+            Path(f"{config['ready']}.{part}").touch()
+        return
     zone = DnsZone(entries={h: DnsEntry(a=tuple(a)) for h, a in config["dns"]["entries"].items()},
                    delay=config.get("dns_delay", 0.0))
     for name, texts in config["dns"].get("txt", {}).items():
         zone.entries[name] = DnsEntry(txt=tuple(texts))
     tls_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls_ctx.load_cert_chain(config["cert"], config["key"])
-    sites = Sites(by_host={s["host"]: Site(title=f"{s['host']} - home", paragraphs=600,
-                                           behaviour="dynamic" if s.get("dynamic") else "normal")
-                           if not s.get("redirect") else Site(status=302, location=s["redirect"])
-                           for s in config["sites"]},
-                  delay=config.get("http_delay", 0.0))
+    sites = Sites(by_host={s["host"]: _site(s) for s in config["sites"]}, delay=config.get("http_delay", 0.0),
+                  abroad_peers=frozenset(config.get("abroad_peers", ())))
     async with trio.open_nursery() as n:
         if part in ("dns", "all"):
             await n.start(partial(serve_dns, zone, config["dns"]["listen"], 53))
@@ -44,6 +79,15 @@ async def main(config: dict[str, Any], part: str = "all") -> None:
                 await n.start(partial(serve_http, sites, ip, 80))
                 await n.start(partial(serve_http, sites, ip, 443, ssl_context=tls_ctx))
         Path(f"{config['ready']}.{part}").touch()
+
+
+def _isp_zones(config: dict[str, Any]) -> list[tuple[DnsZone, str]]:
+    """The ISP's other resolvers: one that answers every name that does not exist with its ad server (NXDOMAIN
+    hijacking), and the one that intercepted queries are sent to, which answers SERVFAIL."""
+    hijack = config["hijack"]
+    return [(DnsZone(entries={h: DnsEntry(a=tuple(a)) for h, a in hijack["entries"].items()},
+                     default=DnsEntry(a=tuple(hijack["default"]))), hijack["listen"]),
+            (DnsZone(default=DnsEntry(behaviour="servfail")), config["servfail"]["listen"])]
 
 
 if __name__ == "__main__":

@@ -256,6 +256,7 @@ class Site:
     behaviour: SiteBehaviour = "normal"
     size: int = 0  # for "big"
     paragraphs: int = 20  # page size: real pages are far bigger than blockpages
+    abroad: Site | None = None  # what the site serves to `Sites.abroad_peers` (the helper's datacenter) instead
 
     def render(self, counter: int) -> bytes:
         if self.body is not None:
@@ -272,10 +273,18 @@ class Sites:
     default: Site = Site(status=404, title="Not found here")
     delay: float = 0.0  # before the first byte of every response
     requests: int = 0
+    abroad_peers: frozenset[str] = frozenset()  # client addresses a site with an `abroad` variant treats apart
 
     def lookup(self, host: str) -> Site:
         host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return self.by_host.get(host.lower(), self.default)
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return ""
 
 
 async def _rst(stream: trio.SocketStream) -> None:
@@ -301,6 +310,8 @@ async def _http_conn(sites: Sites, stream: trio.abc.Stream, raw: trio.SocketStre
             sites.requests += 1
             host = dict(event.headers).get(b"host", b"").decode("latin-1")
             site = sites.lookup(host)
+            if site.abroad is not None and _peer(raw) in sites.abroad_peers:
+                site = site.abroad
             if site.behaviour == "reset":
                 await _rst(raw)
                 return

@@ -24,10 +24,14 @@ from pathlib import Path
 
 from .pki import make_pki
 from .scenarios import (
+    AD_SERVER_IP,
     BOGON,
+    CDN_INSIDE_IP,
     DOMAIN,
+    GHOST_IP,
     ISP_BLOCKPAGE_IP,
     ISP_NOTICE_IP,
+    KEYWORD,
     MOBILINK_NOTICE,
     SCENARIOS,
     Scenario,
@@ -39,6 +43,11 @@ REQUIRED_TOOLS = {"ip": "iproute2", "iptables": "iptables", "dnsmasq": "dnsmasq"
 DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT = "198.18.2.53", "198.18.2.54", "198.18.2.80", 8780
 CLIENT_IP, ISP_CLIENT_IP, ISP_NET_IP, NET_IP = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 PROXY_200_PORT, PROXY_302_PORT, PROXY_NOTICE_PORT = 8081, 8082, 8083
+IFRAME_PORT, CACHE_PORT, INTERCEPT_PORT = 8084, 8085, 8443
+# The ISP's other resolvers (NXDOMAIN hijacking; SERVFAIL for intercepted queries), on the router itself.
+HIJACK_DNS_IP, SERVFAIL_DNS_IP = "198.18.4.53", "198.18.4.54"
+CHECK_HOST, CHECK_IP = f"check.{DOMAIN}", "198.18.14.99"  # the connectivity check: answers 204
+UNREACHABLE_CONTROL_IP = "198.18.2.99"  # nothing there: the control of the "down" scenarios
 LAB_ASN = 64512  # private-use ASN
 BLOCKPAGE = """<html><head><title>Surf Safely</title></head><body><h1>Surf Safely!</h1>
 <p>This website is not accessible.</p>
@@ -50,11 +59,27 @@ BLOCKPAGE = """<html><head><title>Surf Safely</title></head><body><h1>Surf Safel
 _NOTICE_HEAD = "<html><head><title>Access restricted</title></head><body><h1>Access restricted</h1><p>"
 _NOTICE_LINE = "This service is not available on your connection at the moment. "
 SHORT_NOTICE = f"{_NOTICE_HEAD}{_NOTICE_LINE}</p></body></html>\n"
+SEARCH_PAGE = ("<html><head><title>Search results</title></head><body><h1>Did you mean...?</h1><p>Sponsored links "
+               "for the name you typed. (The lab ISP's answer for names that do not exist.)</p></body></html>\n")
+# A 200 page that frames a notice on the Mobilink address (the real blockpage arrives inside the frame).
+IFRAME_PAGE = (f"<html><head><title></title></head><body style='margin:0'><iframe src='http://{MOBILINK_NOTICE}:8080/"
+               f"redirect.html?accessurl=iframe-notice.{DOMAIN}/' width='100%' height='100%' frameborder='0'>"
+               "</iframe></body></html>\n")
 
 
 def _long_notice() -> str:
     page = len(Site(title=f"x.{DOMAIN} - home", paragraphs=600).render(0))  # as lab/serve.py renders a site
     return f"{_NOTICE_HEAD}{_NOTICE_LINE * (page // len(_NOTICE_LINE))}</p></body></html>\n"
+
+
+def _site_ips(scenarios: tuple[Scenario, ...]) -> set[str]:
+    """The lab internet's web site addresses (names that exist nowhere have none)."""
+    return {ip for s in scenarios if s.exists for ip in s.ips if _in_lab(ip)}
+
+
+def _qname(host: str) -> str:
+    """A name as it is on the wire, in iptables' --hex-string notation."""
+    return "".join(f"|{len(label):02x}|{label}" for label in host.split(".")) + "|00|"
 
 
 def _in_lab(ip: str) -> bool:
@@ -148,6 +173,7 @@ class Lab:
                                      [DOH_IP, HELPER_IP, DNS_IP])
             self._write_lab_signatures()
             self._start_net(scenarios, ca, cert, key)
+            self._start_isp_dns()
             self._start_isp(scenarios)
             self._censor(scenarios)
         except BaseException:
@@ -170,9 +196,10 @@ class Lab:
         self.ns(n, "ip", "route", "add", "default", "via", ISP_NET_IP)
         self.ns(i, "ip", "route", "add", "198.18.8.0/21", "via", NET_IP)
         self.ns(i, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        for addr in (ISP_BLOCKPAGE_IP, ISP_NOTICE_IP, MOBILINK_NOTICE):
+        for addr in (ISP_BLOCKPAGE_IP, ISP_NOTICE_IP, MOBILINK_NOTICE, GHOST_IP, AD_SERVER_IP, HIJACK_DNS_IP,
+                     SERVFAIL_DNS_IP):
             self.ns(i, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
-        for addr in sorted({DNS_IP, DOH_IP, HELPER_IP, *(ip for s in scenarios for ip in s.ips if _in_lab(ip))}):
+        for addr in sorted({DNS_IP, DOH_IP, HELPER_IP, CHECK_IP, CDN_INSIDE_IP, *_site_ips(scenarios)}):
             self.ns(n, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
         netns_etc = Path("/etc/netns") / c
         netns_etc.mkdir(parents=True, exist_ok=True)
@@ -196,8 +223,9 @@ class Lab:
 
     def _start_net(self, scenarios: tuple[Scenario, ...], ca: Path, cert: Path, key: Path) -> None:
         ready = self.state / "ready"
+        entries = {s.host: list(s.ips) for s in scenarios if s.exists} | {CHECK_HOST: [CHECK_IP]}
         config = {
-            "dns": {"listen": DNS_IP, "entries": {s.host: list(s.ips) for s in scenarios}, "txt": {
+            "dns": {"listen": DNS_IP, "entries": entries, "txt": {
                 # The lab network's ASN, in Team Cymru's TXT format (answered inside the lab only).
                 ".".join(reversed(CLIENT_IP.split("."))) + ".origin.asn.cymru.com":
                     [f"{LAB_ASN} | 198.18.1.0/24 | PK | lab | 2026-01-01"],
@@ -205,9 +233,15 @@ class Lab:
             }},
             "doh": {"listen": DOH_IP},
             "helper": {"listen": HELPER_IP, "port": HELPER_PORT, "resolver": DNS_IP, "timeout": 4.0},
-            "sites": [{"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down",
-                       "redirect": url_of(s.redirect) if s.redirect else None}
-                      for s in scenarios for ip in s.ips if _in_lab(ip)],
+            "sites": [*({"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down",
+                         "redirect": url_of(s.redirect) if s.redirect else None, "vantage": s.vantage,
+                         "keyword": KEYWORD if s.censor == "keyword-rst" else None}
+                        for s in scenarios if s.exists
+                        for ip in (*s.ips, *((CDN_INSIDE_IP,) if s.censor == "cdn-inside" else ())) if _in_lab(ip)),
+                      {"ip": CHECK_IP, "host": CHECK_HOST, "status": 204}],
+            "abroad_peers": [HELPER_IP],  # the helper's datacenter: sites with a `vantage` treat it apart
+            "isp_dns": {"hijack": {"listen": HIJACK_DNS_IP, "entries": entries, "default": [AD_SERVER_IP]},
+                        "servfail": {"listen": SERVFAIL_DNS_IP}},
             "ca": str(ca), "cert": str(cert), "key": str(key), "ready": str(ready),
             "dns_delay": self.dns_delay, "http_delay": self.http_delay,
         }
@@ -224,6 +258,17 @@ class Lab:
                 time.sleep(0.05)
         ready.touch()
 
+    def _start_isp_dns(self) -> None:
+        ready = self.state / "ready.isp-dns"
+        pid = self._spawn("isp-dns", self.isp, sys.executable, "-m", "probe.lab.serve", str(self.state / "net.json"),
+                          "isp-dns")
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if not self._alive(pid) or time.monotonic() > deadline:
+                log = (self.state / "isp-dns.log").read_text(errors="replace")[-2000:]
+                raise LabError(f"the ISP's other resolvers did not start:\n{log}")
+            time.sleep(0.05)
+
     def _start_isp(self, scenarios: tuple[Scenario, ...]) -> None:
         lines = ["no-resolv", "no-hosts", "no-poll", "bind-interfaces", f"listen-address={ISP_CLIENT_IP}",
                  f"server={DNS_IP}", "cache-size=0", "dns-forward-max=4096", "user=root", "pid-file="]
@@ -236,6 +281,12 @@ class Lab:
                 lines.append(f"address=/{s.host}/{BOGON}")
             elif s.censor == "dns-unknown-server":
                 lines.append(f"address=/{s.host}/{ISP_NOTICE_IP}")
+            elif s.censor == "dns-ghost":
+                lines.append(f"address=/{s.host}/{GHOST_IP}")
+            elif s.censor == "cdn-inside":
+                lines.append(f"address=/{s.host}/{CDN_INSIDE_IP}")
+            elif s.censor == "dns-servfail-all":
+                lines.append(f"server=/{s.host}/{SERVFAIL_DNS_IP}")
         (self.state / "dnsmasq.conf").write_text("\n".join(lines) + "\n")
         self._spawn("dnsmasq", self.isp, "dnsmasq", "-k", "-C", str(self.state / "dnsmasq.conf"))
         www = self.state / "www"
@@ -243,6 +294,12 @@ class Lab:
         (www / "blockpage.html").write_text(BLOCKPAGE)
         (www / "notice.html").write_text(_long_notice())
         (www / "short-notice.html").write_text(SHORT_NOTICE)
+        (www / "search.html").write_text(SEARCH_PAGE)
+        (www / "iframe.html").write_text(IFRAME_PAGE)
+        # The ISP's own CA, which nobody trusts: its certificates for the names it intercepts fail verification.
+        (self.state / "isp-pki").mkdir(exist_ok=True)
+        _, isp_cert, isp_key = make_pki(self.state / "isp-pki", [s.host for s in scenarios
+                                                                 if s.censor == "tls-intercept"] or [DOMAIN], [])
         tmp = self.state / "nginx-tmp"
         tmp.mkdir(exist_ok=True)
         temps = "".join(f"  {k}_temp_path {tmp}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -258,7 +315,16 @@ class Lab:
                 f"  server {{ listen {MOBILINK_NOTICE}:8080; {page('notice.html')} }}\n"
                 f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_NOTICE_PORT}; {page('short-notice.html')} }}\n"
                 f"  server {{ listen {ISP_CLIENT_IP}:{PROXY_302_PORT}; location / {{ return 302 "
-                f"http://{ISP_BLOCKPAGE_IP}/blocked.html?accessurl=$host$request_uri; }} }}\n}}\n")
+                f"http://{ISP_BLOCKPAGE_IP}/blocked.html?accessurl=$host$request_uri; }} }}\n"
+                f"  server {{ listen {AD_SERVER_IP}:80; {page('search.html')} }}\n"
+                f"  server {{ listen {ISP_CLIENT_IP}:{IFRAME_PORT}; {page('iframe.html')} }}\n"
+                f"  server {{ listen {ISP_CLIENT_IP}:{INTERCEPT_PORT} ssl; ssl_certificate {isp_cert}; "
+                f"ssl_certificate_key {isp_key}; {page('short-notice.html')} }}\n"
+                + "".join(f"  server {{ listen {ISP_CLIENT_IP}:{CACHE_PORT + k}; location / {{ proxy_pass "
+                          f"http://{s.ips[0]}; proxy_set_header Host $host; proxy_http_version 1.1; "
+                          f"add_header Via \"1.1 isp-cache\" always; add_header X-Cache HIT always; }} }}\n"
+                          for k, s in enumerate(s for s in scenarios if s.censor == "transparent-cache"))
+                + "}\n")
         (self.state / "nginx.conf").write_text(conf)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self._spawn("nginx", self.isp, nginx, "-c", str(self.state / "nginx.conf"), "-p", str(self.state),
@@ -301,15 +367,43 @@ class Lab:
             elif s.censor in ("proxy-200", "proxy-302"):
                 to = str(PROXY_200_PORT if s.censor == "proxy-200" else PROXY_302_PORT)
                 rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", port, "-j", "REDIRECT", "--to-ports", to])
+            elif s.censor == "loss":  # a congested access link: 10% of this site's packets, both ways
+                for way in (["-i", inbound, "-d", ip], ["-o", inbound, "-s", ip]):
+                    rules.append(["iptables", "-A", "FORWARD", *way, "-m", "statistic", "--mode", "random",
+                                  "--probability", "0.1", "-j", "DROP"])
+            elif s.censor == "flaky-syn":  # every other connection to the site is reset: a second try gets through
+                rules.append([*fwd, "-d", ip, "--syn", "-m", "statistic", "--mode", "nth", "--every", "2",
+                              "--packet", "0", "-j", "REJECT", "--reject-with", "tcp-reset"])
+            elif s.censor == "keyword-rst":  # the response carries the keyword: the filter resets the server's side
+                rules.append(["iptables", "-A", "FORWARD", "-o", inbound, "-p", "tcp", "-s", ip, "--sport", "80",
+                              "-m", "string", "--algo", "bm", "--string", KEYWORD, "-j", "REJECT", "--reject-with",
+                              "tcp-reset"])
+            elif s.censor == "tls-intercept":
+                rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", "443", "-j", "REDIRECT", "--to-ports",
+                              str(INTERCEPT_PORT)])
+            elif s.censor == "iframe-notice":
+                rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", "80", "-j", "REDIRECT", "--to-ports",
+                              str(IFRAME_PORT)])
+            elif s.censor == "transparent-cache":
+                caches = [x for x in scenarios if x.censor == "transparent-cache"]
+                rules.append([*nat, "-p", "tcp", "-d", ip, "--dport", "80", "-j", "REDIRECT", "--to-ports",
+                              str(CACHE_PORT + caches.index(s))])
+            elif s.censor == "dns-servfail-all":
+                # Every query for the name, to any resolver, answered SERVFAIL: the ISP's resolver forwards the
+                # name to a server that fails, and queries to any other resolver are dropped on the way while
+                # the injector answers them with SERVFAIL (per packet: a NAT rule would miss the queries of a
+                # socket the router already knows).
+                rules.append(["iptables", "-A", "FORWARD", "-i", inbound, "-p", "udp", "--dport", "53", "-m",
+                              "string", "--algo", "bm", "--hex-string", _qname(s.host), "-j", "DROP"])
             elif s.censor == "dns-intercept":
                 # Transparent DNS interception: a query for this name to *any* resolver goes to the ISP's.
-                qname = "".join(f"|{len(label):02x}|{label}" for label in s.host.split(".")) + "|00|"
                 rules.append([*nat, "-p", "udp", "--dport", "53", "-m", "string", "--algo", "bm", "--hex-string",
-                              qname, "-j", "DNAT", "--to-destination", f"{ISP_CLIENT_IP}:53"])
+                              _qname(s.host), "-j", "DNAT", "--to-destination", f"{ISP_CLIENT_IP}:53"])
             for rule in rules:
                 self.ns(self.isp, *rule)
         targets = {s.host: s.inject_to for s in scenarios if s.censor == "inject-302" and s.inject_to}
         dns_targets = {s.host: s.inject_to for s in scenarios if s.censor == "dns-inject" and s.inject_to}
+        dns_targets |= {s.host: "SERVFAIL" for s in scenarios if s.censor == "dns-servfail-all"}
         if targets or dns_targets:
             self._start_injector(targets, dns_targets)
 
