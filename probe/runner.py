@@ -91,6 +91,7 @@ class RunSummary:
     run_measured: int = 0
     run_total: int = 0
     network: NetworkView | None = None  # the network survey of this session (netview.py)
+    line: dict[str, Any] = field(default_factory=dict)  # storage.line_quality of the run
 
 
 def raise_fd_limit() -> int:
@@ -356,6 +357,7 @@ async def run_async(
     run = storage.run_row(db, run_id) or {}
     summary.run_counts = storage.run_counts(db, run_id)
     summary.run_measured = sum(summary.run_counts.values())
+    summary.line = storage.line_quality(db, run_id)
     summary.run_total = run.get("url_count") or 0
     summary.wall_s = time.monotonic() - started
     return summary

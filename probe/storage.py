@@ -161,6 +161,17 @@ def set_network(db: sqlite_utils.Database, run_id: int, view: NetworkView) -> No
         db.execute("update runs set network = ? where id = ?", [json.dumps(dataclasses.asdict(view)), run_id])
 
 
+def line_quality(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
+    """How lossy the line was during the run, from what every URL did anyway: the share of DNS queries sent
+    again (no reply within half the timeout: lost, or slow), and the measurements with a failure that a second
+    try did not repeat. Said beside anomalies, so a count is read with the line it was measured on."""
+    retx, queries = db.execute("select coalesce(sum(q.retransmits), 0), count(*) from dns_queries q join measurements m"
+                               " on m.id = q.measurement_id where m.run_id = ? and not q.control", [run_id]).fetchone()
+    flaky = db.execute("select count(*) from measurements where run_id = ? and flaky = 1", [run_id]).fetchone()[0]
+    share = round(retx / queries, 4) if queries else None
+    return {"dns_queries": queries, "dns_resent": retx, "dns_resent_share": share, "flaky": flaky}
+
+
 def network_view(db: sqlite_utils.Database, run_id: int) -> NetworkView | None:
     """The run's network survey; None for runs from before surveys (or an unreadable one)."""
     row = db.execute("select network from runs where id = ?", [run_id]).fetchone()

@@ -199,3 +199,39 @@ def test_cli_imports_a_fixture_file(tmp_path) -> None:
     # One run per network: Nayatel's and Mobilink's; the same URL twice in one network is reported, not lost.
     assert {r["vantage_asn"] for r in db.table("runs").rows} == {23674, 45669}
     assert rows and all(m["status"] == "blocked" and m["detail"].startswith("http/blockpage:") for m in rows)
+
+
+# OONI's QA measurements where probe's verdict differs from OONI's, and why (README, "Agreement with OONI").
+QA_DIFFERENT = {
+    # The helper failed, but the measurement's own DoH lookup (dns.google) agrees with the answer and the page
+    # came: probe judges with the DoH control (ok); OONI calls the analysis failed (null).
+    "controlFailureWithSuccessfulHTTPWebsite": ("ok", False),
+    # The answer differs from the control's, yet a TLS handshake for the name verifies on it (OONI's QA world
+    # gives its blockpage server a certificate for every name): probe takes a verified certificate as proof that
+    # the address serves the site, so only the page is at fault (http-diff); OONI says dns. Both: interference.
+    "httpDiffWithInconsistentDNS": ("anomaly", "http-diff"),
+}
+
+
+def test_agreement_with_oonis_own_qa_measurements(shared_data) -> None:
+    """OONI's 50 QA measurements (its network-emulation suite, each with OONI's own verdict), judged by probe's
+    analysis as `probe import-ooni` reads them: the same `blocking` and `accessible` on all but the cases above,
+    and on those the same answer to "was there interference, is the site accessible" but one."""
+    from probe.analysis import analyse
+    from probe.verdicts import INTERFERENCE, ooni_blocking
+
+    matcher = SignatureSet(load_builtin()[0]).hits
+    cases = sorted((shared_data / "ooni-qa").glob("*.json"))
+    assert len(cases) == 50
+    different, interference_differs = {}, []
+    for path in cases:
+        m = json.loads(path.read_text())
+        v = analyse(import_measurement(m), matcher)
+        ours = ooni_blocking(v.status, v.layer, v.detail, v.rule)
+        theirs = (m["test_keys"]["blocking"], m["test_keys"]["accessible"])
+        if ours != theirs:
+            different[path.stem] = (v.status, ours[0])
+            if (v.status in INTERFERENCE) != bool(theirs[0]) or ours[1] != theirs[1]:
+                interference_differs.append(path.stem)
+    assert different == QA_DIFFERENT
+    assert interference_differs == ["controlFailureWithSuccessfulHTTPWebsite"]  # 49/50 on interference, access

@@ -64,3 +64,45 @@ async def test_reanalyze_recomputes_every_row_even_the_old_offline_ones(net):
     changed, total = reanalyze(db, summary.run_id)
     assert (changed, total) == (2, 2)
     assert {m["url"]: (m["status"], m["detail"]) for m in measurements(db, summary.run_id)} == before
+
+
+async def test_a_database_of_rules_2026_11_2_moves_to_the_new_ones(net, tmp_path):
+    """A run stored before tries, surveys, scopes and flaky facts (schema up to m007) is migrated on open and
+    re-judged: a CDN challenge over verified TLS, an anomaly then, is the site's own page now (ok), and the tries
+    it never recorded are judged as the one try they were."""
+    import sqlite3
+
+    from probe.lab.servers import Site
+    from probe.signatures import SignatureSet
+    from probe.signatures.loaders import load_builtin
+
+    net.sites.by_host["gzip.test"] = Site(status=403, headers=(("server", "cloudflare"),), body=(
+        b"<html><head><title>Just a moment...</title></head><body><script>window._cf_chl_opt={};</script>"
+        b"</body></html>"))
+    matcher = SignatureSet(load_builtin()[0]).hits
+    urls = [net.https("gzip.test"), net.http("ok.test"), f"http://reset.test:{net.reset_port}/"]
+    targets, _ = read_inputs(urls)
+    path = tmp_path / "old.db"
+    db = open_db(path)
+    summary = await run_async(db, targets, net.options(keep_bodies="all"), matcher=matcher)
+    now = {m["url"]: (m["status"], m["detail"], m["rule"]) for m in measurements(db, summary.run_id)}
+    db.close()
+    con = sqlite3.connect(path)
+    for table, column in (("tcp_connects", "attempt"), ("tls_handshakes", "attempt"), ("http_hops", "attempts"),
+                          ("runs", "network"), ("measurements", "scope"), ("measurements", "flaky")):
+        con.execute(f"alter table {table} drop column {column}")
+    con.execute("delete from _sqlite_migrations where name = 'm008_attempts'")
+    con.execute("update measurements set rules_version = '2026.11.2', status = 'anomaly', layer = 'http', "
+                "rule = 'server-side-page' where url = ?", [net.https("gzip.test")])  # what 2026.11.2 said
+    con.execute("update measurements set rules_version = '2026.11.2'")
+    con.commit()
+    con.close()
+    db = open_db(path)
+    assert "attempt" in db.table("tcp_connects").columns_dict and "flaky" in db.table("measurements").columns_dict
+    changed, total = reanalyze(db, matcher=matcher)
+    rows = {m["url"]: m for m in measurements(db)}
+    assert (changed, total) == (1, 3)
+    assert {u: (m["status"], m["detail"], m["rule"]) for u, m in rows.items()} == now
+    assert now[net.https("gzip.test")] == ("ok", "http/server-side:probe.fp.cloudflare-challenge", "server-side-same")
+    assert now[f"http://reset.test:{net.reset_port}/"][0] == "anomaly"  # reset twice, no control: never blocked
+    assert {m["rules_version"] for m in rows.values()} == {RULES_VERSION}

@@ -27,6 +27,9 @@ Resolver = Literal["isp", "hijacking"]
 # How a site answers the helper's datacenter (abroad) unlike this network: a localized edition here, a consent
 # wall or a refusal or a rate limit there, the site's own geo-block here, a CDN's challenge here.
 Vantage = Literal["localized", "consent", "datacenter", "ratelimit", "geoblock", "cdn-challenge"]
+# Pages that sites serve everybody and that look like refusals: a server's defaults, a CDN's challenge, a page
+# that is all JavaScript, a redirect to https:// (bench/world.py fills a world with them).
+Page = Literal["nginx-default", "404", "403", "500", "cf-challenge", "js-only", "unavailable", "to-https"]
 DOMAIN = "lab.test"
 ISP_BLOCKPAGE_IP = "198.18.3.83"  # the ISP's blockpage server (like Nayatel's 203.82.48.83)
 ISP_NOTICE_IP = "198.18.3.84"  # another ISP server, with a notice no signature knows
@@ -55,6 +58,7 @@ class Scenario:
     vantage: Vantage | None = None
     exists: bool = True  # the name has an address in the lab's internet (False: NXDOMAIN for the control)
     repeat: bool = False  # flaky or lossy: run ten times in a row by the tests, the same verdict every time
+    page: Page | None = None  # the site's own page when it is not a plain one (to everybody alike)
 
     @property
     def host(self) -> str:

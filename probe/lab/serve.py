@@ -27,6 +27,8 @@ def _site(spec: dict[str, Any]) -> Site:
         return Site(status=302, location=spec["redirect"])
     if spec.get("status") == 204:  # the connectivity check
         return Site(status=204, body=b"", headers=())
+    if spec.get("page"):
+        return _server_page(spec["page"], host)
     page = Site(title=f"{host} - home {spec.get('keyword') or ''}".strip(), paragraphs=600,
                 behaviour="dynamic" if spec.get("dynamic") else "normal")
     vantage = spec.get("vantage")
@@ -48,6 +50,31 @@ def _site(spec: dict[str, Any]) -> Site:
                                     b"window._cf_chl_opt={cType: 'managed'};</script></body></html>"), page),
     }[vantage]
     return replace(here, abroad=abroad)
+
+
+_DEFAULTS = {  # status, body: what servers and CDNs answer everybody when they will not serve the page
+    "nginx-default": (200, b"<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1>"
+                           b"<p><em>Thank you for using nginx.</em></p></body></html>"),
+    "404": (404, b"<html><head><title>404 Not Found</title></head><body><center><h1>404 Not Found</h1></center>"
+                 b"<hr><center>nginx</center></body></html>"),
+    "403": (403, b"<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center>"
+                 b"<hr><center>nginx</center></body></html>"),
+    "500": (500, b"<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1>"
+                 b"</body></html>"),
+    "cf-challenge": (403, b"<html><head><title>Just a moment...</title></head><body><script>window._cf_chl_opt="
+                          b"{cType: 'managed'};</script><noscript>Enable JavaScript and cookies to continue"
+                          b"</noscript></body></html>"),
+    "js-only": (200, b"<html><head><title></title><script src='/app.js'></script></head><body><div id='root'>"
+                     b"</div><noscript>You need to enable JavaScript to run this app.</noscript></body></html>"),
+    "unavailable": (503, b"<html><head><title>Site Unavailable</title></head><body>Try again later.</body></html>"),
+}
+
+
+def _server_page(kind: str, host: str) -> Site:
+    if kind == "to-https":
+        return Site(title=f"{host} - home", paragraphs=400, https_redirect=True)
+    status, body = _DEFAULTS[kind]
+    return Site(status=status, body=body, headers=(("x-served-by", "edge"),))
 
 
 async def main(config: dict[str, Any], part: str = "all") -> None:

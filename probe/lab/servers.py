@@ -257,6 +257,7 @@ class Site:
     size: int = 0  # for "big"
     paragraphs: int = 20  # page size: real pages are far bigger than blockpages
     abroad: Site | None = None  # what the site serves to `Sites.abroad_peers` (the helper's datacenter) instead
+    https_redirect: bool = False  # plain http:// requests get a 301 to the https:// URL (the page is there)
 
     def render(self, counter: int) -> bytes:
         if self.body is not None:
@@ -312,6 +313,8 @@ async def _http_conn(sites: Sites, stream: trio.abc.Stream, raw: trio.SocketStre
             site = sites.lookup(host)
             if site.abroad is not None and _peer(raw) in sites.abroad_peers:
                 site = site.abroad
+            if site.https_redirect and stream is raw:
+                site = Site(status=301, location=f"https://{host}{event.target.decode('latin-1')}", headers=())
             if site.behaviour == "reset":
                 await _rst(raw)
                 return

@@ -235,7 +235,7 @@ class Lab:
             "helper": {"listen": HELPER_IP, "port": HELPER_PORT, "resolver": DNS_IP, "timeout": 4.0},
             "sites": [*({"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down",
                          "redirect": url_of(s.redirect) if s.redirect else None, "vantage": s.vantage,
-                         "keyword": KEYWORD if s.censor == "keyword-rst" else None}
+                         "keyword": KEYWORD if s.censor == "keyword-rst" else None, "page": s.page}
                         for s in scenarios if s.exists
                         for ip in (*s.ips, *((CDN_INSIDE_IP,) if s.censor == "cdn-inside" else ())) if _in_lab(ip)),
                       {"ip": CHECK_IP, "host": CHECK_HOST, "status": 204}],
