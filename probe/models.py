@@ -41,7 +41,7 @@ class DnsQuery:
     # Replies that arrived after the first one, within the listening window: an injector's mark.
     late_answers: tuple[dict[str, Any], ...] = ()
     control: bool = False  # True for the control's own queries (DoH)
-    # Copies of the query we sent after the first (a retransmission after half the timeout): a resolver answers
+    # Copies of the query we sent after the first (at each quarter of the timeout, see dns.SENDS): a resolver answers
     # each copy, so one extra reply is expected then and is no sign of an injector.
     retransmits: int = 0
     t0: float = 0.0

@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def rules_table() -> str:
     rows = ["| # | id | status | layer | when |", "|---|---|---|---|---|"]
     for i, r in enumerate(RULES, 1):
-        layer = "the failing hop's step" if callable(r.layer) else (r.layer or "–")
+        layer = (r.layer.__doc__ or "?").strip().rstrip(".") if callable(r.layer) else (r.layer or "–")
         rows.append(f"| {i} | `{r.id}` | {r.status} | {layer} | {r.explain} |")
     return "\n".join(rows)
 

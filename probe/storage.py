@@ -163,7 +163,7 @@ def set_network(db: sqlite_utils.Database, run_id: int, view: NetworkView) -> No
 
 def line_quality(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
     """How lossy the line was during the run, from what every URL did anyway: the share of DNS queries sent
-    again (no reply within half the timeout: lost, or slow), and the measurements with a failure that a second
+    again (no reply within a quarter of the timeout: lost, or slow), and the measurements with a failure that a second
     try did not repeat. Said beside anomalies, so a count is read with the line it was measured on."""
     retx, queries = db.execute("select coalesce(sum(q.retransmits), 0), count(*) from dns_queries q join measurements m"
                                " on m.id = q.measurement_id where m.run_id = ? and not q.control", [run_id]).fetchone()

@@ -127,8 +127,8 @@ async def world(net, nursery, server_ssl, wrong_name_ssl):
 
 
 def control_options(net, **kw):
-    # DNS timeout 2 s (rotate.test's resolver answers the first copy after 1.2 s, past the retransmission at
-    # 1 s); late window 0.5 s, as in a real run.
+    # DNS timeout 2 s (rotate.test's resolver answers the first copy after 0.8 s, past the retransmission at
+    # 0.5 s and within the late window after its answer); late window 0.5 s, as in a real run.
     kw = {"dns_timeout": 2.0, "late_window": 0.5, **kw}
     return net.options(no_control=False, helper=f"http://127.0.0.1:{net.helper_port}/",
                        doh=(f"https://127.0.0.1:{net.doh_port}/dns-query",), **kw)

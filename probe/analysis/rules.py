@@ -81,6 +81,7 @@ def _hop_blocked(f: Facts) -> bool:
 
 
 def _hop_layer(f: Facts) -> Layer | None:
+    """the failing hop's step"""
     return f.hop_failure.layer if f.hop_failure else None
 
 
@@ -108,6 +109,7 @@ def _page_confirmed(f: Facts) -> bool:
 
 
 def _sig_layer(f: Facts) -> Layer:
+    """the signature's: dns or http"""
     assert f.signature is not None
     return "dns" if f.signature.layer == "dns" else "http"
 

@@ -121,7 +121,7 @@ async def serve_dns(zone: DnsZone, host: str = "127.0.0.1", port: int = 0, *,
         task_status.started(port)
 
 
-ROTATE_SLOW_DELAY = 1.2  # past half a 2 s DNS timeout: the client has sent its copy by then
+ROTATE_SLOW_DELAY = 0.8  # past a quarter of a 2 s DNS timeout: the client has sent its copy by then
 
 
 async def _dns_udp_loop(zone: DnsZone, sock: Any, nursery: trio.Nursery) -> None:

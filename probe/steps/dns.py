@@ -157,20 +157,25 @@ async def query(
     return first, None
 
 
+# Copies of a query sent in all: UDP loss on a home link is common and must not look like blocking. On a line
+# that loses 10% each way, one copy in five goes unanswered; four copies leave one query in 700 without a reply.
+SENDS = 4
+
+
 async def _first_reply(rs: ResolverSocket, exchange: Exchange, base: DnsQuery, timeout, clock) -> DnsQuery:
-    # One retransmission half-way: UDP loss on a home link is common and must not look like blocking.
+    # The copies go out evenly over the timeout (0, 1/4, 1/2, 3/4 of it), each only while no reply has come.
     wire = rs.wire(exchange)
     sent = trio.current_time()
     deadline = sent + timeout
-    resend_at = sent + timeout / 2
+    resends = [sent + timeout * k / SENDS for k in range(1, SENDS)]
     await rs.send(wire)
     while True:
-        with trio.move_on_at(resend_at if resend_at else deadline):
+        with trio.move_on_at(resends[0] if resends else deadline):
             await exchange.answered.wait()
         if exchange.answered.is_set() or rs.broken is not None:
             break
-        if resend_at:
-            resend_at = 0.0
+        if resends:
+            resends.pop(0)
             await rs.send(wire)
             base = replace(base, retransmits=base.retransmits + 1)  # its answer may still come, late
             continue
