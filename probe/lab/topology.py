@@ -250,24 +250,14 @@ class Lab:
         # Two processes: DNS must not wait behind a thousand busy web sites (and two use both cores).
         for part in ("dns", "web"):
             pid = self._spawn(f"net-{part}", self.net, sys.executable, "-m", "probe.lab.serve", str(path), part)
-            deadline = time.monotonic() + 30
-            while not Path(f"{ready}.{part}").exists():
-                if not self._alive(pid) or time.monotonic() > deadline:
-                    log = (self.state / f"net-{part}.log").read_text(errors="replace")[-2000:]
-                    raise LabError(f"the lab's internet ({part}) did not start:\n{log}")
-                time.sleep(0.05)
+            self._wait_ready(Path(f"{ready}.{part}"), pid, f"net-{part}", f"the lab's internet ({part})", 30)
         ready.touch()
 
     def _start_isp_dns(self) -> None:
         ready = self.state / "ready.isp-dns"
         pid = self._spawn("isp-dns", self.isp, sys.executable, "-m", "probe.lab.serve", str(self.state / "net.json"),
                           "isp-dns")
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if not self._alive(pid) or time.monotonic() > deadline:
-                log = (self.state / "isp-dns.log").read_text(errors="replace")[-2000:]
-                raise LabError(f"the ISP's other resolvers did not start:\n{log}")
-            time.sleep(0.05)
+        self._wait_ready(ready, pid, "isp-dns", "the ISP's other resolvers", 30)
 
     def _start_isp(self, scenarios: tuple[Scenario, ...]) -> None:
         lines = ["no-resolv", "no-hosts", "no-poll", "bind-interfaces", f"listen-address={ISP_CLIENT_IP}",
@@ -413,11 +403,15 @@ class Lab:
         path.write_text(json.dumps({"iface": f"{self.prefix}-i0", "targets": targets, "forged_answers": dns_targets,
                                     "resolvers": [DNS_IP], "ready": str(ready)}))
         pid = self._spawn("injector", self.isp, sys.executable, "-m", "probe.lab.injector", str(path))
-        deadline = time.monotonic() + 10
+        self._wait_ready(ready, pid, "injector", "the lab's injector", 10)
+
+    def _wait_ready(self, ready: Path, pid: int, key: str, what: str, seconds: float) -> None:
+        """Until the process `key` touches `ready`; its log's tail in the error when it dies or is late."""
+        deadline = time.monotonic() + seconds
         while not ready.exists():
             if not self._alive(pid) or time.monotonic() > deadline:
-                log = (self.state / "injector.log").read_text(errors="replace")[-2000:]
-                raise LabError(f"the lab's injector did not start:\n{log}")
+                log = (self.state / f"{key}.log").read_text(errors="replace")[-2000:]
+                raise LabError(f"{what} did not start:\n{log}")
             time.sleep(0.05)
 
     # ------------------------------------------------------------------------------------------- down
