@@ -96,18 +96,18 @@ def _run_probe(lab: Lab, scenarios: list[Scenario], db: Path, extra: tuple[str, 
 
 
 def report(outcomes: list[Outcome]) -> str:
-    lines = [f"{'scenario':18} {'control':8} {'expected':16} {'got':52}", "-" * 100]
+    lines = [f"{'scenario':24} {'control':8} {'expected':16} {'got':52}", "-" * 106]
     for o in outcomes:
         s = o.scenario
         expected = f"{s.expect}/{s.layer or '-'}"
         got = f"{o.status} {o.detail}"
-        lines.append(f"{s.name:18} {s.control:8} {expected:16} {got:52} {'✓' if o.correct else '✗'}")
+        lines.append(f"{s.name:24} {s.control:8} {expected:16} {got:52} {'✓' if o.correct else '✗'}")
     total = len(outcomes)
     correct = sum(o.correct for o in outcomes)
     clean = [o for o in outcomes if o.scenario.expect in ("ok", "down")]
     fps = sum(o.false_positive for o in outcomes)
     named = [o for o in outcomes if o.scenario.fingerprint]
-    lines += ["-" * 100, f"accuracy: {correct}/{total} scenarios right (exact status, layer and fingerprint)"]
+    lines += ["-" * 106, f"accuracy: {correct}/{total} scenarios right (exact status, layer and fingerprint)"]
     for status in STATUSES:
         want = [o for o in outcomes if o.scenario.expect == status]
         if want:
