@@ -301,8 +301,8 @@ def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb:
 
         _say(log, quiet, f"network: {describe(summary.network)}")
     line = summary.line
-    if line.get("dns_resent") or line.get("flaky"):
-        _say(log, quiet, f"line: {line['dns_resent_share']:.1%} of DNS queries sent again (lost or slow), "
+    if line.get("resent") or line.get("flaky"):
+        _say(log, quiet, f"line: {line['resent_share']:.1%} of DNS queries sent again (lost or slow), "
                          f"{line['flaky']} URLs with a failure a second try did not repeat (never counted as "
                          "blocking): read anomalies with that in mind")
     if summary.status == "offline":

@@ -169,7 +169,7 @@ def line_quality(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
                                " on m.id = q.measurement_id where m.run_id = ? and not q.control", [run_id]).fetchone()
     flaky = db.execute("select count(*) from measurements where run_id = ? and flaky = 1", [run_id]).fetchone()[0]
     share = round(retx / queries, 4) if queries else None
-    return {"dns_queries": queries, "dns_resent": retx, "dns_resent_share": share, "flaky": flaky}
+    return {"queries": queries, "resent": retx, "resent_share": share, "flaky": flaky}
 
 
 def network_view(db: sqlite_utils.Database, run_id: int) -> NetworkView | None:

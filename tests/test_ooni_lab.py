@@ -42,7 +42,9 @@ def test_lab_run_exported_to_ooni_and_imported_is_judged_the_same(tmp_path):
     assert all(o.correct for o in outcomes), report(outcomes)
     runner = CliRunner()
     seen = 0
-    for run_id in (1, 2):  # the lab runs helper-and-DoH scenarios, then DoH-only ones, as two runs
+    runs = sqlite3.connect(tmp_path / "lab.db").execute("select id from runs order by id").fetchall()
+    assert len(runs) == 4  # the lab runs a probe run per control and resolver: full, DoH only, hijacking, down
+    for (run_id,) in runs:
         out = tmp_path / f"lab-ooni-{run_id}.jsonl"
         res = runner.invoke(cli, ["export", "--db", str(tmp_path / "lab.db"), "--format", "ooni", "--run",
                                   str(run_id), "-o", str(out)])
