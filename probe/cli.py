@@ -17,7 +17,7 @@ from typing import Any
 import click
 import trio
 
-from . import cli_research, reanalysis, signatures, storage
+from . import __version__, cli_research, reanalysis, signatures, storage
 from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, signature_set
 from .control.transport import split_service_url
 from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
@@ -26,7 +26,6 @@ from .runner import Progress, RunOptions, RunSummary
 from .session import Session
 from .targets import filter_categories, read_inputs
 
-DEFAULT_LIST = Path(__file__).resolve().parent.parent / "lists" / "default.txt"
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -60,7 +59,7 @@ class ProbeGroup(click.Group):
 
 
 @click.group(cls=ProbeGroup)
-@click.version_option(package_name="probe")
+@click.version_option(__version__, prog_name="probe")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Options from a TOML file (default: ./probe.toml, then ~/.config/probe/probe.toml).")
 @click.pass_context
@@ -89,7 +88,14 @@ def _default_inputs(data_dir: str | None = None, country: str | None = None) -> 
     cached = default_inputs(Path(data_dir) if data_dir else None, country)
     if cached:
         return cached
-    return [str(DEFAULT_LIST if DEFAULT_LIST.exists() else Path("lists/default.txt"))]
+    return [default_list()]
+
+
+def default_list() -> str:
+    """Our small list, shipped inside the package (never read from the working directory): a wheel has it too."""
+    from importlib import resources
+
+    return str(resources.files(__package__).joinpath("data/default.txt"))
 
 
 def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
