@@ -425,3 +425,25 @@ def test_asks_once_and_sends_nothing_without_a_yes(collector: Collector, tmp_pat
     assert proc.returncode == 1 and "pass --yes" in proc.stderr
     assert "1 run(s), 4 measurements" in proc.stderr  # what would have been sent was shown
     assert collector.count() == before
+
+
+def test_run_with_upload_sends_the_run_it_made(collector: Collector, internet, tmp_path: Path):
+    """`probe run --upload URL` (cron): measure, then send that run without asking; the token from the env."""
+    dns_port, http_port, _ = internet
+    token = collector.token("cron")
+    db = tmp_path / "r.db"
+    cmd = [*PROBE, "run", "--db", str(db), "--resolver", f"127.0.0.1:{dns_port}", "--no-system-resolver",
+           "--no-control", "--allow-net", "127.0.0.0/8", "--timeout", "2", "--dns-timeout", "1", "--late-window",
+           "0.1", "--upload", collector.url, *(f"http://site{i}.test:{http_port}/" for i in range(3))]
+    missing = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in os.environ.items() if k != "PROBE_UPLOAD_TOKEN"})
+    assert missing.returncode == 1 and "--upload needs a token" in missing.stderr
+    assert not db.exists()  # refused before measuring
+    before = collector.count()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PROBE_UPLOAD_TOKEN": token})
+    assert proc.returncode == 0, proc.stderr
+    assert "done: 3 measurements stored" in proc.stderr
+    assert collector.count() == before + 3
+    run_uuid = sqlite3.connect(db).execute("select uuid from runs").fetchone()[0]
+    assert _count(collector.db, f"select count(*) from runs where uuid = '{run_uuid}'") == 1
