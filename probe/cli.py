@@ -1,7 +1,8 @@
 """The `probe` command: parse options, call the library, print. No measuring logic lives here.
 
 Exit codes: 0 done · 1 usage or input error (and risk not accepted) · 2 stopped early (--max-runtime, low
-disk) · 3 vantage offline · 4 another run holds the database · 130 SIGINT · 143 SIGTERM. Library errors
+disk) · 3 vantage offline · 4 another run holds the database · 5 the collector could not be reached or refused an
+upload (probe upload, run --upload) · 130 SIGINT · 143 SIGTERM. Library errors
 (probe.errors.ProbeError) carry their code; ProbeGroup maps them, in one place.
 """
 

@@ -135,7 +135,10 @@ class _Collector:
                 failure = f"cannot reach the collector at {self.url}: {type(e).__name__}: {e}"
             else:
                 if resp.status_code == 200:
-                    data = resp.json()
+                    try:
+                        data = resp.json()
+                    except ValueError:
+                        data = None
                     if not isinstance(data, dict):
                         raise UploadError(f"the collector at {self.url} answered something that is not probe's API")
                     return data

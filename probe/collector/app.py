@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -99,11 +99,14 @@ def make_app(store: Store, limits: Limits, say: Callable[[str], None]) -> Starle
         chunks: list[bytes] = []
         size = 0
         with trio.move_on_after(limits.body_timeout) as scope:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.max_body:
-                    raise wire.Invalid(413, f"body over {limits.max_body} bytes: send smaller batches")
-                chunks.append(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limits.max_body:
+                        raise wire.Invalid(413, f"body over {limits.max_body} bytes: send smaller batches")
+                    chunks.append(chunk)
+            except ClientDisconnect:  # nobody to answer; nothing was stored
+                raise wire.Invalid(400, "the client went away before its body arrived") from None
         if scope.cancelled_caught:
             raise wire.Invalid(408, f"the body did not arrive within {limits.body_timeout:g} s")
         return b"".join(chunks)

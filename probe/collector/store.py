@@ -17,7 +17,7 @@ import sqlite_utils
 
 from .. import storage
 from ..analysis import RULES_VERSION, Matcher, analyse
-from .wire import Item
+from .wire import Invalid, Item
 
 TOKEN_BYTES = 32
 
@@ -58,12 +58,13 @@ class Store:
         return storage.run_measurement_uuids(self.db, run_uuid)
 
     def store(self, token_name: str, items: Iterable[Item]) -> Stored:
-        """Write every item whose UUID is new, in one transaction; re-judged with the collector's rules."""
+        """Write every item whose UUID is new, in one transaction; re-judged with the collector's rules. An item
+        that cannot be judged raises `Invalid` and nothing of the batch is kept."""
         stored = duplicates = 0
         per_run: dict[str, list[int]] = {}
         with self.db.atomic():
             seen: set[str] = set()
-            for item in items:
+            for index, item in enumerate(items):
                 counts = per_run.setdefault(item.run_uuid, [0, 0])
                 if item.uuid in seen or storage.has_measurement(self.db, item.uuid):
                     duplicates += 1
@@ -73,7 +74,11 @@ class Store:
                 run_id = storage.collected_run(self.db, run_uuid=item.run_uuid, started=item.started,
                                                software_version=item.software_version, rules_version=RULES_VERSION,
                                                asn=item.asn, network=item.network, country=item.country)
-                verdict = analyse(item.observations, self.matcher)
+                try:
+                    verdict = analyse(item.observations, self.matcher)
+                except Exception as e:  # analysis is pure: a document it cannot judge is refused, the batch with it
+                    raise Invalid(422, f"measurements[{index}]: cannot be judged: {type(e).__name__}: "
+                                       f"{str(e)[:120]}") from None
                 storage.write_measurement(self.db, run_id, item.observations, verdict, RULES_VERSION,
                                           keep_body=verdict.status != "ok", measurement_uuid=item.uuid)
                 storage.grow_collected_run(self.db, run_id, item.started)
