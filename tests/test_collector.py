@@ -447,3 +447,37 @@ def test_run_with_upload_sends_the_run_it_made(collector: Collector, internet, t
     assert collector.count() == before + 3
     run_uuid = sqlite3.connect(db).execute("select uuid from runs").fetchone()[0]
     assert _count(collector.db, f"select count(*) from runs where uuid = '{run_uuid}'") == 1
+
+
+def test_upload_waits_out_a_429_and_finishes(tmp_path: Path):
+    """A volunteer catching up on many runs meets the rate limit; the client waits as Retry-After says."""
+    c = start_collector(tmp_path / "paced.db", "--rate", "120", "--burst", "2")
+    try:
+        token = c.token("paced")
+        vol = tmp_path / "volunteer.db"
+        volunteer_db(vol, runs=4, per_run=5)  # 8 requests: 6 over the burst
+        proc = upload(c.url, token, vol)
+        assert proc.returncode == 0, proc.stderr
+        assert "done: 20 measurements stored" in proc.stderr
+        assert c.count() == 20
+    finally:
+        stop(c)
+
+
+def test_asks_once_on_a_terminal(collector: Collector, tmp_path: Path):
+    import pty
+
+    token = collector.token("terminal")
+    vol = tmp_path / "volunteer.db"
+    volunteer_db(vol, runs=2, per_run=3)
+    before = collector.count()
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*PROBE, "upload", "--to", collector.url, "--token", token, "--db", str(vol)],
+                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    os.write(master, b"y\n")
+    _, err = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, err
+    assert err.count("Send these measurements?") == 1  # once, for both runs
+    assert collector.count() == before + 6
