@@ -393,6 +393,12 @@ def test_the_collectors_database_is_a_probe_database(collector: Collector, tmp_p
     assert _count(out, "select count(*) from sqlite_master where name like 'collector_%'") == 0  # tokens stay
     runs = subprocess.run([*PROBE, "runs", "--db", str(copy)], capture_output=True, text=True, timeout=60)
     assert "AS64501 TESTNET-B" in runs.stdout
+    parquet = subprocess.run([*PROBE, "export", "--format", "parquet", "--all", "-o", str(tmp_path / "pq"), "--db",
+                              str(copy)], capture_output=True, text=True, timeout=120)
+    assert parquet.returncode == 0, parquet.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "pq" / "measurements.parquet").num_rows == _count(copy)
 
 
 def test_https_with_the_researchers_own_ca(tmp_path: Path, ca, ca_file: str):
