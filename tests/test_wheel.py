@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import probe
+from probe.lab.topology import missing_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_PREFIX = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")[:-1] + "w"  # machine-wide names: one per checkout
@@ -76,15 +77,24 @@ def test_wheel_installs_and_runs_outside_the_checkout(installed: Path, tmp_path:
     claims = _probe(installed, "claims", "list", "--db", str(tmp_path / "c.db"), cwd=tmp_path)
     assert claims.returncode == 0, claims.stderr
     assert claims.stdout.strip(), claims  # the regulator's claims, from package data
-    # The default job with no network at all: every URL of the packaged list is tried, nothing answers, and
-    # the run ends "offline" (exit 3), not on a missing file.
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare(1) for a private network namespace")
+def test_the_wheels_default_job_runs_offline_outside_the_checkout(installed: Path, tmp_path: Path):
+    """With no network at all every URL of the packaged list is tried, nothing answers, and the run ends
+    "offline" (exit 3), not on a missing file."""
     offline = _probe(installed, "run", "--accept-risk", "--no-vantage", "--quiet", "--db", str(tmp_path / "r.db"),
                      cwd=tmp_path, prefix=("unshare", "-n"))
     assert offline.returncode == 3, offline.stderr
     assert "offline" in offline.stderr and "cannot read" not in offline.stderr
+    listed = [line for line in (ROOT / "lists" / "default.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert f"nothing was stored for the {len(listed)} URLs it tried" in offline.stderr, offline.stderr
 
 
 @pytest.mark.lab
+@pytest.mark.skipif(bool(missing_requirements()), reason="; ".join(missing_requirements()))
 def test_wheel_runs_the_lab(installed: Path, tmp_path: Path):
     """`probe lab run` from the wheel: the lab's servers and the client are the installed package's modules."""
     lab = _probe(installed, "lab", "run", "--prefix", LAB_PREFIX, "--down", "--scenario", "dns-nxdomain",
