@@ -43,7 +43,7 @@ def upload_runs(db_path: Path, run_id: int | None, url: str, token: str | None, 
                 raise click.ClickException("not sending without asking: pass --yes (for scripts and cron)")
             if not click.confirm("Send these measurements?", err=True):
                 raise click.ClickException("nothing sent")
-        sent = upload(db, runs, url, token, verify=ca_file or True, retries=retries, say=say)
+        sent = upload(db, runs, url, token, ca_file=ca_file, retries=retries, say=say)
     finally:
         storage.close(db)
     say(f"done: {sent.stored} measurements stored by the collector, {sent.already + sent.duplicates} it had "
@@ -56,8 +56,8 @@ def upload_runs(db_path: Path, run_id: int | None, url: str, token: str | None, 
 @db_option
 @click.option("--run", "run_id", type=int, help="Only this run (default: every finished run).")
 @click.option("--yes", is_flag=True, help="Do not ask (scripts, cron): what is sent is still printed.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Trust anchors for an https://"
-              " collector with its own CA.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM) for an "
+              "https:// collector with its own CA.")
 @click.option("--retries", type=click.IntRange(0, 10), default=3, show_default=True,
               help="Attempts after a failure that may pass (unreachable, 429, 5xx).")
 def upload_command(url: str, token: str | None, db_path: str | None, run_id: int | None, yes: bool,

@@ -10,6 +10,7 @@ OONI's `probe_ip` placeholder is dropped): the network travels as ASN, name and 
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def _reason(resp: httpx.Response) -> str:
 class _Collector:
     """The collector's API over one keep-alive connection, with a few retries for what may pass."""
 
-    def __init__(self, url: str, token: str, *, verify: str | bool, retries: int, timeout: float) -> None:
+    def __init__(self, url: str, token: str, *, ca_file: str | None, retries: int, timeout: float) -> None:
         try:
             split_service_url(url)
         except ValueError as e:
@@ -117,6 +118,9 @@ class _Collector:
             raise ProbeError("a token is one word: `--token TOKEN` or $PROBE_UPLOAD_TOKEN")
         self.url = url.rstrip("/") + "/"
         self.retries = retries
+        verify = ssl.create_default_context()  # the system's trust store, and the researchers' CA if given
+        if ca_file:
+            verify.load_verify_locations(ca_file)
         self.client = httpx.Client(base_url=self.url, verify=verify, timeout=timeout, trust_env=False,
                                    headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
         self.requests = 0
@@ -178,11 +182,11 @@ def _documents(db: sqlite_utils.Database, run: dict[str, Any], skip: set[str]) -
         yield json.dumps(doc, ensure_ascii=False).encode()
 
 
-def upload(db: sqlite_utils.Database, runs: list[RunToSend], url: str, token: str, *, verify: str | bool = True,
+def upload(db: sqlite_utils.Database, runs: list[RunToSend], url: str, token: str, *, ca_file: str | None = None,
            batch_items: int = 500, batch_bytes: int = 4 * MiB, retries: int = 3, timeout: float = 120.0,
            say: Callable[[str], None] = lambda _: None) -> Sent:
     """Send these runs' measurements that the collector does not have yet; `UploadError` when it cannot."""
-    collector = _Collector(url, token, verify=verify, retries=retries, timeout=timeout)
+    collector = _Collector(url, token, ca_file=ca_file, retries=retries, timeout=timeout)
     totals = {"sent": 0, "already": 0, "stored": 0, "duplicates": 0}
     try:
         for r in runs:
