@@ -26,11 +26,12 @@ _collector_db = click.option("--db", "db_path", required=True, type=click.Path(d
 def upload_runs(db_path: Path, run_id: int | None, url: str, token: str | None, *, yes: bool, ca_file: str | None,
                 retries: int = 3, say: Callable[[str], None]) -> None:
     """Show what will be sent, ask once (unless `yes`), send; shared by `probe upload` and `probe run --upload`."""
-    from .upload import describe, runs_to_send, upload
+    from .upload import check_destination, describe, runs_to_send, upload
 
     if not token:
         raise click.ClickException("no token: pass --token TOKEN or set PROBE_UPLOAD_TOKEN (the researchers "
                                    "who run the collector issue them)")
+    check_destination(url, token)
     db = storage.open_existing(db_path)
     try:
         runs = runs_to_send(db, run_id)

@@ -106,16 +106,21 @@ def _reason(resp: httpx.Response) -> str:
     return str(text or resp.text[:200] or resp.reason_phrase).replace("\n", " ")
 
 
+def check_destination(url: str, token: str) -> None:
+    """Before anything is read or shown: the collector's URL is http(s), the token one word."""
+    try:
+        split_service_url(url)
+    except ValueError as e:
+        raise ProbeError(f"--to: {e}") from None
+    if not token or any(c.isspace() for c in token):
+        raise ProbeError("a token is one word: `--token TOKEN` or $PROBE_UPLOAD_TOKEN")
+
+
 class _Collector:
     """The collector's API over one keep-alive connection, with a few retries for what may pass."""
 
     def __init__(self, url: str, token: str, *, ca_file: str | None, retries: int, timeout: float) -> None:
-        try:
-            split_service_url(url)
-        except ValueError as e:
-            raise ProbeError(f"--to: {e}") from None
-        if not token or any(c.isspace() for c in token):
-            raise ProbeError("a token is one word: `--token TOKEN` or $PROBE_UPLOAD_TOKEN")
+        check_destination(url, token)
         self.url = url.rstrip("/") + "/"
         self.retries = retries
         verify = ssl.create_default_context()  # the system's trust store, and the researchers' CA if given

@@ -184,6 +184,19 @@ def test_upload_without_a_token_says_how_to_get_one(collector: Collector, tmp_pa
     assert proc.returncode == 1 and "PROBE_UPLOAD_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("to", "db", "run", "message"), [
+    ("ftp://collector.test/", "volunteer.db", None, "error: --to: 'ftp://collector.test/' is not an http(s) URL"),
+    (None, "missing.db", None, "error: no database at"),
+    (None, "volunteer.db", "99", "error: no run 99 in this database"),
+])
+def test_bad_upload_input_is_one_line_and_exit_1(collector: Collector, tmp_path: Path, to, db, run, message):
+    volunteer_db(tmp_path / "volunteer.db", per_run=2)
+    proc = upload(to or collector.url, "a-token", tmp_path / db, *(["--run", run] if run else []))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().startswith(message), proc.stderr  # before anything is shown
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_malformed_json_is_400_and_nothing_is_stored(collector: Collector):
     token = collector.token("malformed")
     before = collector.count()
