@@ -1,8 +1,8 @@
 """The `probe` command: parse options, call the library, print. No measuring logic lives here.
 
 Exit codes: 0 done · 1 usage or input error (and risk not accepted) · 2 stopped early (--max-runtime, low
-disk) · 3 vantage offline · 4 another run holds the database · 5 the collector could not be reached or refused an
-upload (probe upload, run --upload) · 130 SIGINT · 143 SIGTERM. Library errors
+disk) · 3 vantage offline · 4 another run holds the database · 5 a captive portal · 6 the collector could not be
+reached or refused an upload (probe upload, run --upload) · 130 SIGINT · 143 SIGTERM. Library errors
 (probe.errors.ProbeError) carry their code; ProbeGroup maps them, in one place.
 """
 
@@ -164,7 +164,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
 @click.option("--upload", metavar="URL", callback=_http_urls, help="Then send the run to this collector without "
-              "asking (`probe upload --yes`; for cron); exit 5 when it cannot.")
+              "asking (`probe upload --yes`; for cron); exit 6 when it cannot.")
 @click.option("--upload-token", envvar="PROBE_UPLOAD_TOKEN", metavar="TOKEN",
               help="For --upload ($PROBE_UPLOAD_TOKEN).")
 def run(**params: Any) -> int:

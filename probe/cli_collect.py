@@ -1,7 +1,7 @@
 """Commands that move results from volunteers to researchers: `probe upload` and `probe collector ...`.
 
 Click only: each command parses, calls probe/upload.py or probe/collector/, prints. Registered in cli.py.
-Exit codes besides the usual ones (cli.py): 5 the collector could not be reached or refused the upload.
+Exit codes besides the usual ones (cli.py): 6 the collector could not be reached or refused the upload.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def upload_command(url: str, token: str | None, db_path: str | None, run_id: int
     """Send finished runs to the researchers' collector; sending again sends only what it does not have.
 
     Shows the runs, networks (ASN, name, country) and counts first, and asks once. Never sends an IP address
-    of yours. Exit status 5 when the collector cannot be reached or refuses (run it again to resume).
+    of yours. Exit status 6 when the collector cannot be reached or refuses (run it again to resume).
 
     Example:
 

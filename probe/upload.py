@@ -24,7 +24,7 @@ from .collector import wire
 from .control.transport import split_service_url
 from .errors import ProbeError
 
-EXIT_UPLOAD = 5
+EXIT_UPLOAD = 6  # after errors.py's codes (5: a captive portal)
 MiB = 1024 * 1024
 SENDABLE = ("done",)  # without --run: finished runs only (a resumable one may still grow)
 

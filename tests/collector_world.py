@@ -9,7 +9,7 @@ from pathlib import Path
 
 from probe import storage
 from probe.analysis import RULES_VERSION, analyse
-from probe.models import Observations, Verdict
+from probe.models import NetworkView, Observations, Verdict
 from probe.serialize import from_dict
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -25,7 +25,8 @@ def golden_observations() -> list[tuple[Observations, Verdict]]:
 
 
 def volunteer_db(path: Path, runs: int = 1, per_run: int = 20, asn: int = 64500, network: str = "TESTNET-A",
-                 country: str = "PK", cases: list[tuple[Observations, Verdict]] | None = None) -> list[str]:
+                 country: str = "PK", cases: list[tuple[Observations, Verdict]] | None = None,
+                 view: NetworkView | None = None) -> list[str]:
     """A finished volunteer database; returns its measurements' UUIDs. A run has at most len(cases) URLs."""
     cases = cases or golden_observations()
     assert per_run <= len(cases), f"at most {len(cases)} measurements per run"
@@ -34,6 +35,8 @@ def volunteer_db(path: Path, runs: int = 1, per_run: int = 20, asn: int = 64500,
         run_id = storage.create_run(db, options={}, software_version="test", rules_version=RULES_VERSION,
                                     targets=[], resolvers=[])
         storage.set_vantage(db, run_id, asn, network, country, None)
+        if view is not None:
+            storage.set_network(db, run_id, view)
         with db.atomic():
             for i in range(per_run):
                 obs, verdict = cases[i % len(cases)]

@@ -171,7 +171,7 @@ def test_a_missing_bad_or_revoked_token_is_refused_and_nothing_is_stored(collect
     assert resp.status_code == 401 and resp.json()["error"]
     if token is not None:
         proc = upload(collector.url, token or "x y", vol)
-        assert proc.returncode == (5 if token else 1), proc.stderr
+        assert proc.returncode == (6 if token else 1), proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("error:"), proc.stderr
     assert collector.count() == before
     assert collector.healthy()
@@ -343,7 +343,7 @@ def test_killed_in_the_middle_of_an_upload_then_retried_stores_each_measurement_
     c.proc.kill()  # SIGKILL: no goodbye, a request may be half received or half written
     c.proc.wait()
     _, err = client.communicate(timeout=60)
-    assert client.returncode == 5, err
+    assert client.returncode == 6, err
     assert "the same `probe upload` again resumes" in err
     partial = _count(db)
     assert 200 <= partial < len(uuids)
@@ -426,7 +426,7 @@ def test_https_with_the_researchers_own_ca(tmp_path: Path, ca, ca_file: str):
         vol = tmp_path / "volunteer.db"
         volunteer_db(vol, per_run=5)
         refused = upload(c.url, token, vol, "--retries", "0")  # the system trust store does not know this CA
-        assert refused.returncode == 5 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stderr
+        assert refused.returncode == 6 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stderr
         proc = upload(c.url, token, vol, "--ca-file", ca_file)
         assert proc.returncode == 0, proc.stderr
         assert c.count() == 5
@@ -500,3 +500,31 @@ def test_asks_once_on_a_terminal(collector: Collector, tmp_path: Path):
     assert proc.returncode == 0, err
     assert err.count("Send these measurements?") == 1  # once, for both runs
     assert collector.count() == before + 6
+
+
+def test_the_collector_judges_as_import_ooni_does(collector: Collector, tmp_path: Path):
+    """The collector re-judges what it receives with its own rules and signatures, and the run's network survey
+    travels with the run: the verdicts are those of `probe export --format ooni | probe import-ooni`."""
+    from probe.models import NetworkView
+
+    view = NetworkView(hijacking={"udp:127.0.0.1:53": ("198.18.0.9",)}, honest=(), control_reachable=True,
+                       t="2026-12-04T10:00:00+00:00")
+    token = collector.token("judged")
+    vol = tmp_path / "volunteer.db"
+    uuids = volunteer_db(vol, per_run=len(CASES), view=view)
+    assert upload(collector.url, token, vol).returncode == 0
+    exported = subprocess.run([*PROBE, "export", "--format", "ooni", "--db", str(vol), "--run", "1"],
+                              capture_output=True, text=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    (tmp_path / "run.jsonl").write_text(exported.stdout)
+    imported = subprocess.run([*PROBE, "import-ooni", str(tmp_path / "run.jsonl"), "--db", str(tmp_path / "i.db")],
+                              capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    query = "select uuid, status, layer, detail, rule from measurements where uuid in ({})".format(
+        ", ".join(f"'{u}'" for u in uuids))
+    collected = {r[0]: r[1:] for r in sqlite3.connect(collector.db).execute(query)}
+    by_import = {r[0]: r[1:] for r in sqlite3.connect(tmp_path / "i.db").execute(query)}
+    assert len(collected) == len(uuids) and collected == by_import
+    run_uuid = sqlite3.connect(vol).execute("select uuid from runs").fetchone()[0]
+    stored = sqlite3.connect(collector.db).execute("select network from runs where uuid = ?", [run_uuid]).fetchone()
+    assert NetworkView.from_dict(json.loads(stored[0])) == view

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from .. import storage
 from ..analysis import RULES_VERSION, Matcher, analyse
+from ..models import NetworkView
 from .wire import Invalid, Item
 
 TOKEN_BYTES = 32
@@ -64,6 +65,7 @@ class Store:
         per_run: dict[str, list[int]] = {}
         with self.db.atomic():
             seen: set[str] = set()
+            views: dict[int, NetworkView | None] = {}
             for index, item in enumerate(items):
                 counts = per_run.setdefault(item.run_uuid, [0, 0])
                 if item.uuid in seen or storage.has_measurement(self.db, item.uuid):
@@ -74,8 +76,13 @@ class Store:
                 run_id = storage.collected_run(self.db, run_uuid=item.run_uuid, started=item.started,
                                                software_version=item.software_version, rules_version=RULES_VERSION,
                                                asn=item.asn, network=item.network, country=item.country)
+                if run_id not in views:
+                    views[run_id] = storage.network_view(self.db, run_id)
+                    if views[run_id] is None and item.network_view is not None:  # as import-ooni keeps it
+                        storage.set_network(self.db, run_id, item.network_view)
+                        views[run_id] = item.network_view
                 try:
-                    verdict = analyse(item.observations, self.matcher)
+                    verdict = analyse(item.observations, self.matcher, views[run_id])
                 except Exception as e:  # analysis is pure: a document it cannot judge is refused, the batch with it
                     raise Invalid(422, f"measurements[{index}]: cannot be judged: {type(e).__name__}: "
                                        f"{str(e)[:120]}") from None

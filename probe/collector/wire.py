@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import Observations
+from ..models import NetworkView, Observations
 from ..research.ooni import import_measurement
 
 FORMAT = "probe-upload/1"
@@ -56,6 +56,7 @@ class Item:
     started: str  # ISO 8601, UTC
     software_version: str
     observations: Observations
+    network_view: NetworkView | None  # the run's network survey (netview.py), which its verdicts depend on
 
 
 def canonical_uuid(value: Any, what: str) -> str:
@@ -125,7 +126,8 @@ def check_document(doc: Any, now: dt.datetime) -> Item:
                          f"{str(e)[:160]}") from None
     asn = int(asn_text[2:])
     return Item(uuid=mid, run_uuid=run_uuid, asn=asn or None, country=None if cc == "ZZ" else cc,
-                network=network or None, started=started, software_version=version, observations=obs)
+                network=network or None, started=started, software_version=version, observations=obs,
+                network_view=NetworkView.from_dict(tk.get("x_probe_network")))
 
 
 def parse_batch(body: bytes, max_items: int) -> list[Item]:
