@@ -1,7 +1,8 @@
 """The `probe` command: parse options, call the library, print. No measuring logic lives here.
 
 Exit codes: 0 done · 1 usage or input error (and risk not accepted) · 2 stopped early (--max-runtime, low
-disk) · 3 vantage offline · 4 another run holds the database · 130 SIGINT · 143 SIGTERM. Library errors
+disk) · 3 vantage offline · 4 another run holds the database · 5 a captive portal · 6 the collector could not be
+reached or refused an upload (probe upload, run --upload) · 130 SIGINT · 143 SIGTERM. Library errors
 (probe.errors.ProbeError) carry their code; ProbeGroup maps them, in one place.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import click
 import trio
 
-from . import cli_research, reanalysis, signatures, storage
+from . import __version__, cli_collect, cli_research, reanalysis, signatures, storage
 from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, signature_set
 from .control.transport import split_service_url
 from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
@@ -26,7 +27,6 @@ from .runner import Progress, RunOptions, RunSummary
 from .session import Session
 from .targets import filter_categories, read_inputs
 
-DEFAULT_LIST = Path(__file__).resolve().parent.parent / "lists" / "default.txt"
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -60,7 +60,7 @@ class ProbeGroup(click.Group):
 
 
 @click.group(cls=ProbeGroup)
-@click.version_option(package_name="probe")
+@click.version_option(__version__, prog_name="probe")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Options from a TOML file (default: ./probe.toml, then ~/.config/probe/probe.toml).")
 @click.pass_context
@@ -89,7 +89,14 @@ def _default_inputs(data_dir: str | None = None, country: str | None = None) -> 
     cached = default_inputs(Path(data_dir) if data_dir else None, country)
     if cached:
         return cached
-    return [str(DEFAULT_LIST if DEFAULT_LIST.exists() else Path("lists/default.txt"))]
+    return [default_list()]
+
+
+def default_list() -> str:
+    """Our small list, shipped inside the package (never read from the working directory): a wheel has it too."""
+    from importlib import resources
+
+    return str(resources.files(__package__).joinpath("data/default.txt"))
 
 
 def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -156,6 +163,10 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--inputs", "config_inputs", multiple=True, hidden=True)  # `inputs = [...]` in probe.toml
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
+@click.option("--upload", metavar="URL", callback=_http_urls, help="Then send the run to this collector without "
+              "asking (`probe upload --yes`; for cron); exit 6 when it cannot.")
+@click.option("--upload-token", envvar="PROBE_UPLOAD_TOKEN", metavar="TOKEN",
+              help="For --upload ($PROBE_UPLOAD_TOKEN).")
 def run(**params: Any) -> int:
     """Measure every URL of INPUT (list files or URLs; none: the default list).
 
@@ -256,6 +267,8 @@ def _run(a: dict[str, Any], log) -> int:
     db_path = database(a["db_path"]).absolute()
     given = {name for name in a if ctx.get_parameter_source(name) in _GIVEN}
     run_id: int | None = None
+    if a["upload"] and not a["upload_token"]:  # said before measuring, not after
+        raise click.ClickException("--upload needs a token: --upload-token TOKEN or $PROBE_UPLOAD_TOKEN")
     if a["resume"]:
         for name, flag in (("inputs", "INPUT"), ("categories", "--category"), ("country", "--country")):
             if a[name] and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
@@ -280,7 +293,11 @@ def _run(a: dict[str, Any], log) -> int:
         emit = (lambda line: click.echo(line)) if a["as_json"] else None
         progress = Progress(len(plan.targets), enabled=not quiet)
         summary = session.measure(plan, emit=emit, progress=progress, warn=echo_signature_warnings)
-    return _conclude(summary, db_path, log, quiet, plan.options.min_free_mb)
+    code = _conclude(summary, db_path, log, quiet, plan.options.min_free_mb)
+    if a["upload"] and code in (0, EXIT_PARTIAL):
+        cli_collect.upload_runs(db_path, summary.run_id, a["upload"], a["upload_token"], yes=True,
+                                ca_file=a["ca_file"], say=lambda text: _say(log, quiet, text))
+    return code
 
 
 def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb: int) -> int:
@@ -721,4 +738,6 @@ def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | N
 
 
 for _command in cli_research.cli.commands.values():
+    cli.add_command(_command)
+for _command in cli_collect.COMMANDS:
     cli.add_command(_command)

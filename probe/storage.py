@@ -580,3 +580,99 @@ def m008_attempts(db: sqlite_utils.Database) -> None:
     _add_column(db, "runs", "network", str)
     _add_column(db, "measurements", "scope", str)
     _add_column(db, "measurements", "flaky", int)
+
+
+# The collector's own tables (`probe collector`, probe/collector/): the tokens researchers issue and the uploads
+# each one made. A migration set of its own, applied only to a collector's database: volunteers' databases,
+# `probe merge` (which copies the "probe" set's tables by name) and the exports never see them.
+collector_migrations = Migrations("probe-collector")
+
+
+@collector_migrations()
+def c001_tokens_and_uploads(db: sqlite_utils.Database) -> None:
+    """Tokens are kept as SHA-256 digests (they are 256 random bits: no salt or slow hash needed); an upload
+    row names the token, never the address it came from."""
+    db.table("collector_tokens").create({"name": str, "sha256": str, "created": str, "revoked": str}, pk="name")
+    db.table("collector_tokens").create_index(["sha256"], unique=True)
+    db.table("collector_uploads").create({"id": int, "token": str, "run_uuid": str, "received": str, "stored": int,
+                                          "duplicates": int}, pk="id")
+    db.table("collector_uploads").create_index(["run_uuid"])
+
+
+def open_collector(path: str | Path) -> sqlite_utils.Database:
+    """A collector's database: probe's schema plus the collector's tables; every commit reaches the disk before
+    it returns (synchronous FULL), so an acknowledged upload survives a power cut, not only a killed process."""
+    db = open_db(path)
+    collector_migrations.apply(db)
+    db.conn.execute("PRAGMA synchronous = FULL")
+    return db
+
+
+def add_token(db: sqlite_utils.Database, name: str, sha256: str) -> None:
+    with db.atomic():
+        if db.execute("select 1 from collector_tokens where name = ?", [name]).fetchone():
+            raise ValueError(f"a token named {name!r} exists already (revoke it, or choose another name)")
+        db.execute("insert into collector_tokens (name, sha256, created) values (?, ?, ?)", [name, sha256, now()])
+
+
+def revoke_token(db: sqlite_utils.Database, name: str) -> bool:
+    """True when a live token of that name was revoked."""
+    with db.atomic():
+        cur = db.execute("update collector_tokens set revoked = ? where name = ? and revoked is null", [now(), name])
+    return cur.rowcount == 1
+
+
+def token_name(db: sqlite_utils.Database, sha256: str) -> str | None:
+    """The name of the live (not revoked) token with this digest."""
+    row = db.execute("select name from collector_tokens where sha256 = ? and revoked is null", [sha256]).fetchone()
+    return row[0] if row else None
+
+
+def collected_run(db: sqlite_utils.Database, *, run_uuid: str, started: str, software_version: str,
+                  rules_version: str, asn: int | None, network: str | None, country: str | None) -> int:
+    """The collector's copy of a volunteer's run, found by its UUID or made (as `probe merge` would keep it).
+    The caller holds the transaction."""
+    row = db.execute("select id from runs where uuid = ?", [run_uuid]).fetchone()
+    if row:
+        return int(row[0])
+    cur = db.execute("insert into runs (started, finished, status, options, software_version, rules_version, "
+                     "url_count, vantage_asn, vantage_network, vantage_country, resolvers, uuid) "
+                     "values (?, ?, 'done', ?, ?, ?, 0, ?, ?, ?, '[]', ?)",
+                     [started, started, json.dumps({"collected": True}), software_version, rules_version, asn,
+                      network, country, run_uuid])
+    return int(cur.lastrowid or 0)
+
+
+def grow_collected_run(db: sqlite_utils.Database, run_id: int, started: str) -> None:
+    """One more measurement in a collected run: it counts one URL more and spans the measurements' start times
+    (the volunteer's own start and end are not sent)."""
+    db.execute("update runs set url_count = url_count + 1, started = min(started, ?), finished = max(finished, ?) "
+               "where id = ?", [started, started, run_id])
+
+
+def record_upload(db: sqlite_utils.Database, token: str, run_uuid: str, stored: int, duplicates: int) -> None:
+    """The caller holds the transaction (the upload's rows and this one commit together)."""
+    db.execute("insert into collector_uploads (token, run_uuid, received, stored, duplicates) values (?, ?, ?, ?, ?)",
+               [token, run_uuid, now(), stored, duplicates])
+
+
+def run_measurement_uuids(db: sqlite_utils.Database, run_uuid: str) -> list[str]:
+    return [r[0] for r in db.execute("select m.uuid from measurements m join runs r on r.id = m.run_id "
+                                     "where r.uuid = ? order by m.id", [run_uuid])]
+
+
+def collector_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Per token: when issued or revoked, the networks its uploads came from, its last upload, what it stored."""
+    out = []
+    for name, created, revoked in db.execute("select name, created, revoked from collector_tokens order by name"):
+        last, stored, duplicates = db.execute("select max(received), coalesce(sum(stored), 0), "
+                                              "coalesce(sum(duplicates), 0) from collector_uploads where token = ?",
+                                              [name]).fetchone()
+        networks = [{"asn": asn, "network": network, "country": country, "runs": runs}
+                    for asn, network, country, runs in db.execute(
+                        "select r.vantage_asn, r.vantage_network, r.vantage_country, count(distinct r.id) "
+                        "from runs r where r.uuid in (select run_uuid from collector_uploads where token = ?) "
+                        "group by 1, 2, 3 order by 4 desc", [name])]
+        out.append({"token": name, "created": created, "revoked": revoked, "last_upload": last,
+                    "measurements": stored, "duplicates": duplicates, "networks": networks})
+    return out

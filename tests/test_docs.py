@@ -61,7 +61,7 @@ def test_cli_modules_import_one_way_and_write_no_sql():
 
     root = Path(probe.__file__).parent
     imports = {}
-    for name in ("cli", "cli_research", "cli_support", "session", "runner", "reanalysis"):
+    for name in ("cli", "cli_research", "cli_support", "cli_collect", "session", "runner", "reanalysis"):
         tree = ast.parse((root / f"{name}.py").read_text())
         found = set()
         for node in ast.walk(tree):
@@ -78,6 +78,7 @@ def test_cli_modules_import_one_way_and_write_no_sql():
                 assert not table_write, f"{name}.py writes through sqlite-utils: use storage.py"
         imports[name] = found
     assert "cli" not in imports["cli_research"] and "cli" not in imports["cli_support"]
+    assert "cli" not in imports["cli_collect"] and "cli_collect" not in imports["cli_support"]
     assert "cli_research" not in imports["cli_support"]
     assert not {"cli", "cli_research", "cli_support"} & (imports["session"] | imports["runner"])
 

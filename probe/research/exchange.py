@@ -12,7 +12,7 @@ import sqlite_utils
 
 from .. import __version__, storage
 from ..analysis import RULES_VERSION, Matcher, analyse
-from ..models import NetworkView, Verdict
+from ..models import NetworkView, Observations, Verdict
 from ..serialize import to_dict
 from . import queries
 from .ooni import export_measurement, import_measurement
@@ -40,13 +40,20 @@ def export(db: sqlite_utils.Database, run_id: int, fmt: str, out: TextIO) -> int
             continue
         obs = storage.load_observations(db, m)
         if fmt == "ooni":
-            doc = export_measurement(obs, _verdict(m), run, __version__)
-            doc["test_keys"]["x_probe_uuid"] = m.get("uuid")  # the measurement's identity, kept by import-ooni
-            doc["test_keys"]["x_probe_run_uuid"] = run.get("uuid")
+            doc = ooni_document(obs, m, run)
         else:
             doc = {k: m[k] for k in CSV_COLUMNS} | {"observations": to_dict(obs)}
         out.write(json.dumps(doc, ensure_ascii=False) + "\n")
     return n
+
+
+def ooni_document(obs: Observations, m: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """One stored measurement as OONI Web Connectivity, with our identities (what import-ooni, `probe upload`
+    and the collector read)."""
+    doc = export_measurement(obs, _verdict(m), run, __version__)
+    doc["test_keys"]["x_probe_uuid"] = m.get("uuid")  # the measurement's identity, kept by import-ooni
+    doc["test_keys"]["x_probe_run_uuid"] = run.get("uuid")
+    return doc
 
 
 def _documents(path: Path) -> Iterator[tuple[str, Any]]:
