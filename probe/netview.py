@@ -52,6 +52,7 @@ async def survey(cfg: MeasureConfig, portal_check: str | None) -> NetworkView:
     names = made_up_names()
     answers: dict[str, list[DnsQuery]] = {}
     check: list[str | None] = [None]
+    check_answers: list[str] = []  # what the check's own name resolved to
     reachable: list[bool | None] = [None]
 
     async def ask(resolver: dns.Resolver, name: str) -> None:
@@ -61,7 +62,7 @@ async def survey(cfg: MeasureConfig, portal_check: str | None) -> NetworkView:
 
     async def portal() -> None:
         if portal_check and cfg.resolvers:
-            check[0] = await _check(cfg, portal_check, clock)
+            check[0] = await _check(cfg, portal_check, clock, check_answers)
 
     async def control() -> None:
         if cfg.control is not None and cfg.control.doh_urls:
@@ -80,15 +81,19 @@ async def survey(cfg: MeasureConfig, portal_check: str | None) -> NetworkView:
                    if qs and all(q.failure == "dns_nxdomain_error" for q in qs))
     view = NetworkView(hijacking=hijacking, honest=honest, check=check[0], control_reachable=reachable[0],
                        t=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    return replace(view, captive=captive(view, answers.get(cfg.resolvers[0].label, []) if cfg.resolvers else []))
+    system = answers.get(cfg.resolvers[0].label, []) if cfg.resolvers else []
+    return replace(view, captive=captive(view, system, check_answers))
 
 
-def captive(view: NetworkView, system: list[DnsQuery]) -> str | None:
+def captive(view: NetworkView, system: list[DnsQuery], check_answers: list[str]) -> str | None:
     """Why the network looks like a captive portal, or None. A check served wrong alone is not enough (a censor
-    may block the check's site); it takes the system resolver answering made-up names alike, or no control."""
+    may block the check's site); it takes the system resolver answering the made-up names and the check's own
+    name alike (a portal answers every name with itself; a resolver that hijacks NXDOMAIN answers real names
+    truly), or no control."""
     if view.check is None:
         return None
-    same = len(system) == 2 and bool(system[0].answers) and set(system[0].answers) == set(system[1].answers)
+    made_up = [set(q.answers) for q in system]
+    same = len(made_up) == 2 and bool(made_up[0]) and made_up[0] == made_up[1] == set(check_answers)
     if same:
         return f"the connectivity check got {view.check}, and every name resolves to {', '.join(system[0].answers)}"
     if view.control_reachable is False:
@@ -96,7 +101,7 @@ def captive(view: NetworkView, system: list[DnsQuery]) -> str | None:
     return None
 
 
-async def _check(cfg: MeasureConfig, url: str, clock: Any) -> str | None:
+async def _check(cfg: MeasureConfig, url: str, clock: Any, answers: list[str]) -> str | None:
     """None when the check answers 204 as it should; else what it got (a status and where it leads); None
     also when it could not be fetched at all (that is no portal: the run's offline handling speaks for it)."""
     host = urllib.parse.urlsplit(url).hostname or ""
@@ -104,6 +109,7 @@ async def _check(cfg: MeasureConfig, url: str, clock: Any) -> str | None:
     assert cfg.dns_sockets is not None
     q, _ = await dns.query(first, host, "A", sockets=cfg.dns_sockets, timeout=cfg.dns_timeout, late_window=0,
                            clock=clock)
+    answers.extend(q.answers)
     if not q.answers:
         return None
     public = [a for a in q.answers if cfg.policy.is_public(a)]

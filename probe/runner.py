@@ -246,7 +246,7 @@ async def run_async(
     def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
         with db.atomic():
             ids = [storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
-                                             keep_body=_keep_body(opts.keep_bodies, verdict))
+                                             keep_body=_keep_body(opts.keep_bodies, verdict), survey_id=survey_id)
                    for obs, verdict in batch]
         rows = storage.verdicts(db, ids)
         summary.measured += len(rows)
@@ -266,7 +266,7 @@ async def run_async(
                 first.start_soon(_lookup_vantage, db, run_id, opts, resolvers[0], cfg.contexts)
             first.start_soon(_survey, cfg, opts.portal_check, view)
         summary.network = view[0]
-        storage.set_network(db, run_id, view[0])
+        survey_id = storage.set_network(db, run_id, view[0])
         judge = Judge(matcher, view[0])
         if view[0].captive:
             summary.status = "captive"  # nothing measured: resumable once the volunteer has logged in

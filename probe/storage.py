@@ -155,10 +155,34 @@ def m006_ooni_failure_names(db: sqlite_utils.Database) -> None:
         db.execute("update control_results set dns_failure = ? where dns_failure = ?", [new, old])
 
 
-def set_network(db: sqlite_utils.Database, run_id: int, view: NetworkView) -> None:
-    """The network survey of the run's latest session (netview.py), which its verdicts were judged with."""
+def set_network(db: sqlite_utils.Database, run_id: int, view: NetworkView) -> int:
+    """Store a session's network survey (netview.py); return its id, for the measurements judged with it.
+    `runs.network` keeps the run's latest, to show."""
+    text = json.dumps(dataclasses.asdict(view))
     with db.atomic():
-        db.execute("update runs set network = ? where id = ?", [json.dumps(dataclasses.asdict(view)), run_id])
+        db.execute("update runs set network = ? where id = ?", [text, run_id])
+        cur = db.execute("insert into surveys (run_id, view) values (?, ?)", [run_id, text])
+    return int(cur.lastrowid or 0)
+
+
+def same_survey(db: sqlite_utils.Database, run_id: int, view: NetworkView) -> int:
+    """The id of this survey of the run, stored once (imports and uploads bring it with every measurement)."""
+    text = json.dumps(dataclasses.asdict(view))
+    row = db.execute("select id from surveys where run_id = ? and view = ?", [run_id, text]).fetchone()
+    return int(row[0]) if row else set_network(db, run_id, view)
+
+
+def survey_text(db: sqlite_utils.Database, survey_id: int) -> str | None:
+    row = db.execute("select view from surveys where id = ?", [survey_id]).fetchone()
+    return row[0] if row else None
+
+
+def survey(db: sqlite_utils.Database, survey_id: int) -> NetworkView | None:
+    text = survey_text(db, survey_id)
+    try:
+        return NetworkView.from_dict(json.loads(text) if text else None)
+    except ValueError:
+        return None
 
 
 def line_quality(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
@@ -367,7 +391,8 @@ def _insert(db: sqlite_utils.Database, table: str, rows: list[dict[str, Any]]) -
 
 
 def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations, verdict: Verdict,
-                      rules_version: str, keep_body: bool, measurement_uuid: str | None = None) -> int:
+                      rules_version: str, keep_body: bool, measurement_uuid: str | None = None,
+                      survey_id: int | None = None) -> int:
     """Write one URL's verdict and observations. The caller wraps calls in `db.atomic()`. `measurement_uuid`
     keeps the identity a measurement had elsewhere (an import); without it the database gives a new one."""
     t = obs.target
@@ -377,7 +402,7 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
         "rules_version": rules_version, "evidence": verdict.evidence, "runtime_s": obs.runtime_s,
         "started": obs.started, "bogons": json.dumps(obs.bogons), "scope": verdict.scope,
-        "flaky": int(verdict.flaky),
+        "flaky": int(verdict.flaky), "survey_id": survey_id,
     }
     if measurement_uuid:
         row["uuid"] = measurement_uuid
@@ -580,6 +605,12 @@ def m008_attempts(db: sqlite_utils.Database) -> None:
     _add_column(db, "runs", "network", str)
     _add_column(db, "measurements", "scope", str)
     _add_column(db, "measurements", "flaky", int)
+    # Each session surveys the network; a measurement names the survey it was judged with (a resumed run may
+    # have been measured on two networks), so reanalysis judges it with the same one.
+    if "surveys" not in db.table_names():
+        db.table("surveys").create({"id": int, "run_id": int, "view": str}, pk="id",
+                                   foreign_keys=[("run_id", "runs", "id")])
+    _add_column(db, "measurements", "survey_id", int)
 
 
 # The collector's own tables (`probe collector`, probe/collector/): the tokens researchers issue and the uploads

@@ -177,12 +177,12 @@ def _batches(docs: Iterator[bytes], max_items: int, max_bytes: int) -> Iterator[
 
 
 def _documents(db: sqlite_utils.Database, run: dict[str, Any], skip: set[str]) -> Iterator[bytes]:
-    from .research.exchange import ooni_document
+    from .research.exchange import ooni_document, with_survey
 
     for m in storage.measurements(db, run["id"]):
         if m["uuid"] in skip:
             continue
-        doc = ooni_document(storage.load_observations(db, m), m, run)
+        doc = ooni_document(storage.load_observations(db, m), m, with_survey(db, run, m))
         doc.pop("probe_ip", None)  # OONI's placeholder (127.0.0.1): no address for the volunteer at all
         yield json.dumps(doc, ensure_ascii=False).encode()
 

@@ -154,3 +154,28 @@ async def test_without_control_nothing_is_blocked_without_a_signature(world):
     assert {u: (m["status"], m["layer"], m["detail"], m["rule"]) for u, m in rows.items()} == cases
     for url in cases:
         write_golden(db, rows[url], url.split("//")[1].split(".")[0] + "-no-control")
+
+
+async def test_the_helper_reports_an_endpoint_that_worked_on_its_second_try_as_working(world, nursery):
+    """The helper tries a failed handshake again, as the probe does: an address whose first handshake was reset
+    and whose second verified is reported working, so a reset the probe sees there is not "shared" with the
+    control (found in review: the helper reported its own first, failed, try)."""
+    import json
+
+    import httpx
+
+    from probe.lab.servers import serve_relay
+
+    net = world
+    await nursery.start(partial(serve_relay, ("127.0.0.1", net.https_port), "127.0.0.14", net.https_port,
+                                reset=lambda _first, n: n == 1))  # only the first connection is reset
+    net.truth.entries["gzip.test"] = DnsEntry(a=("127.0.0.14",))
+    net.sites.by_host["gzip.test"] = Site(title="The gzip website")
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(f"http://127.0.0.1:{net.helper_port}/", content=json.dumps(
+            {"http_request": f"https://gzip.test:{net.https_port}/", "http_request_headers": {}, "tcp_connect": []}))
+    answer = resp.json()
+    endpoint = f"127.0.0.14:{net.https_port}"
+    assert answer["tcp_connect"][endpoint]["status"] is True
+    assert answer["tls_handshake"][endpoint] == {"server_name": "gzip.test", "status": True, "failure": None}
+    assert answer["http_request"]["status_code"] == 200

@@ -91,8 +91,12 @@ def test_a_blocked_connectivity_check_alone_is_no_captive_portal() -> None:
         return DnsQuery(resolver="system:x", engine="udp", hostname="x", query_type="A", answers=addrs)
 
     served_wrong = NetworkView(check="HTTP 302 (http://blockpage.example/)", control_reachable=True)
-    assert captive(served_wrong, [DnsQuery(resolver="s", engine="udp", hostname="a", query_type="A",
-                                           failure="dns_nxdomain_error")] * 2) is None
-    assert captive(served_wrong, [answer("10.0.0.1"), answer("10.0.0.1")]) is not None
-    assert captive(NetworkView(check="HTTP 200 ('Login')", control_reachable=False), []) is not None
-    assert captive(NetworkView(check=None, control_reachable=False), [answer("10.0.0.1"), answer("10.0.0.1")]) is None
+    nxdomain = DnsQuery(resolver="s", engine="udp", hostname="a", query_type="A", failure="dns_nxdomain_error")
+    assert captive(served_wrong, [nxdomain] * 2, ["198.51.100.7"]) is None
+    # A portal answers every name with itself, the check's own name included...
+    assert captive(served_wrong, [answer("10.0.0.1"), answer("10.0.0.1")], ["10.0.0.1"]) is not None
+    # ...a resolver that hijacks NXDOMAIN answers made-up names alike but real names truly: no portal, when a
+    # censor also blocks the check's site (found in review: every session was taken for a portal).
+    assert captive(served_wrong, [answer("198.51.100.9"), answer("198.51.100.9")], ["198.51.100.7"]) is None
+    assert captive(NetworkView(check="HTTP 200 ('Login')", control_reachable=False), [], []) is not None
+    assert captive(NetworkView(check=None, control_reachable=False), [answer("10.0.0.1")] * 2, ["10.0.0.1"]) is None

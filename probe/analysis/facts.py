@@ -75,6 +75,7 @@ class Facts:
     # HTTP
     final: HttpHop | None  # the last hop of the main chain
     final_is_page: bool  # it is a page (not a failure, not a redirect the chain stopped on)
+    page_via_ours: bool  # the main chain went through one of our own DNS answers (not only the control's)
     stopped: str | None  # why the main chain ended on a redirect
     http_failure: str | None  # the first hop's own failure
     http_reproduced: bool  # it failed on two fresh connections
@@ -213,6 +214,7 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = (), network: Netw
         control_tls_ok=None if not control_tls else any(v.get("status") for v in control_tls),
         final=final,
         final_is_page=pages.is_page(final),
+        page_via_ours=bool(hops and hops[0].ip in probe_addrs),
         stopped=(final.stopped or "redirect-not-followed") if final is not None and final.failure is None
         and final.status is not None and not pages.is_page(final) else None,
         http_failure=hops[0].failure if hops else None,

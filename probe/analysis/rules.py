@@ -104,14 +104,20 @@ def _verified_page(f: Facts) -> bool:
 
 
 def _page_confirmed(f: Facts) -> bool:
-    """We got the site's page: over verified TLS, or the same as the control's."""
-    return _verified_page(f) or (f.final_is_page and f.comparison is not None and f.comparison.consistent)
+    """We got the site's page through one of our own answers: over verified TLS, or the same as the control's."""
+    return f.page_via_ours and (_verified_page(f) or (f.final_is_page and f.comparison is not None
+                                                      and f.comparison.consistent))
 
 
 def _sig_layer(f: Facts) -> Layer:
     """the signature's: dns or http"""
     assert f.signature is not None
     return "dns" if f.signature.layer == "dns" else "http"
+
+
+def _tls_failed(f: Facts) -> bool:
+    """A handshake failed on one of our addresses, and no page confirmed through another outranks it."""
+    return f.tls_failure is not None and not _page_confirmed(f)
 
 
 def _sig(f: Facts) -> str:
@@ -212,7 +218,7 @@ RULES: tuple[Rule, ...] = (
          status="blocked", layer="tcp", detail=lambda f: f"tcp/{_first(f.tcp_failures)}",
          explain="some addresses fail here that the control connects to (others work), and no page through"
                  " the others is confirmed (verified TLS, or the control's page): a confirmed page outranks them"),
-    Rule(id="dns-inconsistent-tls", when=lambda f: f.tls_failure is not None and f.dns_consistent is False
+    Rule(id="dns-inconsistent-tls", when=lambda f: _tls_failed(f) and f.dns_consistent is False
          and f.tls_reproduced
          and f.tls_failure_ip not in f.control_addrs and f.decoy_ok is not True
          and bool(f.control_tls_verified_here or f.control_tls_ok), status="blocked", layer="dns",
@@ -220,24 +226,27 @@ RULES: tuple[Rule, ...] = (
          explain="TLS fails on an address only our DNS gave, our answers differ from the control's, and TLS"
                  " to the control's address verifies (from here or at the helper): the answer is at fault, not"
                  " TLS"),
-    Rule(id="tls-sni", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is True and f.tls_reproduced,
+    Rule(id="tls-sni", when=lambda f: _tls_failed(f) and f.tls_failure in _INTERFERENCE and f.decoy_ok is True
+         and f.tls_reproduced and _ctl_ok(f),
          status="blocked",
          layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
-         explain="the handshake with the real name fails by reset/EOF/timeout; a decoy name to the same address"
-                 " gets through (SNI filtering)"),
-    Rule(id="tls-ip", when=lambda f: f.tls_failure in _INTERFERENCE and f.decoy_ok is False and f.tls_reproduced
+         explain="the handshake with the real name fails by reset/EOF/timeout, twice; a decoy name to the same"
+                 " address gets through (SNI filtering), and a control is there to compare"),
+    Rule(id="tls-ip", when=lambda f: _tls_failed(f) and f.tls_failure in _INTERFERENCE and f.decoy_ok is False
+         and f.tls_reproduced
          and bool(f.control_tls_ok or f.control_http_ok), status="blocked", layer="tcp",
          detail=lambda f: f"tcp/{f.tls_failure}",
          explain="TLS fails for the real and the decoy name alike while the control's handshake works:"
                  " the address is blocked"),
-    Rule(id="tls-down", when=lambda f: f.tls_failure is not None and _ctl_ok(f) and f.control_tls_ok is False
+    Rule(id="tls-down", when=lambda f: _tls_failed(f) and _ctl_ok(f) and f.control_tls_ok is False
          and not f.control_http_ok, status="down", layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake fails here and at the control"),
-    Rule(id="tls-mitm", when=lambda f: f.tls_failure in _CERT and f.control_tls_same_endpoint is True,
+    Rule(id="tls-mitm", when=lambda f: _tls_failed(f) and f.tls_failure in _CERT
+         and f.control_tls_same_endpoint is True,
          status="blocked", layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the certificate presented here is not valid for the name, while the control's handshake with"
                  " the same address and name verifies"),
-    Rule(id="tls-unverified", when=lambda f: f.tls_failure is not None, status="anomaly", layer="tls",
+    Rule(id="tls-unverified", when=_tls_failed, status="anomaly", layer="tls",
          detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake failed and neither control nor decoy tells why"),
     Rule(id="http-down", when=lambda f: f.http_failure is not None and _ctl_ok(f) and f.control_http_ok is False,

@@ -17,7 +17,6 @@ import sqlite_utils
 
 from .. import storage
 from ..analysis import RULES_VERSION, Matcher, analyse
-from ..models import NetworkView
 from .wire import Invalid, Item
 
 TOKEN_BYTES = 32
@@ -65,7 +64,6 @@ class Store:
         per_run: dict[str, list[int]] = {}
         with self.db.atomic():
             seen: set[str] = set()
-            views: dict[int, NetworkView | None] = {}
             for index, item in enumerate(items):
                 counts = per_run.setdefault(item.run_uuid, [0, 0])
                 if item.uuid in seen or storage.has_measurement(self.db, item.uuid):
@@ -76,18 +74,17 @@ class Store:
                 run_id = storage.collected_run(self.db, run_uuid=item.run_uuid, started=item.started,
                                                software_version=item.software_version, rules_version=RULES_VERSION,
                                                asn=item.asn, network=item.network, country=item.country)
-                if run_id not in views:
-                    views[run_id] = storage.network_view(self.db, run_id)
-                    if views[run_id] is None and item.network_view is not None:  # as import-ooni keeps it
-                        storage.set_network(self.db, run_id, item.network_view)
-                        views[run_id] = item.network_view
+                # Judged with the survey it was measured under (a resumed run may have surveyed two networks).
+                view = item.network_view
+                survey_id = storage.same_survey(self.db, run_id, view) if view is not None else None
                 try:
-                    verdict = analyse(item.observations, self.matcher, views[run_id])
+                    verdict = analyse(item.observations, self.matcher, view)
                 except Exception as e:  # analysis is pure: a document it cannot judge is refused, the batch with it
                     raise Invalid(422, f"measurements[{index}]: cannot be judged: {type(e).__name__}: "
                                        f"{str(e)[:120]}") from None
                 storage.write_measurement(self.db, run_id, item.observations, verdict, RULES_VERSION,
-                                          keep_body=verdict.status != "ok", measurement_uuid=item.uuid)
+                                          keep_body=verdict.status != "ok", measurement_uuid=item.uuid,
+                                          survey_id=survey_id)
                 storage.grow_collected_run(self.db, run_id, item.started)
                 stored += 1
                 counts[0] += 1

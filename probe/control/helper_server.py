@@ -154,13 +154,23 @@ async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, i
         return {"dns": {"failure": TIMEOUT, "addrs": []}, "tcp_connect": tcp_out, "tls_handshake": tls_out,
                 "http_request": {"body_length": -1, "failure": TIMEOUT, "title": "", "headers": {},
                                  "status_code": -1}, "ip_info": {}}
-    for c in obs.tcp:  # the helper's own view of the addresses it resolved
-        tcp_out.setdefault(endpoint(c.ip, c.port), {"status": c.failure is None, "failure": c.failure})
+    # The helper's own view of the addresses it resolved. It tries a failure again (as the probe does): an
+    # endpoint that worked on any try worked, and a first try's failure must not read as the control sharing
+    # the probe's failure.
+    for c in obs.tcp:
+        _keep_success(tcp_out, endpoint(c.ip, c.port), {"status": c.failure is None, "failure": c.failure})
     for h in obs.tls:
-        tls_out.setdefault(endpoint(h.ip, h.port),
-                           {"server_name": h.sni, "status": h.failure is None, "failure": h.failure})
+        if not h.decoy:
+            _keep_success(tls_out, endpoint(h.ip, h.port),
+                          {"server_name": h.sni, "status": h.failure is None, "failure": h.failure})
     return {"dns": _dns_section(obs), "tcp_connect": tcp_out, "tls_handshake": tls_out,
             "http_request": _http_section(obs), "ip_info": {}}
+
+
+def _keep_success(out: dict[str, dict[str, Any]], key: str, entry: dict[str, Any]) -> None:
+    """Keep the endpoint's entry already there (the probe-named endpoints' own), unless this one succeeded."""
+    if key not in out or (entry["status"] and not out[key]["status"]):
+        out[key] = entry
 
 
 def make_handler(cfg: HelperConfig):

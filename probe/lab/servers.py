@@ -474,8 +474,18 @@ def blackhole(host: str = "127.0.0.1", port: int = 0) -> tuple[socket.socket, li
 async def serve_sni_filter(blocked: set[str], upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0, *,
                            task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """A DPI box: reset a connection whose first bytes (the ClientHello) carry a blocked name, else relay it."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
     needles = [n.encode() for n in blocked]
+    await serve_relay(upstream, host, port, reset=lambda first, _: any(n in first for n in needles),
+                      task_status=task_status)
+
+
+async def serve_relay(upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0, *,
+                      reset: Callable[[bytes, int], bool],
+                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Relay connections to `upstream`, resetting those for which `reset(first bytes, connection number)` holds
+    (a DPI box, or a flaky one that resets every other connection)."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    count = 0
 
     async def pump(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
         try:
@@ -487,8 +497,10 @@ async def serve_sni_filter(blocked: set[str], upstream: tuple[str, int], host: s
             await trio.aclose_forcefully(dst)
 
     async def handle(stream: trio.SocketStream) -> None:
+        nonlocal count
+        count += 1
         first = await stream.receive_some(65536)
-        if any(n in first for n in needles):
+        if reset(first, count):
             await _rst(stream)
             return
         up = await trio.open_tcp_stream(*upstream)

@@ -40,11 +40,18 @@ def export(db: sqlite_utils.Database, run_id: int, fmt: str, out: TextIO) -> int
             continue
         obs = storage.load_observations(db, m)
         if fmt == "ooni":
-            doc = ooni_document(obs, m, run)
+            doc = ooni_document(obs, m, with_survey(db, run, m))
         else:
             doc = {k: m[k] for k in CSV_COLUMNS} | {"observations": to_dict(obs)}
         out.write(json.dumps(doc, ensure_ascii=False) + "\n")
     return n
+
+
+def with_survey(db: sqlite_utils.Database, run: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
+    """The run as a measurement's export describes it: with the network survey that measurement was judged
+    with (a resumed run may have surveyed two networks), not only the run's latest."""
+    text = storage.survey_text(db, m["survey_id"]) if m.get("survey_id") else None
+    return {**run, "network": text} if text else run
 
 
 def ooni_document(obs: Observations, m: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +86,6 @@ def import_ooni(db: sqlite_utils.Database, paths: Iterable[Path], matcher: Match
     """Load Web Connectivity measurements as runs (one per network) and judge them with our analysis."""
     runs: dict[str, int] = {}
     seen: set[tuple[int, str]] = set()
-    surveyed: set[int] = set()
     warnings: list[str] = []
     count = 0
     names = [str(p) for p in paths]
@@ -111,13 +117,12 @@ def import_ooni(db: sqlite_utils.Database, paths: Iterable[Path], matcher: Match
                 continue
             seen.add((run_id, obs.target.url))
             view = NetworkView.from_dict((doc.get("test_keys") or {}).get("x_probe_network"))
-            if view is not None and run_id not in surveyed:  # a probe export carries its run's network survey
-                storage.set_network(db, run_id, view)
-                surveyed.add(run_id)
+            # A probe export carries the network survey it was judged with.
+            survey_id = storage.same_survey(db, run_id, view) if view is not None else None
             verdict = analyse(obs, matcher, view)
             with db.atomic():
                 storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION, keep_body=verdict.status != "ok",
-                                          measurement_uuid=uid)
+                                          measurement_uuid=uid, survey_id=survey_id)
             count += 1
     for run_id in runs.values():
         storage.finish_run(db, run_id, "done")

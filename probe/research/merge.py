@@ -155,7 +155,7 @@ def _merge_one(dest: sqlite_utils.Database, uri: str) -> tuple[dict[str, int], d
 
     try:
         with dest.atomic():
-            for t in ("merge_runs", "merge_new", "merge_measurements"):
+            for t in ("merge_runs", "merge_new", "merge_measurements", "merge_surveys"):
                 conn.execute(f"drop table if exists temp.{t}")
             cols = ", ".join(_columns(dest, "runs", {"id"}))
             run("runs", f"insert into main.runs ({cols}) select {cols} from src.runs "
@@ -169,12 +169,21 @@ def _merge_one(dest: sqlite_utils.Database, uri: str) -> tuple[dict[str, int], d
                          f"{', '.join('t.' + c for c in tcols)} from src.run_targets t "
                          "join temp.merge_runs r on r.src_id = t.run_id order by t.run_id, t.position")
 
+            # The runs' network surveys, once each, and what their ids are here (measurements name theirs).
+            run("surveys", "insert into main.surveys (run_id, view) select r.dest_id, s.view from src.surveys s "
+                           "join temp.merge_runs r on r.src_id = s.run_id where not exists (select 1 from "
+                           "main.surveys d where d.run_id = r.dest_id and d.view = s.view) order by s.id")
+            conn.execute("create temp table merge_surveys (src_id integer primary key, dest_id integer)")
+            conn.execute("insert into temp.merge_surveys select s.id, (select min(d.id) from main.surveys d where "
+                         "d.run_id = r.dest_id and d.view = s.view) from src.surveys s "
+                         "join temp.merge_runs r on r.src_id = s.run_id")
             conn.execute("create temp table merge_new (src_id integer primary key, uuid text)")
             conn.execute("insert into temp.merge_new select id, uuid from src.measurements "
                          "where uuid not in (select uuid from main.measurements)")
-            mcols = _columns(dest, "measurements", {"id", "run_id"})
-            run("measurements", f"insert into main.measurements (run_id, {', '.join(mcols)}) select r.dest_id, "
-                                f"{', '.join('m.' + c for c in mcols)} from src.measurements m "
+            mcols = _columns(dest, "measurements", {"id", "run_id", "survey_id"})
+            run("measurements", f"insert into main.measurements (run_id, survey_id, {', '.join(mcols)}) select "
+                                "r.dest_id, (select ms.dest_id from temp.merge_surveys ms where ms.src_id = "
+                                f"m.survey_id), {', '.join('m.' + c for c in mcols)} from src.measurements m "
                                 "join temp.merge_new n on n.src_id = m.id "
                                 "join temp.merge_runs r on r.src_id = m.run_id order by m.id",
                 "select count(*) from src.measurements")

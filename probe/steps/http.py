@@ -129,7 +129,9 @@ def _request_target(parts: urllib.parse.SplitResult) -> str:
 class _Try:
     """One try of a request: what it got, and when."""
 
-    reused: bool  # on a connection that served an earlier request (the server may have closed it meanwhile)
+    # On a connection that served an earlier request, or that waited idle since the TCP step opened it and then
+    # failed before a byte came back: the server may have closed it meanwhile, so its failure is no evidence.
+    reused: bool
     t0: float
     t: float = 0.0
     status: int | None = None
@@ -138,6 +140,7 @@ class _Try:
     truncated: bool = False
     failure: str | None = None
     phase: str = "http"  # the step a failure belongs to: "tcp", "tls" or "http"
+    received: bool = False  # a byte of the response came
     head: trio.Event = field(default_factory=trio.Event)  # the response head arrived, or the try ended
     done: trio.Event = field(default_factory=trio.Event)  # ended by itself (not cancelled)
 
@@ -197,6 +200,7 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
                     chunk = await conn.stream.receive_some(65536)
                     if not chunk and t.status is None:
                         raise EOFError("the server closed the connection before answering")
+                    t.received = True
                     conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
                 elif isinstance(event, h11.Response):
                     t.status = event.status_code
@@ -234,6 +238,7 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
 
 
 FRESH_TRIES = 2  # a request fails only when it failed this often on fresh connections
+_STALE = {"eof_error", "connection_reset"}  # how a server's close of an idle connection shows
 MAX_TRIES = 3  # a reused connection's failure (the server may have closed it) comes on top
 
 
@@ -250,6 +255,8 @@ async def _tries(origins: _Origins, req: _Request, *, timeout: float, body_cap: 
 
     async def run(t: _Try, conn: _Conn | None, nursery: trio.Nursery) -> None:
         await _try(origins, req, conn, t, timeout=timeout, body_cap=body_cap, clock=clock)
+        if conn is not None and not t.received and t.failure in _STALE:
+            t.reused = True  # the TCP step's connection, closed by the server while it waited: try a fresh one
         if t.failure is None:
             nursery.cancel_scope.cancel()
 
@@ -276,8 +283,7 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
     tries = await _tries(origins, req, timeout=timeout, body_cap=body_cap, clock=clock)
     # The first try that got a response speaks for the hop; else the first failure (a censor may reset the first
     # request and then refuse new connections: the reset is the evidence).
-    fresh = [t for t in tries if not t.reused] or tries
-    best = next((t for t in tries if t.failure is None), fresh[0])
+    best = next((t for t in tries if t.failure is None), tries[0])
     hdr = dict(best.headers)
     data = bytes(best.body)
     return HttpHop(
