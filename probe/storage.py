@@ -1,4 +1,7 @@
-"""The only module that speaks sqlite-utils: schema (as Migrations), writing runs, reading them back.
+"""The schema (as Migrations), opening databases, writing runs and reading them back.
+
+A run's writes go through here and every module opens its databases here; research/ still writes SQL of
+its own (claims through sqlite-utils, `probe merge`'s INSERT ... SELECT), to be moved here (issue 23).
 
 Observations are stored one table per step, one row per record, so they can be queried (and opened in
 Datasette) and rebuilt into the very records analysis consumes: `probe reanalyze` needs nothing else.

@@ -38,7 +38,7 @@ class TlsContexts:
 
     verify: ssl.SSLContext  # system trust store + --ca-file, hostname checked
     noverify: ssl.SSLContext  # to read whatever chain the peer presents
-    http: ssl.SSLContext  # for httpx: verifying, ALPN http/1.1 only (we speak HTTP/1.1)
+    http: ssl.SSLContext  # control requests (h11) and the vantage lookup (httpx): verifying, ALPN http/1.1 only
 
     @classmethod
     def build(cls, ca_file: str | None = None) -> TlsContexts:
@@ -123,7 +123,8 @@ async def handshake(
             await tls.do_handshake()
         if scope.cancelled_caught:
             return replace(base, failure=TIMEOUT, t=clock())
-        obj = tls._ssl_object  # trio keeps the SSLObject private; cipher/version live there
+        # SSLStream forwards cipher() and version(), not the unverified chain: that needs the SSLObject itself.
+        obj = tls._ssl_object
         cipher = obj.cipher()
         return replace(
             base,
