@@ -31,18 +31,22 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class ProbeGroup(click.Group):
-    """Errors become one line and an exit code, here and nowhere else. Usage errors exit 1 (click's 2 is our
-    'stopped early'); a `ProbeError` exits with its own code."""
+    """Errors become one line, `error: ...`, and an exit code, here and nowhere else. Usage errors exit 1
+    (click's 2 is our 'stopped early'); a `ProbeError` exits with its own code."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as e:  # click would print the usage and a hint over four lines
+            where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{where}", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as e:
-            e.show()
+            click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(EXIT_USAGE)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
@@ -162,7 +166,8 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--jitter", type=click.FloatRange(0), default=0.0, help="Sleep a random 0..SECONDS first (cron).")
 @click.option("--inputs", "config_inputs", multiple=True, hidden=True)  # `inputs = [...]` in probe.toml
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors, the line that says how to resume a run"
+              " that stopped early, and --json lines.")
 @click.option("--upload", metavar="URL", callback=_http_urls, help="Then send the run to this collector without "
               "asking (`probe upload --yes`; for cron); exit 6 when it cannot.")
 @click.option("--upload-token", envvar="PROBE_UPLOAD_TOKEN", metavar="TOKEN",
@@ -203,6 +208,13 @@ def _consent(accept_risk: bool) -> None:
     if not sys.stdin.isatty():
         raise click.ClickException("measuring censorship can carry risks: run `probe run` once interactively to "
                                    "read them, or pass --accept-risk (see README, Safety)")
+    _ask_consent()
+
+
+def _ask_consent() -> None:
+    """The notice, and the question; a yes is kept for this user on this machine (consent.marker)."""
+    from . import consent
+
     click.echo(consent.NOTICE, err=True)
     if not click.confirm("Do you accept these risks and want to measure?", err=True):
         raise click.ClickException("not measuring: risks not accepted")
@@ -335,7 +347,7 @@ def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb:
         _say(log, False, f"run {summary.run_id} interrupted; {resume}")
         return EXIT_SIGNAL.get(signal.Signals(summary.signal), 130)
     if summary.status == "partial":
-        _say(log, quiet, f"run {summary.run_id} stopped at --max-runtime; {resume}")
+        _say(log, False, f"run {summary.run_id} stopped at --max-runtime; {resume}")  # --quiet too: cron mails it
         return EXIT_PARTIAL
     return 0
 
@@ -400,19 +412,28 @@ def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, a
 
         probe helper serve --listen 0.0.0.0:8780
     """
-    from .control.helper_server import serve_forever
+    from .control.helper_server import serve_until_signal
 
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit():
-        raise click.ClickException(f"--listen wants HOST:PORT, got {listen!r}")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.ClickException(f"--listen wants HOST:PORT with a port from 0 (any free port) to 65535, got "
+                                   f"{listen!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    scheme = "https" if tls_cert else "http"
+
+    def listening(bound: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"helper listening on {scheme}://{shown}:{bound}/ (Ctrl-C stops it)")
+
     try:
-        trio.run(lambda: serve_forever(host.strip("[]") or "0.0.0.0", int(port), resolvers=resolvers,
-                                       ca_file=ca_file, allow_net=allow_net, tls_cert=tls_cert, tls_key=tls_key,
-                                       timeout=timeout))
+        trio.run(lambda: serve_until_signal(host, int(port), listening, resolvers=resolvers, ca_file=ca_file,
+                                            allow_net=allow_net, tls_cert=tls_cert, tls_key=tls_key,
+                                            timeout=timeout))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    except KeyboardInterrupt:
-        pass
+    except OSError as e:
+        raise click.ClickException(f"--listen {listen}: cannot listen there: {e.strerror or e}") from None
+    click.echo("helper stopped", err=True)
 
 
 @cli.group("signatures")
@@ -640,25 +661,32 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
 @click.option("--install", is_flag=True, help="Install it (crontab, or the unit files into --unit-dir).")
 @click.option("--unit-dir", type=click.Path(file_okay=False), help="Where --systemd --install writes the units "
               "(default /etc/systemd/system as root, else ~/.config/systemd/user).")
+@click.option("--accept-risk", is_flag=True, help="Accept the risks of measuring for the scheduled runs (needed "
+              "unless you accepted them once in an interactive `probe run` on this machine); see README, Safety.")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
 def schedule(every: str, jitter: str, config_file: str | None, db_path: str | None, systemd: bool, install: bool,
-             unit_dir: str | None, run_args: tuple[str, ...]) -> None:
+             unit_dir: str | None, accept_risk: bool, run_args: tuple[str, ...]) -> None:
     """Print (or install) a crontab line or systemd units that run `probe run` unattended.
 
     Options after `--` are passed to `probe run`. The program, --config and --db (found by the usual rule, here
-    and now) are written as absolute paths, and the systemd service runs in the current directory.
+    and now) are written as absolute paths, and the systemd service runs in the current directory. The runs are
+    given --accept-risk only if you accepted the risks yourself: here, with --accept-risk, or once in an
+    interactive `probe run` on this machine.
 
     Example:
 
         probe schedule --every 6h --config /etc/probe/probe.toml -- --log /var/log/probe.log
     """
-    import os
-    import subprocess
-
-    from . import config
+    from . import config, consent
+    from .crontab import Schedule, install_cron, install_units, parse_duration
     from .paths import database_path
-    from .schedule import Schedule, install_crontab, parse_duration
 
+    if not accept_risk and not consent.marker().exists():  # $PROBE_ACCEPT_RISK is not a person saying yes
+        if not sys.stdin.isatty():
+            raise click.ClickException("scheduled runs measure unattended: accept the risks first, once in an "
+                                       "interactive `probe run` on this machine, or with `probe schedule "
+                                       "--accept-risk` (see README, Safety)")
+        _ask_consent()
     if any(a == "--db" or a.startswith("--db=") for a in run_args):
         raise click.ClickException("give --db to `probe schedule` itself, before `--`: it is written as an "
                                    "absolute path")
@@ -683,22 +711,13 @@ def schedule(every: str, jitter: str, config_file: str | None, db_path: str | No
             for name, text in units.items():
                 click.echo(f"# {name}\n{text}")
             return
-        default = "/etc/systemd/system" if os.geteuid() == 0 else str(Path.home() / ".config/systemd/user")
-        target = Path(unit_dir or default)
-        target.mkdir(parents=True, exist_ok=True)
-        for name, text in units.items():
-            (target / name).write_text(text)
-        user = "" if os.geteuid() == 0 and not unit_dir else " --user"
-        click.echo(f"wrote {', '.join(units)} to {target}; enable with: systemctl{user} enable --now probe.timer")
+        target, enable = install_units(units, unit_dir)
+        click.echo(f"wrote {', '.join(units)} to {target}; enable with: {enable}")
         return
     if not install:
         click.echo(line)
         return
-    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
-    new = install_crontab(line, current.stdout if current.returncode == 0 else "")
-    done = subprocess.run(["crontab", "-"], input=new, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise click.ClickException(f"crontab: {done.stderr.strip()}")
+    install_cron(line)
     click.echo(f"installed: {line}")
 
 

@@ -104,6 +104,8 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             as_csv: bool) -> None:
     """List the verdicts of a run: blocked (strong evidence), anomaly (not attributable), down, ok, error.
 
+    URLs are listed in alphabetical order (the order they finished in changes from run to run).
+
     Example:
 
         probe results --status blocked --csv > blocked.csv
@@ -133,7 +135,9 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
     writer = csv.writer(sys.stdout) if as_csv else None
     if writer:
         writer.writerow(RESULT_COLUMNS)
-    for m in storage.measurements(db, run_id):
+    elif not as_json:
+        click.echo(f"{'status':8} {'detail':40} url")
+    for m in sorted(storage.measurements(db, run_id), key=lambda m: m["url"]):
         if (wanted and m["status"] != wanted) or (layer and m["layer"] != layer):
             continue
         row = {k: m[k] for k in RESULT_COLUMNS}
@@ -261,15 +265,19 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
 
     from .research import claims
 
-    db = open_for_writing(db_path)
     try:
         if items_for:
             if not file:
                 raise click.ClickException("--items-for needs the CSV FILE")
+            text = Path(file).read_text(encoding="utf-8-sig")
+            path = database(db_path)
+            if not path.exists():  # the claim must be there already: nothing to add items to
+                raise click.ClickException(f"no database at {path}; {storage.NO_DATABASE_HINT}")
+            db = open_for_writing(db_path)
             row = next(db.table("claims").rows_where("key = ?", [items_for]), None)
             if row is None:
                 raise click.ClickException(f"no claim {items_for!r}")
-            n, warnings = claims.import_items(db, row["id"], Path(file).read_text(encoding="utf-8-sig"), file)
+            n, warnings = claims.import_items(db, row["id"], text, file)
             for w in warnings:
                 click.echo(f"warning: {w}", err=True)
             click.echo(f"{n} items added to {items_for}")
@@ -279,11 +287,22 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
             docs += claims.parse_claims(Path(file).read_text(encoding="utf-8"), file)
         if not docs:
             raise click.ClickException("give FILE or --builtin")
+        scratch = storage.open_db(":memory:")  # every claim checked first: a bad one creates or changes nothing
+        for i, doc in enumerate(docs, 1):
+            try:
+                claims.add(scratch, doc)
+            except claims.ClaimError as e:
+                raise click.ClickException(f"{file or 'the built-in claims'}: claim {i}: {e}") from None
+        db = open_for_writing(db_path)
         for doc in docs:
             claims.add(db, doc)
             click.echo(f"claim {doc['key']}: {doc['claimed_count']} ({doc['authority']}, {doc['date']})")
-    except (claims.ClaimError, ValueError, KeyError) as e:
-        raise click.ClickException(f"{type(e).__name__}: {e}") from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file}: not a text file (UTF-8)") from None
+    except (claims.ClaimError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    except KeyError as e:
+        raise click.ClickException(f"{file or 'the built-in claims'}: a claim has no {e.args[0]!r}") from None
 
 
 @claims_group.command("list")
@@ -463,11 +482,11 @@ def _export_parquet(db_path: str, run_id: int | None, since: str | None, everyth
     try:
         require_pyarrow()
         sel = selection(run_id, since, everything)
-        db = storage.open_db(db_path)
+        db = open_for_reading(db_path)  # never created nor changed: read-only media export too
         if sel.run_id is None and sel.since is None and not everything:
             latest = storage.latest_run_id(db)
             if latest is None:
-                raise click.ClickException(f"no run in {db_path}")
+                raise click.ClickException(f"no run in {database(db_path)}")
             sel = selection(latest, None, False)
         counts = export_parquet(db, sel, output)
     except ExportError as e:

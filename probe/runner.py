@@ -1,6 +1,6 @@
 """Running a list: scheduling, limits, signals, progress and the one writer task.
 
-`concurrency` slots measure the URLs (scheduler.py; each URL gets its own nursery in measure.py), shared
+`concurrency` slots measure the URLs (slots.py; each URL gets its own nursery in measure.py), shared
 among `--workers` processes (workers.py) that keep the run's limits together. Finished
 measurements go through a channel to a single writer that commits what arrives within BATCH_S in one
 transaction (WAL), so a SIGKILL loses only URLs still in flight and the last batch, and a signal or the runtime
@@ -35,7 +35,7 @@ from .analysis import RULES_VERSION, Judge, Matcher
 from .control.client import DEFAULT_DOH
 from .measure import MeasureConfig
 from .models import NetworkView, Observations, Target, Verdict
-from .scheduler import measure_all
+from .slots import measure_all
 from .steps import dns
 from .steps.tls import TlsContexts
 from .workers import MeasureSpec, default_workers, open_measuring, run_worker

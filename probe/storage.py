@@ -222,6 +222,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     raise DatabaseError(f"cannot open {path}: {last}") from None
 
 
+def read_only_connection(path: str | Path) -> sqlite3.Connection:
+    """Another connection to a database `open_existing` opened (a reader thread's), as it opened it."""
+    return _connect_read_only(Path(path))
+
+
 def check_database(path: Path) -> None:
     """An existing file must be an intact SQLite database before probe touches it (it is never changed here)."""
     if path.is_dir():
