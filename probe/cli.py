@@ -19,7 +19,7 @@ import click
 import trio
 
 from . import __version__, cli_collect, cli_research, reanalysis, signatures, storage
-from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, signature_set
+from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, keep_examples, signature_set
 from .control.transport import split_service_url
 from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
 from .netview import DEFAULT_PORTAL_CHECK
@@ -760,3 +760,4 @@ for _command in cli_research.cli.commands.values():
     cli.add_command(_command)
 for _command in cli_collect.COMMANDS:
     cli.add_command(_command)
+keep_examples(cli)

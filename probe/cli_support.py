@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlite_utils
@@ -51,3 +55,54 @@ def signature_set(data_dir: str | None, use: bool = True, packs: tuple[str, ...]
     sigset, warnings = signatures.load(cache=cache, packs=tuple(Path(p) for p in packs))
     echo_signature_warnings(warnings)
     return sigset
+
+
+class _HelpFormatter(click.HelpFormatter):
+    """click's, wrapping prose between words only: never inside `--max-runtime` or `YYYY-MM-DD`."""
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _whole_words() -> Iterator[None]:
+        from click import _textwrap  # click's wrap_text builds a _textwrap.TextWrapper for each paragraph
+
+        plain = _textwrap.TextWrapper
+
+        class WholeWords(plain):  # type: ignore[misc,valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.break_on_hyphens = self.break_long_words = False
+
+        _textwrap.TextWrapper = WholeWords  # type: ignore[misc]
+        try:
+            yield
+        finally:
+            _textwrap.TextWrapper = plain  # type: ignore[misc]
+
+    def write_text(self, text: str) -> None:
+        with self._whole_words():
+            super().write_text(text)
+
+    def write_dl(self, rows: Any, col_max: int = 30, col_spacing: int = 2) -> None:
+        with self._whole_words():
+            super().write_dl(rows, col_max, col_spacing)
+
+
+class _Context(click.Context):
+    formatter_class = _HelpFormatter
+
+
+def keep_examples(command: click.Command) -> None:
+    """Help that never cuts a word or a command line: every indented block after `Example:` is printed as
+    written (click rewraps paragraphs to the terminal's width, even inside a quoted argument), and prose wraps
+    between words. For `command` and its subcommands."""
+    command.context_class = _Context
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        in_example = False
+        for i, par in enumerate(paragraphs):
+            if in_example and par.startswith(" ") and not par.startswith("\b"):
+                paragraphs[i] = "\b\n" + par
+            in_example = in_example or par.rstrip().endswith("Example:")
+        command.help = "\n\n".join(paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        keep_examples(sub)
