@@ -19,7 +19,16 @@ import click
 import trio
 
 from . import __version__, cli_collect, cli_research, reanalysis, signatures, storage
-from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, keep_examples, signature_set
+from .cli_support import (
+    CONFIG_DB,
+    InputFile,
+    check_packs,
+    database,
+    db_option,
+    echo_signature_warnings,
+    keep_examples,
+    signature_set,
+)
 from .control.transport import split_service_url
 from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
 from .netview import DEFAULT_PORTAL_CHECK
@@ -125,7 +134,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Control DNS-over-HTTPS resolver (repeatable).")
 @click.option("--no-control", is_flag=True, help="No control: verdicts from local evidence only (never 'blocked'"
               " without a signature).")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
+@click.option("--ca-file", type=InputFile("PEM file", 16), help="Extra trust anchors (PEM).")
 @click.option("--concurrency", type=click.IntRange(1, 4096), help="URLs in flight. Default: from the fd limit.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Measuring processes sharing the URLs and the limits"
               " above. Default: one per two cores (at most 4), fewer for short lists.")
@@ -150,7 +159,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--keep-bodies", type=click.Choice(["all", "suspect", "none"]), default="suspect",
               show_default=True, help="Which response bodies to store (suspect: every verdict but ok).")
 @click.option("--no-signatures", is_flag=True, help="Do not match blockpage/censor-IP signatures.")
-@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
               help="An extra signature pack (JSON, the format of probe/signatures/builtin.json); repeatable.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where cached signature sets live (default: $PROBE_DATA_DIR or ~/.local/share/probe).")
@@ -250,6 +259,7 @@ def _options(a: dict[str, Any]) -> RunOptions:
     """RunOptions from the command's parameters, checked: every bad value is named before anything is created."""
     from .netpolicy import parse_networks
     from .steps.dns import Resolver
+    from .steps.tls import check_ca_file
 
     try:
         opts = RunOptions(
@@ -266,6 +276,8 @@ def _options(a: dict[str, Any]) -> RunOptions:
         parse_networks(opts.allow_net)
         for r in opts.resolvers:
             Resolver.parse(r)
+        if opts.ca_file:
+            check_ca_file(opts.ca_file)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     return opts
@@ -276,6 +288,7 @@ def _run(a: dict[str, Any], log) -> int:
     ctx = click.get_current_context()
     quiet = a["quiet"]
     opts = _options(a)
+    check_packs(a["packs"])
     db_path = database(a["db_path"]).absolute()
     given = {name for name in a if ctx.get_parameter_source(name) in _GIVEN}
     run_id: int | None = None
@@ -366,7 +379,7 @@ def _targets(inputs: tuple[str, ...], categories: tuple[str, ...], log, quiet: b
 @db_option
 @click.option("--run", "run_id", type=int, help="Only this run (default: every run).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
               help="An extra signature pack (JSON); repeatable.")
 def reanalyze(db_path: str | None, run_id: int | None, data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Recompute verdicts from stored observations with the current rules (and signatures).
@@ -398,11 +411,11 @@ def helper() -> None:
 @click.option("--listen", default="127.0.0.1:8780", show_default=True, metavar="HOST:PORT")
 @click.option("--resolver", "resolvers", multiple=True, metavar="HOST[:PORT]",
               help="Resolver the helper uses (default: its system resolver).")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
+@click.option("--ca-file", type=InputFile("PEM file", 16), help="Extra trust anchors (PEM).")
 @click.option("--allow-net", multiple=True, metavar="CIDR", help="Let the helper connect into this range (labs "
               "only: on the internet, the helper must never reach private addresses).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tls-cert", type=InputFile("PEM file", 16), help="Serve HTTPS with this cert.")
+@click.option("--tls-key", type=InputFile("PEM file", 16))
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
 def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, allow_net: tuple[str, ...],
                  tls_cert: str | None, tls_key: str | None, timeout: float) -> None:
@@ -445,7 +458,7 @@ def signatures_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Default: $PROBE_DATA_DIR or ~/.local/share/probe")
 @click.option("--ooni-base", metavar="URL", help="Where fingerprints_http.csv and fingerprints_dns.csv live.")
 @click.option("--cp-base", metavar="URL", help="Where Censored Planet's *_signatures.json live.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Trust anchors for the download.")
+@click.option("--ca-file", type=InputFile("PEM file", 16), help="Trust anchors for the download.")
 def signatures_update(data_dir: str | None, ooni_base: str | None, cp_base: str | None, ca_file: str | None) -> None:
     """Download the public signature sets into the cache (validated first; a bad download keeps the old copy).
 
@@ -520,7 +533,7 @@ def signatures_show(signature_id: str, data_dir: str | None) -> None:
 
 
 @signatures_group.command("test")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=InputFile("saved page", 64))
 @click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A response header to check too.")
 @click.option("--dns", "addresses", multiple=True, metavar="IP", help="A DNS answer to check too.")
 @click.option("--data-dir", type=click.Path(file_okay=False))
@@ -654,7 +667,7 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
 @cli.command()
 @click.option("--every", default="6h", show_default=True, help="Interval: 30m, 6h, 1d ...")
 @click.option("--jitter", default="30m", show_default=True, help="Random delay added to each run (0: none).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--config", "config_file", type=InputFile("probe.toml", 1),
               help="The probe.toml the scheduled runs use (default: the one `probe` finds here).")
 @db_option
 @click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab line.")
@@ -730,7 +743,7 @@ def lists_group() -> None:
 @click.option("--country", "countries", multiple=True, metavar="CC", help="A country list too (repeatable).")
 @click.option("--base", metavar="URL", help="Where global.csv and <cc>.csv live (default: Citizen Lab's repo).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ca-file", type=InputFile("PEM file", 16))
 def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | None, ca_file: str | None) -> None:
     """Download Citizen Lab's global list (and country lists) into the cache; report what changed.
 

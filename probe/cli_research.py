@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import storage
-from .cli_support import database, db_option, open_for_reading, open_for_writing
+from .cli_support import InputFile, database, db_option, open_for_reading, open_for_writing
 
 # The research commands are made here and added to `probe` by cli.py (this module never imports cli.py).
 cli = click.Group("research-commands")
@@ -250,7 +250,7 @@ def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count
 
 @claims_group.command("import")
 @_db_option
-@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", required=False, type=InputFile("claims or items file", 64))
 @click.option("--builtin", is_flag=True, help="The announcements probe ships (Pakistan's PTA, 2025).")
 @click.option("--items-for", metavar="KEY", help="FILE is a CSV list of the claim's items (url,date_published,"
               "authority[,kind]).")
@@ -508,15 +508,32 @@ def merge(sources: tuple[str, ...], dest_path: str) -> None:
 
         probe merge volunteer-*.db --into all.db
     """
+    from pathlib import Path
+
     from .research.merge import merge as do_merge
 
     failed = 0
     added: dict[str, int] = {}
-    for r in do_merge(storage.open_db(dest_path), sources):
-        failed += r.error is not None
-        click.echo(r.summary(), err=r.error is not None)
-        for table, n in r.added.items():
-            added[table] = added.get(table, 0) + n
+    existed = Path(dest_path).exists()
+    db = storage.open_db(dest_path)
+    last = ""
+    try:
+        for r in do_merge(db, sources):
+            failed += r.error is not None
+            last = r.summary()
+            if len(sources) > 1:  # one source: its report is the one line said below
+                click.echo(last, err=r.error is not None)
+            for table, n in r.added.items():
+                added[table] = added.get(table, 0) + n
+    finally:
+        storage.close(db)
+    if failed == len(sources):
+        if not existed:  # a destination made for nothing: gone again
+            for leftover in (Path(dest_path), Path(f"{dest_path}-wal"), Path(f"{dest_path}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise click.ClickException(last if len(sources) == 1 else f"none of the {len(sources)} sources merged")
+    if len(sources) == 1:
+        click.echo(last)
     click.echo(f"{dest_path}: added {added.get('runs', 0)} runs, {added.get('measurements', 0)} measurements "
                f"from {len(sources) - failed} of {len(sources)} source(s)")
     if failed:
@@ -525,9 +542,9 @@ def merge(sources: tuple[str, ...], dest_path: str) -> None:
 
 @cli.command("import-ooni")
 @_db_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=InputFile("file of OONI measurements", 1024))
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
               help="An extra signature pack (JSON); repeatable.")
 def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Load OONI Web Connectivity measurements (JSON or JSONL) as runs and judge them with probe's analysis.
@@ -546,13 +563,23 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, pack
     from .research.exchange import import_ooni as do_import
 
     sigset = signature_set(data_dir, packs=packs)
-    run_ids, n, warnings = do_import(open_for_writing(db_path), [Path(f) for f in files],
-                                     sigset.hits if sigset is not None else None)
+    path = database(db_path)
+    existed = path.exists()
+    db = open_for_writing(db_path)
+    try:
+        run_ids, n, warnings = do_import(db, [Path(f) for f in files], sigset.hits if sigset is not None else None)
+    finally:
+        storage.close(db)
+    if n == 0:
+        if not existed:  # a database made for nothing: gone again (no run was written to it)
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+        first = f": {warnings[0]}" + (f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else "") \
+            if warnings else ""
+        raise click.ClickException(f"nothing imported from {', '.join(files)}: no Web Connectivity measurement"
+                                   f" found{first}")
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    if n == 0:
-        raise click.ClickException(f"nothing imported from {', '.join(files)}: no Web Connectivity measurement"
-                                   " found" + (" (see the warnings above)" if warnings else ""))
     click.echo(f"{n} measurements imported into run(s) {', '.join(map(str, run_ids)) or '-'}")
 
 

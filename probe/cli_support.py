@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from . import signatures, storage
 from .paths import database_path
 from .signatures import SignatureSet
 
-CONFIG_DB = "probe.config_db"  # ctx.meta key: the top-level `db` of probe.toml, set by the `probe` group
+CONFIG_DB = "probe.config_db"
+MB = 1 << 20  # ctx.meta key: the top-level `db` of probe.toml, set by the `probe` group
 
 db_option = click.option(
     "--db", "db_path", metavar="PATH",
@@ -47,10 +49,26 @@ def echo_signature_warnings(warnings: list[str]) -> None:
         click.echo(f"warning: ... and {len(warnings) - 20} more broken signature rows", err=True)
 
 
+def check_packs(packs: tuple[str, ...]) -> None:
+    """A pack named with --signatures must hold signatures: refused before anything is created or read (a broken
+    row in a good pack stays a warning)."""
+    from .signatures.loaders import load_pack
+
+    for p in packs:
+        try:
+            text = Path(p).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise click.ClickException(f"--signatures {p}: not a signature pack (not UTF-8 text)") from None
+        sigs, warnings = load_pack(text, p)
+        if not sigs:
+            raise click.ClickException(f"--signatures {warnings[0] if warnings else f'{p}: no signature in it'}")
+
+
 def signature_set(data_dir: str | None, use: bool = True, packs: tuple[str, ...] = ()) -> SignatureSet | None:
     """The signatures a re-analysis or an import uses; warnings about broken rows go to stderr."""
     if not use:
         return None
+    check_packs(packs)
     cache = signatures.cache_dir(Path(data_dir)) if data_dir else None
     sigset, warnings = signatures.load(cache=cache, packs=tuple(Path(p) for p in packs))
     echo_signature_warnings(warnings)
@@ -106,3 +124,24 @@ def keep_examples(command: click.Command) -> None:
         command.help = "\n\n".join(paragraphs)
     for sub in getattr(command, "commands", {}).values():
         keep_examples(sub)
+
+
+class InputFile(click.Path):
+    """An existing file that can be read, of at most `limit_mb`: a wrong one is one line naming it, before the
+    command does anything (a 3 GB file given by mistake is never read into memory)."""
+
+    def __init__(self, what: str, limit_mb: int) -> None:
+        super().__init__(exists=True, dir_okay=False)
+        self.what, self.limit_mb = what, limit_mb
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        try:
+            with open(path, "rb") as f:  # not os.access: root may pass it and still not read a FUSE or NFS file
+                size = os.fstat(f.fileno()).st_size
+        except OSError as e:
+            self.fail(f"cannot read {value}: {e.strerror or e}", param, ctx)
+        if size > self.limit_mb * MB:
+            self.fail(f"{value} is {size / MB:,.0f} MB: more than a {self.what} should be ({self.limit_mb:,} MB at "
+                      "most)", param, ctx)
+        return path

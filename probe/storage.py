@@ -283,8 +283,17 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
         db.conn.execute("PRAGMA synchronous = NORMAL")
         migrations.apply(db)
     except sqlite3.OperationalError as e:  # read-only file or directory, disk full, ...
-        raise DatabaseError(f"cannot write the database {path}: {e}") from None
+        raise DatabaseError(f"cannot write the database {path}{_read_only_media(path)}: {e}") from None
+    # SQLite may open a database it cannot write (read-only media with its -shm beside it) and fail only at the
+    # first write: said now, naming it.
+    if not all(os.access(p, os.W_OK) for p in (path, path.parent)):
+        db.close()
+        raise DatabaseError(f"cannot write the database {path}{_read_only_media(path)}: not writable")
     return db
+
+
+def _read_only_media(path: Path) -> str:
+    return " (read-only media)" if os.statvfs(path.parent).f_flag & os.ST_RDONLY else ""
 
 
 def open_existing(path: str | Path) -> sqlite_utils.Database:

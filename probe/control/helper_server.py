@@ -185,6 +185,8 @@ def make_handler(cfg: HelperConfig):
 
 def build_config(*, resolvers: tuple[str, ...] = (), ca_file: str | None = None, allow_net: tuple[str, ...] = (),
                  timeout: float = 10.0) -> HelperConfig:
+    if ca_file:
+        tls.check_ca_file(ca_file)
     chosen = tuple(dns.Resolver.parse(r) for r in resolvers)
     if not chosen:
         system = dns.system_resolver()

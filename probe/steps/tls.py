@@ -56,6 +56,15 @@ class TlsContexts:
         return cls(verify=verifying(BROWSER_ALPN), noverify=noverify, http=verifying(["http/1.1"]))
 
 
+def check_ca_file(path: str) -> None:
+    """ValueError naming `path` unless it holds PEM certificates: said before a run or a helper starts."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as e:
+        why = e.strerror or str(e)
+        raise ValueError(f"--ca-file {path}: not a PEM file of certificates ({why.split(' (_ssl.c')[0]})") from None
+
+
 def _name(n: x509.Name) -> str:
     return n.rfc4514_string()
 
