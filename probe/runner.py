@@ -243,12 +243,18 @@ async def run_async(
     answered = attempted = False  # in this session: did anything on the network answer / did we try?
     held: list[tuple[Observations, Verdict]] = []  # measured before the network answered: not stored yet
 
-    def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+    def write(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
         with db.atomic():
             ids = [storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
                                              keep_body=_keep_body(opts.keep_bodies, verdict))
                    for obs, verdict in batch]
-        rows = storage.verdicts(db, ids)
+        return storage.verdicts(db, ids)
+
+    async def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+        # In a thread: a commit, and the WAL checkpoint SQLite runs inside one, can take tens of milliseconds on a
+        # large database, and the loop keeps every DNS, TLS and HTTP deadline of the URLs in flight meanwhile.
+        # Only the writer touches `db` while the run measures, one batch at a time (bench/loop_stall.py).
+        rows = await trio.to_thread.run_sync(write, batch)
         summary.measured += len(rows)
         summary.counts.update(r["status"] for r in rows)
         if emit:
@@ -304,10 +310,10 @@ async def run_async(
                     earlier, answered = list(held), True
                     held.clear()
                     if earlier:
-                        rows = store(earlier)
+                        rows = await store(earlier)
                         if progress:
                             progress.stored([r["status"] for r in rows])
-                    for row in store(batch):
+                    for row in await store(batch):
                         if progress:
                             progress.measured(row["status"])
 
@@ -337,7 +343,7 @@ async def run_async(
             if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"
     if held and not attempted:
-        store(held)  # nothing was tried on the network (e.g. only non-public answers): nothing to doubt
+        await store(held)  # nothing was tried on the network (e.g. only non-public answers): nothing to doubt
     elif held:
         # Nothing answered during this session: that is our network, not censorship. Store nothing for these
         # URLs; they stay to be measured by --resume.

@@ -263,7 +263,7 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
     `DatabaseError`s naming the path.
     """
     if str(path) == ":memory:":
-        db = sqlite_utils.Database(memory=True)
+        db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False))  # the run's writer thread
         _configure(db)
         migrations.apply(db)
         return db
