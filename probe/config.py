@@ -43,11 +43,20 @@ def find(explicit: str | None) -> Path | None:
     return None
 
 
+MAX_BYTES = 1 << 20  # a probe.toml is a few hundred bytes; a larger file is not one
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from None
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"{path}: more than {MAX_BYTES >> 20} MB: not a probe.toml")
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8): not a probe.toml") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def database(path: Path) -> Path | None:
