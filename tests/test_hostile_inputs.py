@@ -145,3 +145,12 @@ def test_writing_onto_read_only_media_is_one_line(command, tmp_path):
     argv, named = WRITES_ON_MEDIA[command]
     proc = _on_read_only_media(tmp_path, _world, argv)
     one_line_error(proc, named.replace("{media}", str(tmp_path / "media")))
+
+
+@pytest.mark.root("unshare", "mount")
+def test_export_parquet_reads_a_database_on_read_only_media(tmp_path):
+    out = tmp_path / "parquet"
+    proc = _on_read_only_media(tmp_path, _world, ["export", "--format", "parquet", "--all", "--db", "{media}/k.db",
+                                                  "-o", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert "measurements" in proc.stderr and (out / "measurements.parquet").stat().st_size > 0
