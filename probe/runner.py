@@ -19,7 +19,9 @@ import math
 import resource
 import shutil
 import signal
+import sqlite3
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -209,6 +211,24 @@ def _keep_body(mode: str, verdict: Verdict) -> bool:
     return mode == "all" or (mode == "suspect" and verdict.status != "ok")
 
 
+def _usable_from_a_thread(conn: sqlite3.Connection) -> bool:
+    """Whether another thread may use `conn`: probe's own connections may (storage.open_db), but one a caller
+    made with sqlite3's default (check_same_thread) may not, and is then written on the loop, as before."""
+    usable: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            conn.execute("select 1")
+            usable.append(True)
+        except sqlite3.ProgrammingError:
+            usable.append(False)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    return usable == [True]
+
+
 async def run_async(
     db: sqlite_utils.Database,
     targets: list[Target],
@@ -250,11 +270,13 @@ async def run_async(
                    for obs, verdict in batch]
         return storage.verdicts(db, ids)
 
+    in_thread = _usable_from_a_thread(db.conn)
+
     async def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
         # In a thread: a commit, and the WAL checkpoint SQLite runs inside one, can take tens of milliseconds on a
         # large database, and the loop keeps every DNS, TLS and HTTP deadline of the URLs in flight meanwhile.
         # Only the writer touches `db` while the run measures, one batch at a time (bench/loop_stall.py).
-        rows = await trio.to_thread.run_sync(write, batch)
+        rows = await trio.to_thread.run_sync(write, batch) if in_thread else write(batch)
         summary.measured += len(rows)
         summary.counts.update(r["status"] for r in rows)
         if emit:
