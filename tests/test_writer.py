@@ -11,22 +11,24 @@ import trio
 from probe import open_db, read_inputs, run_async
 from probe.storage import measurements
 
-HOLD_S = 2.0
+HOLD_S = 6.0
 
 
 async def test_a_database_locked_by_another_process_never_stops_the_loop(net, tmp_path):
-    """Another connection holds the write lock for 2 s: the writer's commit waits for it (busy_timeout), and the
-    loop goes on meanwhile; once the lock is released everything measured is stored."""
+    """Once the first measurements are committed, another connection holds the write lock for 6 s. The slow
+    URL finishes meanwhile and its commit waits for the lock (busy_timeout); the loop goes on running. Once the
+    lock is released, everything measured is stored."""
     path = tmp_path / "w.db"
     db = open_db(path)
-    urls = [net.http("ok.test"), net.http("multi.test"), net.https("ok.test"), net.http("nx.test")]
+    slow = net.http("slow.test")  # a body that never ends: done at the step's timeout (2 s)
+    urls = [net.http("ok.test"), net.http("multi.test"), net.http("nx.test"), slow]
     targets, _ = read_inputs(urls)
     window: dict[str, float] = {}
 
-    def hold() -> None:  # as a second process would: a write transaction kept open, from once the run exists
-        con = sqlite3.connect(path)
-        while con.execute("select count(*) from runs").fetchone()[0] == 0:
-            time.sleep(0.001)
+    def hold() -> None:  # as a second process would: a write transaction kept open
+        con = sqlite3.connect(path, timeout=30)
+        while con.execute("select count(*) from measurements").fetchone()[0] == 0:
+            time.sleep(0.005)
         con.execute("begin exclusive")
         window["from"] = time.monotonic()
         time.sleep(HOLD_S)  # a thread's timer: the loop cannot shorten it, whether it runs or not
@@ -43,14 +45,16 @@ async def test_a_database_locked_by_another_process_never_stops_the_loop(net, tm
             ticks.append(time.monotonic())
             await trio.sleep(0.01)
 
+    started = time.monotonic()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(tick)
         summary = await run_async(db, targets, net.options(db_path=str(path)))
         nursery.cancel_scope.cancel()
     holder.join()
-    # Four loopback URLs are measured well inside the first second; from then on the writer waits on the lock.
-    # Had it waited on the loop, no tick could happen in the lock's last second.
+    rows = {m["url"]: m for m in measurements(db, summary.run_id)}
+    assert set(rows) == set(urls) and summary.measured == len(urls)
+    # The slow URL was measured a second or more before the lock went: its commit waited through that second.
+    assert window["from"] < started + rows[slow]["runtime_s"] < window["to"] - 1.0, (rows[slow], window, started)
+    # Had the writer waited on the loop, not one tick could have happened then.
     last_second = [t for t in ticks if window["to"] - 1.0 < t < window["to"] - 0.05]
     assert len(last_second) > 10, (len(ticks), window)
-    assert summary.measured == len(urls)
-    assert {m["url"] for m in measurements(db, summary.run_id)} == set(urls)
