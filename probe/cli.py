@@ -19,7 +19,16 @@ import click
 import trio
 
 from . import __version__, cli_collect, cli_research, reanalysis, signatures, storage
-from .cli_support import CONFIG_DB, database, db_option, echo_signature_warnings, signature_set
+from .cli_support import (
+    CONFIG_DB,
+    InputFile,
+    check_packs,
+    database,
+    db_option,
+    echo_signature_warnings,
+    keep_examples,
+    signature_set,
+)
 from .control.transport import split_service_url
 from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
 from .netview import DEFAULT_PORTAL_CHECK
@@ -31,18 +40,22 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class ProbeGroup(click.Group):
-    """Errors become one line and an exit code, here and nowhere else. Usage errors exit 1 (click's 2 is our
-    'stopped early'); a `ProbeError` exits with its own code."""
+    """Errors become one line, `error: ...`, and an exit code, here and nowhere else. Usage errors exit 1
+    (click's 2 is our 'stopped early'); a `ProbeError` exits with its own code."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as e:  # click would print the usage and a hint over four lines
+            where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{where}", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as e:
-            e.show()
+            click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(EXIT_USAGE)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
@@ -121,7 +134,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
               help="Control DNS-over-HTTPS resolver (repeatable).")
 @click.option("--no-control", is_flag=True, help="No control: verdicts from local evidence only (never 'blocked'"
               " without a signature).")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
+@click.option("--ca-file", type=InputFile("PEM file", 16), help="Extra trust anchors (PEM).")
 @click.option("--concurrency", type=click.IntRange(1, 4096), help="URLs in flight. Default: from the fd limit.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Measuring processes sharing the URLs and the limits"
               " above. Default: one per two cores (at most 4), fewer for short lists.")
@@ -146,7 +159,7 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--keep-bodies", type=click.Choice(["all", "suspect", "none"]), default="suspect",
               show_default=True, help="Which response bodies to store (suspect: every verdict but ok).")
 @click.option("--no-signatures", is_flag=True, help="Do not match blockpage/censor-IP signatures.")
-@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
               help="An extra signature pack (JSON, the format of probe/signatures/builtin.json); repeatable.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Where cached signature sets live (default: $PROBE_DATA_DIR or ~/.local/share/probe).")
@@ -162,7 +175,8 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--jitter", type=click.FloatRange(0), default=0.0, help="Sleep a random 0..SECONDS first (cron).")
 @click.option("--inputs", "config_inputs", multiple=True, hidden=True)  # `inputs = [...]` in probe.toml
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per URL on stdout.")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors (and --json lines).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors, the line that says how to resume a run"
+              " that stopped early, and --json lines.")
 @click.option("--upload", metavar="URL", callback=_http_urls, help="Then send the run to this collector without "
               "asking (`probe upload --yes`; for cron); exit 6 when it cannot.")
 @click.option("--upload-token", envvar="PROBE_UPLOAD_TOKEN", metavar="TOKEN",
@@ -203,6 +217,13 @@ def _consent(accept_risk: bool) -> None:
     if not sys.stdin.isatty():
         raise click.ClickException("measuring censorship can carry risks: run `probe run` once interactively to "
                                    "read them, or pass --accept-risk (see README, Safety)")
+    _ask_consent()
+
+
+def _ask_consent() -> None:
+    """The notice, and the question; a yes is kept for this user on this machine (consent.marker)."""
+    from . import consent
+
     click.echo(consent.NOTICE, err=True)
     if not click.confirm("Do you accept these risks and want to measure?", err=True):
         raise click.ClickException("not measuring: risks not accepted")
@@ -238,6 +259,7 @@ def _options(a: dict[str, Any]) -> RunOptions:
     """RunOptions from the command's parameters, checked: every bad value is named before anything is created."""
     from .netpolicy import parse_networks
     from .steps.dns import Resolver
+    from .steps.tls import check_ca_file
 
     try:
         opts = RunOptions(
@@ -254,6 +276,8 @@ def _options(a: dict[str, Any]) -> RunOptions:
         parse_networks(opts.allow_net)
         for r in opts.resolvers:
             Resolver.parse(r)
+        if opts.ca_file:
+            check_ca_file(opts.ca_file)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     return opts
@@ -264,6 +288,7 @@ def _run(a: dict[str, Any], log) -> int:
     ctx = click.get_current_context()
     quiet = a["quiet"]
     opts = _options(a)
+    check_packs(a["packs"])
     db_path = database(a["db_path"]).absolute()
     given = {name for name in a if ctx.get_parameter_source(name) in _GIVEN}
     run_id: int | None = None
@@ -335,7 +360,7 @@ def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb:
         _say(log, False, f"run {summary.run_id} interrupted; {resume}")
         return EXIT_SIGNAL.get(signal.Signals(summary.signal), 130)
     if summary.status == "partial":
-        _say(log, quiet, f"run {summary.run_id} stopped at --max-runtime; {resume}")
+        _say(log, False, f"run {summary.run_id} stopped at --max-runtime; {resume}")  # --quiet too: cron mails it
         return EXIT_PARTIAL
     return 0
 
@@ -354,7 +379,7 @@ def _targets(inputs: tuple[str, ...], categories: tuple[str, ...], log, quiet: b
 @db_option
 @click.option("--run", "run_id", type=int, help="Only this run (default: every run).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
               help="An extra signature pack (JSON); repeatable.")
 def reanalyze(db_path: str | None, run_id: int | None, data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Recompute verdicts from stored observations with the current rules (and signatures).
@@ -386,11 +411,11 @@ def helper() -> None:
 @click.option("--listen", default="127.0.0.1:8780", show_default=True, metavar="HOST:PORT")
 @click.option("--resolver", "resolvers", multiple=True, metavar="HOST[:PORT]",
               help="Resolver the helper uses (default: its system resolver).")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra trust anchors (PEM).")
+@click.option("--ca-file", type=InputFile("PEM file", 16), help="Extra trust anchors (PEM).")
 @click.option("--allow-net", multiple=True, metavar="CIDR", help="Let the helper connect into this range (labs "
               "only: on the internet, the helper must never reach private addresses).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this cert.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tls-cert", type=InputFile("PEM file", 16), help="Serve HTTPS with this cert.")
+@click.option("--tls-key", type=InputFile("PEM file", 16))
 @click.option("--timeout", type=click.FloatRange(0.1, 60), default=10.0, show_default=True)
 def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, allow_net: tuple[str, ...],
                  tls_cert: str | None, tls_key: str | None, timeout: float) -> None:
@@ -400,19 +425,28 @@ def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, a
 
         probe helper serve --listen 0.0.0.0:8780
     """
-    from .control.helper_server import serve_forever
+    from .control.helper_server import serve_until_signal
 
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit():
-        raise click.ClickException(f"--listen wants HOST:PORT, got {listen!r}")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.ClickException(f"--listen wants HOST:PORT with a port from 0 (any free port) to 65535, got "
+                                   f"{listen!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    scheme = "https" if tls_cert else "http"
+
+    def listening(bound: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"helper listening on {scheme}://{shown}:{bound}/ (Ctrl-C stops it)")
+
     try:
-        trio.run(lambda: serve_forever(host.strip("[]") or "0.0.0.0", int(port), resolvers=resolvers,
-                                       ca_file=ca_file, allow_net=allow_net, tls_cert=tls_cert, tls_key=tls_key,
-                                       timeout=timeout))
+        trio.run(lambda: serve_until_signal(host, int(port), listening, resolvers=resolvers, ca_file=ca_file,
+                                            allow_net=allow_net, tls_cert=tls_cert, tls_key=tls_key,
+                                            timeout=timeout))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    except KeyboardInterrupt:
-        pass
+    except OSError as e:
+        raise click.ClickException(f"--listen {listen}: cannot listen there: {e.strerror or e}") from None
+    click.echo("helper stopped", err=True)
 
 
 @cli.group("signatures")
@@ -424,7 +458,7 @@ def signatures_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Default: $PROBE_DATA_DIR or ~/.local/share/probe")
 @click.option("--ooni-base", metavar="URL", help="Where fingerprints_http.csv and fingerprints_dns.csv live.")
 @click.option("--cp-base", metavar="URL", help="Where Censored Planet's *_signatures.json live.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="Trust anchors for the download.")
+@click.option("--ca-file", type=InputFile("PEM file", 16), help="Trust anchors for the download.")
 def signatures_update(data_dir: str | None, ooni_base: str | None, cp_base: str | None, ca_file: str | None) -> None:
     """Download the public signature sets into the cache (validated first; a bad download keeps the old copy).
 
@@ -499,7 +533,7 @@ def signatures_show(signature_id: str, data_dir: str | None) -> None:
 
 
 @signatures_group.command("test")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=InputFile("saved page", 64))
 @click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A response header to check too.")
 @click.option("--dns", "addresses", multiple=True, metavar="IP", help="A DNS answer to check too.")
 @click.option("--data-dir", type=click.Path(file_okay=False))
@@ -633,32 +667,39 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
 @cli.command()
 @click.option("--every", default="6h", show_default=True, help="Interval: 30m, 6h, 1d ...")
 @click.option("--jitter", default="30m", show_default=True, help="Random delay added to each run (0: none).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+@click.option("--config", "config_file", type=InputFile("probe.toml", 1),
               help="The probe.toml the scheduled runs use (default: the one `probe` finds here).")
 @db_option
 @click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab line.")
 @click.option("--install", is_flag=True, help="Install it (crontab, or the unit files into --unit-dir).")
 @click.option("--unit-dir", type=click.Path(file_okay=False), help="Where --systemd --install writes the units "
               "(default /etc/systemd/system as root, else ~/.config/systemd/user).")
+@click.option("--accept-risk", is_flag=True, help="Accept the risks of measuring for the scheduled runs (needed "
+              "unless you accepted them once in an interactive `probe run` on this machine); see README, Safety.")
 @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
 def schedule(every: str, jitter: str, config_file: str | None, db_path: str | None, systemd: bool, install: bool,
-             unit_dir: str | None, run_args: tuple[str, ...]) -> None:
+             unit_dir: str | None, accept_risk: bool, run_args: tuple[str, ...]) -> None:
     """Print (or install) a crontab line or systemd units that run `probe run` unattended.
 
     Options after `--` are passed to `probe run`. The program, --config and --db (found by the usual rule, here
-    and now) are written as absolute paths, and the systemd service runs in the current directory.
+    and now) are written as absolute paths, and the systemd service runs in the current directory. The runs are
+    given --accept-risk only if you accepted the risks yourself: here, with --accept-risk, or once in an
+    interactive `probe run` on this machine.
 
     Example:
 
         probe schedule --every 6h --config /etc/probe/probe.toml -- --log /var/log/probe.log
     """
-    import os
-    import subprocess
-
-    from . import config
+    from . import config, consent
+    from .crontab import Schedule, install_cron, install_units, parse_duration
     from .paths import database_path
-    from .schedule import Schedule, install_crontab, parse_duration
 
+    if not accept_risk and not consent.marker().exists():  # $PROBE_ACCEPT_RISK is not a person saying yes
+        if not sys.stdin.isatty():
+            raise click.ClickException("scheduled runs measure unattended: accept the risks first, once in an "
+                                       "interactive `probe run` on this machine, or with `probe schedule "
+                                       "--accept-risk` (see README, Safety)")
+        _ask_consent()
     if any(a == "--db" or a.startswith("--db=") for a in run_args):
         raise click.ClickException("give --db to `probe schedule` itself, before `--`: it is written as an "
                                    "absolute path")
@@ -683,22 +724,13 @@ def schedule(every: str, jitter: str, config_file: str | None, db_path: str | No
             for name, text in units.items():
                 click.echo(f"# {name}\n{text}")
             return
-        default = "/etc/systemd/system" if os.geteuid() == 0 else str(Path.home() / ".config/systemd/user")
-        target = Path(unit_dir or default)
-        target.mkdir(parents=True, exist_ok=True)
-        for name, text in units.items():
-            (target / name).write_text(text)
-        user = "" if os.geteuid() == 0 and not unit_dir else " --user"
-        click.echo(f"wrote {', '.join(units)} to {target}; enable with: systemctl{user} enable --now probe.timer")
+        target, enable = install_units(units, unit_dir)
+        click.echo(f"wrote {', '.join(units)} to {target}; enable with: {enable}")
         return
     if not install:
         click.echo(line)
         return
-    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
-    new = install_crontab(line, current.stdout if current.returncode == 0 else "")
-    done = subprocess.run(["crontab", "-"], input=new, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise click.ClickException(f"crontab: {done.stderr.strip()}")
+    install_cron(line)
     click.echo(f"installed: {line}")
 
 
@@ -711,7 +743,7 @@ def lists_group() -> None:
 @click.option("--country", "countries", multiple=True, metavar="CC", help="A country list too (repeatable).")
 @click.option("--base", metavar="URL", help="Where global.csv and <cc>.csv live (default: Citizen Lab's repo).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ca-file", type=InputFile("PEM file", 16))
 def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | None, ca_file: str | None) -> None:
     """Download Citizen Lab's global list (and country lists) into the cache; report what changed.
 
@@ -741,3 +773,4 @@ for _command in cli_research.cli.commands.values():
     cli.add_command(_command)
 for _command in cli_collect.COMMANDS:
     cli.add_command(_command)
+keep_examples(cli)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import storage
-from .cli_support import database, db_option, open_for_reading, open_for_writing
+from .cli_support import InputFile, database, db_option, open_for_reading, open_for_writing
 
 # The research commands are made here and added to `probe` by cli.py (this module never imports cli.py).
 cli = click.Group("research-commands")
@@ -104,6 +104,8 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             as_csv: bool) -> None:
     """List the verdicts of a run: blocked (strong evidence), anomaly (not attributable), down, ok, error.
 
+    URLs are listed in alphabetical order (the order they finished in changes from run to run).
+
     Example:
 
         probe results --status blocked --csv > blocked.csv
@@ -133,7 +135,9 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
     writer = csv.writer(sys.stdout) if as_csv else None
     if writer:
         writer.writerow(RESULT_COLUMNS)
-    for m in storage.measurements(db, run_id):
+    elif not as_json:
+        click.echo(f"{'status':8} {'detail':40} url")
+    for m in sorted(storage.measurements(db, run_id), key=lambda m: m["url"]):
         if (wanted and m["status"] != wanted) or (layer and m["layer"] != layer):
             continue
         row = {k: m[k] for k in RESULT_COLUMNS}
@@ -246,7 +250,7 @@ def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count
 
 @claims_group.command("import")
 @_db_option
-@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", required=False, type=InputFile("claims or items file", 64))
 @click.option("--builtin", is_flag=True, help="The announcements probe ships (Pakistan's PTA, 2025).")
 @click.option("--items-for", metavar="KEY", help="FILE is a CSV list of the claim's items (url,date_published,"
               "authority[,kind]).")
@@ -261,15 +265,19 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
 
     from .research import claims
 
-    db = open_for_writing(db_path)
     try:
         if items_for:
             if not file:
                 raise click.ClickException("--items-for needs the CSV FILE")
+            text = Path(file).read_text(encoding="utf-8-sig")
+            path = database(db_path)
+            if not path.exists():  # the claim must be there already: nothing to add items to
+                raise click.ClickException(f"no database at {path}; {storage.NO_DATABASE_HINT}")
+            db = open_for_writing(db_path)
             row = next(db.table("claims").rows_where("key = ?", [items_for]), None)
             if row is None:
                 raise click.ClickException(f"no claim {items_for!r}")
-            n, warnings = claims.import_items(db, row["id"], Path(file).read_text(encoding="utf-8-sig"), file)
+            n, warnings = claims.import_items(db, row["id"], text, file)
             for w in warnings:
                 click.echo(f"warning: {w}", err=True)
             click.echo(f"{n} items added to {items_for}")
@@ -279,11 +287,22 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
             docs += claims.parse_claims(Path(file).read_text(encoding="utf-8"), file)
         if not docs:
             raise click.ClickException("give FILE or --builtin")
+        scratch = storage.open_db(":memory:")  # every claim checked first: a bad one creates or changes nothing
+        for i, doc in enumerate(docs, 1):
+            try:
+                claims.add(scratch, doc)
+            except claims.ClaimError as e:
+                raise click.ClickException(f"{file or 'the built-in claims'}: claim {i}: {e}") from None
+        db = open_for_writing(db_path)
         for doc in docs:
             claims.add(db, doc)
             click.echo(f"claim {doc['key']}: {doc['claimed_count']} ({doc['authority']}, {doc['date']})")
-    except (claims.ClaimError, ValueError, KeyError) as e:
-        raise click.ClickException(f"{type(e).__name__}: {e}") from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file}: not a text file (UTF-8)") from None
+    except (claims.ClaimError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    except KeyError as e:
+        raise click.ClickException(f"{file or 'the built-in claims'}: a claim has no {e.args[0]!r}") from None
 
 
 @claims_group.command("list")
@@ -463,11 +482,11 @@ def _export_parquet(db_path: str, run_id: int | None, since: str | None, everyth
     try:
         require_pyarrow()
         sel = selection(run_id, since, everything)
-        db = storage.open_db(db_path)
+        db = open_for_reading(db_path)  # never created nor changed: read-only media export too
         if sel.run_id is None and sel.since is None and not everything:
             latest = storage.latest_run_id(db)
             if latest is None:
-                raise click.ClickException(f"no run in {db_path}")
+                raise click.ClickException(f"no run in {database(db_path)}")
             sel = selection(latest, None, False)
         counts = export_parquet(db, sel, output)
     except ExportError as e:
@@ -489,15 +508,32 @@ def merge(sources: tuple[str, ...], dest_path: str) -> None:
 
         probe merge volunteer-*.db --into all.db
     """
+    from pathlib import Path
+
     from .research.merge import merge as do_merge
 
     failed = 0
     added: dict[str, int] = {}
-    for r in do_merge(storage.open_db(dest_path), sources):
-        failed += r.error is not None
-        click.echo(r.summary(), err=r.error is not None)
-        for table, n in r.added.items():
-            added[table] = added.get(table, 0) + n
+    existed = Path(dest_path).exists()
+    db = storage.open_db(dest_path)
+    last = ""
+    try:
+        for r in do_merge(db, sources):
+            failed += r.error is not None
+            last = r.summary()
+            if len(sources) > 1:  # one source: its report is the one line said below
+                click.echo(last, err=r.error is not None)
+            for table, n in r.added.items():
+                added[table] = added.get(table, 0) + n
+    finally:
+        storage.close(db)
+    if failed == len(sources):
+        if not existed:  # a destination made for nothing: gone again
+            for leftover in (Path(dest_path), Path(f"{dest_path}-wal"), Path(f"{dest_path}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise click.ClickException(last if len(sources) == 1 else f"none of the {len(sources)} sources merged")
+    if len(sources) == 1:
+        click.echo(last)
     click.echo(f"{dest_path}: added {added.get('runs', 0)} runs, {added.get('measurements', 0)} measurements "
                f"from {len(sources) - failed} of {len(sources)} source(s)")
     if failed:
@@ -506,9 +542,9 @@ def merge(sources: tuple[str, ...], dest_path: str) -> None:
 
 @cli.command("import-ooni")
 @_db_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=InputFile("file of OONI measurements", 1024))
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-@click.option("--signatures", "packs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
               help="An extra signature pack (JSON); repeatable.")
 def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, packs: tuple[str, ...]) -> None:
     """Load OONI Web Connectivity measurements (JSON or JSONL) as runs and judge them with probe's analysis.
@@ -527,13 +563,23 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, pack
     from .research.exchange import import_ooni as do_import
 
     sigset = signature_set(data_dir, packs=packs)
-    run_ids, n, warnings = do_import(open_for_writing(db_path), [Path(f) for f in files],
-                                     sigset.hits if sigset is not None else None)
+    path = database(db_path)
+    existed = path.exists()
+    db = open_for_writing(db_path)
+    try:
+        run_ids, n, warnings = do_import(db, [Path(f) for f in files], sigset.hits if sigset is not None else None)
+    finally:
+        storage.close(db)
+    if n == 0:
+        if not existed:  # a database made for nothing: gone again (no run was written to it)
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+        first = f": {warnings[0]}" + (f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else "") \
+            if warnings else ""
+        raise click.ClickException(f"nothing imported from {', '.join(files)}: no Web Connectivity measurement"
+                                   f" found{first}")
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    if n == 0:
-        raise click.ClickException(f"nothing imported from {', '.join(files)}: no Web Connectivity measurement"
-                                   " found" + (" (see the warnings above)" if warnings else ""))
     click.echo(f"{n} measurements imported into run(s) {', '.join(map(str, run_ids)) or '-'}")
 
 

@@ -43,11 +43,20 @@ def find(explicit: str | None) -> Path | None:
     return None
 
 
+MAX_BYTES = 1 << 20  # a probe.toml is a few hundred bytes; a larger file is not one
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: {e}") from None
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ConfigError(f"{path}: more than {MAX_BYTES >> 20} MB: not a probe.toml")
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8): not a probe.toml") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def database(path: Path) -> Path | None:
@@ -70,20 +79,30 @@ def default_map(path: Path, group: click.Group) -> dict[str, dict[str, Any]]:
         cmd = group.commands.get(section)
         if cmd is None or not isinstance(values, dict):
             raise ConfigError(f"{path}: [{section}] is not a probe command")
-        names: dict[str, str] = {}
+        names: dict[str, click.Parameter] = {}
         for p in cmd.params:
             assert p.name is not None
-            names[p.name] = p.name
+            names[p.name] = p
             for opt in getattr(p, "opts", ()):
-                names[opt.lstrip("-").replace("-", "_")] = p.name
+                names[opt.lstrip("-").replace("-", "_")] = p
+        ctx = click.Context(cmd, info_name=section)
         mapped: dict[str, Any] = {}
         for key, value in values.items():
             if key.replace("-", "_") in ("db", "db_path"):
                 raise ConfigError(f"{path}: [{section}] has db: put `db = ...` at the top of the file, before any "
                                   "[table], so that every command uses the same database")
-            name = names.get(key.replace("-", "_"))
-            if name is None:
+            param = names.get(key.replace("-", "_"))
+            if param is None or param.name is None:
                 raise ConfigError(f"{path}: [{section}] has no option {key!r}")
-            mapped[name] = value
+            if param.multiple or param.nargs == -1:
+                if isinstance(value, str):
+                    value = [value]  # `resolver = "a"` is `resolver = ["a"]`
+                elif not isinstance(value, list):
+                    raise ConfigError(f'{path}: [{section}] {key} = {value!r}: takes a list, e.g. {key} = ["..."]')
+            try:  # checked here, where the file and the key can be named (click would name neither)
+                param.type_cast_value(ctx, value)
+            except click.BadParameter as e:
+                raise ConfigError(f"{path}: [{section}] {key} = {value!r}: {e.message}") from None
+            mapped[param.name] = value
         out[section] = mapped
     return out

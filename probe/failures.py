@@ -7,8 +7,9 @@ runs read like OONI's data and OONI's data like ours. Anything OONI has no name 
   never into censorship;
 - `refused: <why>`: our control helper declined to dial an address by policy (loopback, private, reserved...).
 
-We switch on exception type and errno after unwrapping the causes (httpx and trio wrap the OS error), never on
-message text.
+We switch on exception type and errno after unwrapping the causes (httpx and trio wrap the OS error), not on
+message text, with one exception: h11 tells a peer that closed before the end of its reply ("without sending
+complete message body") from other protocol errors only in words (`classify`, eof_error).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Running a list: scheduling, limits, signals, progress and the one writer task.
 
-`concurrency` slots measure the URLs (scheduler.py; each URL gets its own nursery in measure.py), shared
+`concurrency` slots measure the URLs (slots.py; each URL gets its own nursery in measure.py), shared
 among `--workers` processes (workers.py) that keep the run's limits together. Finished
 measurements go through a channel to a single writer that commits what arrives within BATCH_S in one
 transaction (WAL), so a SIGKILL loses only URLs still in flight and the last batch, and a signal or the runtime
@@ -19,7 +19,9 @@ import math
 import resource
 import shutil
 import signal
+import sqlite3
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from .analysis import RULES_VERSION, Judge, Matcher
 from .control.client import DEFAULT_DOH
 from .measure import MeasureConfig
 from .models import NetworkView, Observations, Target, Verdict
-from .scheduler import measure_all
+from .slots import measure_all
 from .steps import dns
 from .steps.tls import TlsContexts
 from .workers import MeasureSpec, default_workers, open_measuring, run_worker
@@ -209,6 +211,24 @@ def _keep_body(mode: str, verdict: Verdict) -> bool:
     return mode == "all" or (mode == "suspect" and verdict.status != "ok")
 
 
+def _usable_from_a_thread(conn: sqlite3.Connection) -> bool:
+    """Whether another thread may use `conn`: probe's own connections may (storage.open_db), but one a caller
+    made with sqlite3's default (check_same_thread) may not, and is then written on the loop, as before."""
+    usable: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            conn.execute("select 1")
+            usable.append(True)
+        except sqlite3.ProgrammingError:
+            usable.append(False)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    return usable == [True]
+
+
 async def run_async(
     db: sqlite_utils.Database,
     targets: list[Target],
@@ -243,12 +263,20 @@ async def run_async(
     answered = attempted = False  # in this session: did anything on the network answer / did we try?
     held: list[tuple[Observations, Verdict]] = []  # measured before the network answered: not stored yet
 
-    def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+    def write(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
         with db.atomic():
             ids = [storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
                                              keep_body=_keep_body(opts.keep_bodies, verdict), survey_id=survey_id)
                    for obs, verdict in batch]
-        rows = storage.verdicts(db, ids)
+        return storage.verdicts(db, ids)
+
+    in_thread = _usable_from_a_thread(db.conn)
+
+    async def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+        # In a thread: a commit, and the WAL checkpoint SQLite runs inside one, can take tens of milliseconds on a
+        # large database, and the loop keeps every DNS, TLS and HTTP deadline of the URLs in flight meanwhile.
+        # Only the writer touches `db` while the run measures, one batch at a time (bench/loop_stall.py).
+        rows = await trio.to_thread.run_sync(write, batch) if in_thread else write(batch)
         summary.measured += len(rows)
         summary.counts.update(r["status"] for r in rows)
         if emit:
@@ -304,10 +332,10 @@ async def run_async(
                     earlier, answered = list(held), True
                     held.clear()
                     if earlier:
-                        rows = store(earlier)
+                        rows = await store(earlier)
                         if progress:
                             progress.stored([r["status"] for r in rows])
-                    for row in store(batch):
+                    for row in await store(batch):
                         if progress:
                             progress.measured(row["status"])
 
@@ -337,7 +365,7 @@ async def run_async(
             if budget.cancelled_caught and summary.status == "done":
                 summary.status = "partial"
     if held and not attempted:
-        store(held)  # nothing was tried on the network (e.g. only non-public answers): nothing to doubt
+        await store(held)  # nothing was tried on the network (e.g. only non-public answers): nothing to doubt
     elif held:
         # Nothing answered during this session: that is our network, not censorship. Store nothing for these
         # URLs; they stay to be measured by --resume.

@@ -1,4 +1,7 @@
-"""The only module that speaks sqlite-utils: schema (as Migrations), writing runs, reading them back.
+"""The schema (as Migrations), opening databases, writing runs and reading them back.
+
+A run's writes go through here and every module opens its databases here; research/ still writes SQL of
+its own (claims through sqlite-utils, `probe merge`'s INSERT ... SELECT), to be moved here (issue 23).
 
 Observations are stored one table per step, one row per record, so they can be queried (and opened in
 Datasette) and rebuilt into the very records analysis consumes: `probe reanalyze` needs nothing else.
@@ -243,6 +246,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     raise DatabaseError(f"cannot open {path}: {last}") from None
 
 
+def read_only_connection(path: str | Path) -> sqlite3.Connection:
+    """Another connection to a database `open_existing` opened (a reader thread's), as it opened it."""
+    return _connect_read_only(Path(path))
+
+
 def check_database(path: Path) -> None:
     """An existing file must be an intact SQLite database before probe touches it (it is never changed here)."""
     if path.is_dir():
@@ -279,7 +287,7 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
     `DatabaseError`s naming the path.
     """
     if str(path) == ":memory:":
-        db = sqlite_utils.Database(memory=True)
+        db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False))  # the run's writer thread
         _configure(db)
         migrations.apply(db)
         return db
@@ -299,8 +307,17 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
         db.conn.execute("PRAGMA synchronous = NORMAL")
         migrations.apply(db)
     except sqlite3.OperationalError as e:  # read-only file or directory, disk full, ...
-        raise DatabaseError(f"cannot write the database {path}: {e}") from None
+        raise DatabaseError(f"cannot write the database {path}{_read_only_media(path)}: {e}") from None
+    # SQLite may open a database it cannot write (read-only media with its -shm beside it) and fail only at the
+    # first write: said now, naming it.
+    if not all(os.access(p, os.W_OK) for p in (path, path.parent)):
+        db.close()
+        raise DatabaseError(f"cannot write the database {path}{_read_only_media(path)}: not writable")
     return db
+
+
+def _read_only_media(path: Path) -> str:
+    return " (read-only media)" if os.statvfs(path.parent).f_flag & os.ST_RDONLY else ""
 
 
 def open_existing(path: str | Path) -> sqlite_utils.Database:

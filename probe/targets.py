@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import os
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .models import Target
 
 CITIZENLAB_HEADER = ("url", "category_code", "category_description", "date_added", "source", "notes")
 MAX_URL_LENGTH = 2048
+MAX_LIST_BYTES = 64 << 20  # Citizen Lab's global list is ~150 KB; 64 MB is some 500,000 URLs
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -179,18 +181,41 @@ def read_inputs(inputs: Iterable[str]) -> tuple[list[Target], list[ListWarning]]
             continue
         path = Path(item)
         try:
-            data = path.read_bytes()
+            data = _read_list(path)
         except OSError as e:
             hint = ""
             host = item.split("/")[0]
             if not path.exists() and "." in host and path.suffix.lower() not in (".txt", ".csv"):
                 hint = f"; to measure a site, give a URL with its scheme: http://{item}"
             raise TargetError(f"cannot read list {item}: {e.strerror or e}{hint}") from None
+        if _binary(data):
+            raise TargetError(f"{item} is not a list of URLs (binary data): give a text file, one URL a line, or a "
+                              "Citizen Lab .csv")
         text = data.decode("utf-8", errors="replace")
         found, warns = parse_list(text, item, csv_format=path.suffix.lower() == ".csv")
         targets.extend(found)
         warnings.extend(warns)
     return dedupe(targets), warnings
+
+
+def _read_list(path: Path) -> bytes:
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_LIST_BYTES:
+            raise TargetError(f"{path} is {size / 2**20:,.0f} MB: a list may be {MAX_LIST_BYTES >> 20} MB at most "
+                              "(split it, or check that it is a list)")
+        return f.read(MAX_LIST_BYTES + 1)
+
+
+def _binary(data: bytes) -> bool:
+    """A NUL byte, or more than one character in ten neither text nor white space: not a list someone wrote.
+    (A line or two in another encoding stays a warning each, as any bad line.)"""
+    head = data[:65536]
+    if b"\0" in head:
+        return True
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
+    return odd * 10 > len(text)
 
 
 def dedupe(targets: Iterable[Target]) -> list[Target]:

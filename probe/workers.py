@@ -27,7 +27,7 @@ from .control.client import ControlClient
 from .measure import MeasureConfig
 from .models import Target
 from .netpolicy import NetPolicy
-from .scheduler import Judged, measure_all
+from .slots import Judged, measure_all
 from .steps import dns
 from .steps.dns_socket import DnsSockets
 from .steps.tls import TlsContexts

@@ -7,6 +7,7 @@ public DoH service (every run below passes --resolver and either --no-control or
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,27 @@ CI_ALLOWED_SKIPS = {
                                    "none unless PROBE_SHARED_DATA points at it",
 }
 _ci_unexpected_skips: list[str] = []
+_skips_without_reason: list[str] = []
+# pytest's own words when a skip was given no reason of its own.
+_NO_REASON = ("unconditional skip", "condition:")
+
+
+def root_only(*tools: str) -> str | None:
+    """Why a test marked `root` cannot run here (not root, or a tool missing), or None if it can."""
+    missing = [t for t in tools if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
+    if os.geteuid() == 0 and not missing:
+        return None
+    needs = ", ".join(("root", *tools))
+    why = "not root" if os.geteuid() != 0 else f"{', '.join(missing)} not found"
+    return f"root only: needs {needs} ({why}); CI runs as root and runs it"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.root("unshare", ...)`: skipped, with its reason, for a developer who is not root."""
+    for item in items:
+        mark = item.get_closest_marker("root")
+        if mark is not None and (reason := root_only(*mark.args)):
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
@@ -49,6 +71,10 @@ def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
 
 
 def _note_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
+        if reason.strip() == "" or reason.startswith(_NO_REASON):
+            _skips_without_reason.append(f"{report.nodeid}: {reason!r}")
     if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
         reason = _skip_reason(report)
         if not any(reason.startswith(allowed) for allowed in CI_ALLOWED_SKIPS):
@@ -64,7 +90,7 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _ci_unexpected_skips:
+    if _ci_unexpected_skips or _skips_without_reason:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -72,6 +98,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if _ci_unexpected_skips:
         terminalreporter.section("skipped under CI=true (a skip in CI is a failure)", red=True)
         for line in _ci_unexpected_skips:
+            terminalreporter.write_line(line)
+    if _skips_without_reason:
+        terminalreporter.section("skipped without saying why (every skip must give its reason)", red=True)
+        for line in _skips_without_reason:
             terminalreporter.write_line(line)
 LOOP = "127.0.0.1"
 NAMES = ["ok.test", "redirect.test", "big.test", "slow.test", "dynamic.test", "inject.test", "loop.test",

@@ -86,8 +86,7 @@ def test_wrong_files_get_one_line_and_stay_unchanged(kind, tmp_path, internet):
     assert not wal.exists() or wal.stat().st_size == 0
 
 
-needs_mounts = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                  reason="needs root and unshare(1) for a private mount namespace")
+needs_mounts = pytest.mark.root("unshare", "mount")  # a tmpfs remounted read-only, in a private mount namespace
 
 
 def _on_read_only_media(tmp_path, files: list, *probe_args: str) -> subprocess.CompletedProcess:

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from probe.steps.dns import SENDS
 
 NS = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")[:-1] + "i"  # machine-wide: one per checkout
@@ -49,6 +51,7 @@ def _ns(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", NS, *args], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.root("ip", "iptables")
 def test_an_icmp_error_for_one_name_fails_only_that_name_s_query():
     subprocess.run(["ip", "netns", "del", NS], capture_output=True)
     subprocess.run(["ip", "netns", "add", NS], check=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from probe import open_db, read_inputs, run_async
 from probe.storage import load_observations, measurements
 from tests.conftest import write_golden
@@ -195,17 +197,16 @@ async def test_vantage_offline_stores_nothing_not_censorship(net):
     assert storage.resumable_run(db)["id"] == summary.run_id
 
 
+@pytest.mark.root("unshare")
 def test_no_route_is_told_by_this_machine_s_routing_table():
     """In a network namespace with no routes at all, a connection fails for want of a route here, and the
     route lookup (a UDP connect, which sends nothing) says so; on loopback there is a route."""
-    import shutil
     import subprocess
     import sys
 
     from probe.steps.tcp import has_local_route
 
     assert has_local_route("127.0.0.1")
-    assert shutil.which("unshare"), "util-linux's unshare is needed (root, Linux)"
     code = ("import trio; from probe.steps import tcp\n"
             "c, s = trio.run(lambda: tcp.connect('198.18.0.1', 80, timeout=2, origin='probe', clock=lambda: 0.0))\n"
             "print(c.failure, c.no_local_route, tcp.has_local_route('198.18.0.1'))")

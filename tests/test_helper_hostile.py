@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +21,7 @@ async def test_hostile_requests_local_targets():
 
 
 @pytest.mark.lab
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"),
-                    reason="needs root, unshare and ip to run inside a private network namespace")
+@pytest.mark.root("unshare", "ip")  # inside a private network namespace
 def test_hostile_requests_private_targets_in_a_private_namespace():
     # Loopback only: a helper that wrongly dialled 10.0.0.1 would get "network unreachable", not a packet out.
     cmd = ["unshare", "--net", "sh", "-c",

@@ -156,7 +156,7 @@ data-dir = "{tmp_path / 'data'}"
 ip-service = "http://{HELPER_IP}:{HELPER_PORT}/ip"
 timeout = 4
 """)
-    cron = subprocess.run([sys.executable, "-m", "probe", "schedule", "--every", "6h", "--jitter", "0",
+    cron = subprocess.run([sys.executable, "-m", "probe", "schedule", "--accept-risk", "--every", "6h", "--jitter", "0",
                            "--config", str(config), "--db", str(tmp_path / "cron.db"), "--", "--log",
                            str(tmp_path / "probe.log")],
                           capture_output=True, text=True, check=True).stdout.strip()

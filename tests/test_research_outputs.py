@@ -207,34 +207,34 @@ def test_claims_compare_cli(known, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["results", "--status", "blockd"],
-     "Error: --status: unknown status 'blockd': use one of blocked, anomaly, filtered, down, ok, error"),
-    (["results", "--layer", "ip"], "Error: --layer: unknown layer 'ip': use one of dns, tcp, tls, http"),
-    (["results", "--run", "99"], "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
-    (["report", "--run", "99", "--html", "{tmp}/r.html"], "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
+     "error: --status: unknown status 'blockd': use one of blocked, anomaly, filtered, down, ok, error"),
+    (["results", "--layer", "ip"], "error: --layer: unknown layer 'ip': use one of dns, tcp, tls, http"),
+    (["results", "--run", "99"], "error: no run 99 in this database (4 runs, ids 1 to 4)"),
+    (["report", "--run", "99", "--html", "{tmp}/r.html"], "error: no run 99 in this database (4 runs, ids 1 to 4)"),
     (["report", "--since", "garbage", "--html", "{tmp}/r.html"],
-     "Error: --since: 'garbage' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
+     "error: --since: 'garbage' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
      "offset (default UTC)"),
     (["report", "--since", "2030-01-01", "--html", "{tmp}/r.html"],
-     "Error: no run since 2030-01-01 in {db} (the latest, run 4, started 2025-10-02T09:30:00+00:00)"),
+     "error: no run since 2030-01-01 in {db} (the latest, run 4, started 2025-10-02T09:30:00+00:00)"),
     (["diff", "--since", "yesterday"],
-     "Error: --since: 'yesterday' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
+     "error: --since: 'yesterday' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
      "offset (default UTC)"),
-    (["diff", "1", "99"], "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
+    (["diff", "1", "99"], "error: no run 99 in this database (4 runs, ids 1 to 4)"),
     (["diff", "--since", "2025-10-03"],
-     "Error: no run since 2025-10-03 in {db} (the latest, run 4, started 2025-10-02T09:30:00+00:00)"),
+     "error: no run since 2025-10-03 in {db} (the latest, run 4, started 2025-10-02T09:30:00+00:00)"),
     (["claims", "compare", "pta-2025-09-personal-data", "--since", "garbage"],
-     "Error: --since: 'garbage' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
+     "error: --since: 'garbage' is not a date: use YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC "
      "offset (default UTC)"),
     (["claims", "compare", "pta-2025-09-personal-data", "--run", "99"],
-     "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
+     "error: no run 99 in this database (4 runs, ids 1 to 4)"),
     (["claims", "compare", "pta-2025-09-personal-data", "--category", "NOPE"],
-     "Error: no measurement has category 'NOPE' (measured categories: COMT, GMB, HUMR, NEWS, POLR)"),
+     "error: no measurement has category 'NOPE' (measured categories: COMT, GMB, HUMR, NEWS, POLR)"),
     (["claims", "compare", "test-list", "--category", "NEWS"],
-     "Error: claim 'test-list' has a published list of 5 items, which is what it is compared against: --list and "
+     "error: claim 'test-list' has a published list of 5 items, which is what it is compared against: --list and "
      "--category are for claims without one"),
-    (["claims", "compare", "nope"], "Error: no claim 'nope' (see `probe claims list`)"),
+    (["claims", "compare", "nope"], "error: no claim 'nope' (see `probe claims list`)"),
     (["export", "--run", "99", "--format", "ooni", "-o", "{tmp}/x.jsonl"],
-     "Error: no run 99 in this database (4 runs, ids 1 to 4)"),
+     "error: no run 99 in this database (4 runs, ids 1 to 4)"),
 ])
 def test_bad_filters_are_one_line_errors(known, tmp_path, args, message):
     _, path = known
@@ -249,7 +249,8 @@ def test_results_filters_by_status(known):
     _, path = known
     code, out, _ = probe("results", "--db", str(path), "--run", "4", "--status", "blocked")
     assert code == 0
-    assert [line.split()[::2] for line in out.splitlines()] == [
+    assert out.splitlines()[0].split() == ["status", "detail", "url"], "a header, then the URLs in order"
+    assert [line.split()[::2] for line in out.splitlines()[1:]] == [
         ["blocked", "http://blocked.test/"], ["blocked", "http://flap.test/"], ["blocked", "http://page.test/"]]
     code, out, _ = probe("results", "--db", str(path), "--run", "4", "--status", "anomaly", "--csv")
     assert out.splitlines()[1:] == ["4,http://odd.test/,HUMR,anomaly,tcp,tcp/generic_timeout_error,,ok,0.5,test-anomaly"]
@@ -440,4 +441,4 @@ def test_diff_since_counts_only_finished_runs(known):
     db, path = known
     create_run(db, options={}, software_version="test", rules_version="test", targets=[], resolvers=[])  # going on
     code, out, err = probe("diff", "--db", str(path), "--since", "2025-10-03")
-    assert (code, out, err) == (1, "", f"Error: no finished run since 2025-10-03 in {path} (only runs still going)\n")
+    assert (code, out, err) == (1, "", f"error: no finished run since 2025-10-03 in {path} (only runs still going)\n")

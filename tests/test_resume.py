@@ -7,8 +7,6 @@ nothing at all answers, as on a volunteer's machine with the cable pulled.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,8 +15,7 @@ import pytest
 
 from tests.test_cli_run import PROBE, _wait_for_lines, probe_cmd
 
-needs_unshare = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                   reason="needs root and unshare(1) for a private network namespace")
+needs_unshare = pytest.mark.root("unshare")  # a private network namespace
 ROW = "select id, url, status, layer, detail, fingerprint, control, rule, evidence, runtime_s from measurements"
 
 

@@ -17,11 +17,13 @@ from probe.lists import default_inputs, lists_dir
 from probe.targets import read_inputs
 from tests.test_cli_run import PROBE
 
+SCHEDULE = [*PROBE, "schedule", "--accept-risk"]  # the consent has its own test (test_schedule_needs_consent...)
+
 
 def test_cron_line_parses_back(tmp_path):
     config = tmp_path / "probe.toml"
     config.write_text("[run]\nquiet = true\n")
-    out = subprocess.run([*PROBE, "schedule", "--every", "6h", "--jitter", "20m", "--config", str(config), "--",
+    out = subprocess.run([*SCHEDULE, "--every", "6h", "--jitter", "20m", "--config", str(config), "--",
                           "--log", "/var/log/probe.log"], capture_output=True, text=True, check=True).stdout
     line = out.strip()
     fields = line.split(None, 5)
@@ -32,7 +34,7 @@ def test_cron_line_parses_back(tmp_path):
     assert argv[argv.index("--config") + 1] == str(config.resolve())
     assert argv[argv.index("run"):][:3] == ["run", "--quiet", "--accept-risk"]
     assert argv[argv.index("--jitter") + 1] == "1200" and "--log" in argv
-    bad = subprocess.run([*PROBE, "schedule", "--every", "7h"], capture_output=True, text=True)
+    bad = subprocess.run([*SCHEDULE, "--every", "7h"], capture_output=True, text=True)
     assert bad.returncode == 1 and "divide a day" in bad.stderr
 
 
@@ -43,31 +45,31 @@ def test_schedule_writes_where_the_database_and_config_are_as_absolute_paths(tmp
     (work / "probe.toml").write_text('db = "data/probe.db"\n[run]\nquiet = true\n')
     env = {**os.environ}
     env.pop("PROBE_DB", None)
-    line = subprocess.run([*PROBE, "schedule", "--every", "1h"], capture_output=True, text=True, check=True,
+    line = subprocess.run([*SCHEDULE, "--every", "1h"], capture_output=True, text=True, check=True,
                           cwd=work, env=env).stdout.strip()
     argv = shlex.split(line.split(None, 5)[5].split(" # ")[0])
     assert argv[argv.index("--config") + 1] == str(work / "probe.toml"), "the config found here, made absolute"
     assert argv[argv.index("--db") + 1] == str(work / "data" / "probe.db"), "the config's db, made absolute"
     plain = tmp_path / "plain"
     plain.mkdir()
-    line = subprocess.run([*PROBE, "schedule", "--every", "1h"], capture_output=True, text=True, check=True,
+    line = subprocess.run([*SCHEDULE, "--every", "1h"], capture_output=True, text=True, check=True,
                           cwd=plain, env=env).stdout.strip()
     argv = shlex.split(line.split(None, 5)[5].split(" # ")[0])
     assert "--config" not in argv and argv[argv.index("--db") + 1] == str(plain / "results" / "probe.db")
     env["PROBE_DB"] = "elsewhere.db"
-    units = subprocess.run([*PROBE, "schedule", "--systemd", "--every", "1d"], capture_output=True, text=True,
+    units = subprocess.run([*SCHEDULE, "--systemd", "--every", "1d"], capture_output=True, text=True,
                            check=True, cwd=plain, env=env).stdout
     service = configparser.ConfigParser(interpolation=None)
     service.read_string(units.split("# probe.timer")[0].replace("# probe.service\n", ""))
     assert service["Service"]["WorkingDirectory"] == str(plain)
     exec_start = shlex.split(service["Service"]["ExecStart"])
     assert exec_start[exec_start.index("--db") + 1] == str(plain / "elsewhere.db")
-    inside = subprocess.run([*PROBE, "schedule", "--every", "1h", "--", "--db", "x.db"], capture_output=True,
+    inside = subprocess.run([*SCHEDULE, "--every", "1h", "--", "--db", "x.db"], capture_output=True,
                             text=True, cwd=plain)
     assert inside.returncode == 1 and "before `--`" in inside.stderr
     # A list file and a log named after `--`, relative here, are absolute in the line; URLs stay as they are.
     (plain / "pk.txt").write_text("http://a.test/\n")
-    line = subprocess.run([*PROBE, "schedule", "--every", "1h", "--", "pk.txt", "http://b.test/", "--log",
+    line = subprocess.run([*SCHEDULE, "--every", "1h", "--", "pk.txt", "http://b.test/", "--log",
                            "logs/probe.log", "--timeout", "5"], capture_output=True, text=True, check=True,
                           cwd=plain, env=env).stdout.strip()
     argv = shlex.split(line.split(None, 5)[5].split(" # ")[0])
@@ -76,7 +78,7 @@ def test_schedule_writes_where_the_database_and_config_are_as_absolute_paths(tmp
 
 
 def test_systemd_units_parse_back_and_install(tmp_path):
-    out = subprocess.run([*PROBE, "schedule", "--systemd", "--every", "1d", "--jitter", "1h"], capture_output=True,
+    out = subprocess.run([*SCHEDULE, "--systemd", "--every", "1d", "--jitter", "1h"], capture_output=True,
                          text=True, check=True).stdout
     service_text = out.split("# probe.timer")[0].replace("# probe.service\n", "")
     service = configparser.ConfigParser(interpolation=None)
@@ -86,7 +88,7 @@ def test_systemd_units_parse_back_and_install(tmp_path):
     timer = configparser.ConfigParser(interpolation=None)
     timer.read_string(out.split("# probe.timer\n")[1])
     assert timer["Timer"]["OnUnitActiveSec"] == "86400s" and timer["Timer"]["RandomizedDelaySec"] == "3600s"
-    subprocess.run([*PROBE, "schedule", "--systemd", "--install", "--unit-dir", str(tmp_path)], check=True,
+    subprocess.run([*SCHEDULE, "--systemd", "--install", "--unit-dir", str(tmp_path)], check=True,
                    capture_output=True)
     assert {p.name for p in tmp_path.iterdir()} == {"probe.service", "probe.timer"}
 

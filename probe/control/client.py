@@ -1,9 +1,9 @@
 """Control client: what an uncensored vantage sees for the same URL.
 
 Two sources, both optional and both overridable: DNS over HTTPS resolvers (RFC 8484; the DNS message is built
-by dnspython and carried by our own httpx client) and a Web Connectivity test helper (ours, `probe helper
-serve`, or OONI's: same protocol, ts-017). Failures of the control are recorded, never raised: a missing control
-makes verdicts weaker (`error`/`anomaly`), never stronger.
+by hand in `steps/dns_wire.py` and carried over h11 by `transport.py`) and a Web Connectivity test helper (ours,
+`probe helper serve`, or OONI's: same protocol, ts-017). Failures of the control are recorded, never raised: a
+missing control makes verdicts weaker (`error`/`anomaly`), never stronger.
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ every redirect target is checked, and the address that is checked is the one dia
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import re
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -191,6 +195,8 @@ def make_handler(cfg: HelperConfig):
 
 def build_config(*, resolvers: tuple[str, ...] = (), ca_file: str | None = None, allow_net: tuple[str, ...] = (),
                  timeout: float = 10.0) -> HelperConfig:
+    if ca_file:
+        tls.check_ca_file(ca_file)
     chosen = tuple(dns.Resolver.parse(r) for r in resolvers)
     if not chosen:
         system = dns.system_resolver()
@@ -213,7 +219,40 @@ async def serve_forever(host: str, port: int, *, resolvers: tuple[str, ...] = ()
     server_ctx = None
     if tls_cert:
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_ctx.load_cert_chain(tls_cert, tls_key)
+        try:
+            server_ctx.load_cert_chain(tls_cert, tls_key)
+        except (ssl.SSLError, OSError) as e:
+            named = f"--tls-cert {tls_cert}" + (f" with --tls-key {tls_key}" if tls_key else "")
+            why = re.sub(r"\s*\(_ssl\.c:\d+\)", "", e.strerror or str(e))  # where in OpenSSL helps no one
+            raise ValueError(f"{named}: not a certificate and its private key in PEM ({why})") from None
     async with DnsSockets.open() as sockets:
         await serve(make_handler(replace(cfg, dns_sockets=sockets)), host, port, ssl_context=server_ctx,
                     task_status=task_status)
+
+
+async def serve_until_signal(host: str, port: int, listening: Callable[[int], None], **options: Any) -> None:
+    """`serve_forever` until SIGINT or SIGTERM, then return: stopping the helper is not an error.
+
+    `listening` is told the bound port once the socket listens. A failure to start (a port in use, a bad
+    certificate) is raised as itself (OSError, ValueError), not inside an exception group."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(functools.partial(serve_forever, host, port, **options))
+                listening(bound)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+        except BaseExceptionGroup as group:
+            leaves = list(_leaves(group))
+            if len(leaves) == 1 and isinstance(leaves[0], OSError | ValueError):
+                raise leaves[0] from None
+            raise
+
+
+def _leaves(group: BaseExceptionGroup) -> Iterator[BaseException]:
+    for e in group.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            yield from _leaves(e)
+        else:
+            yield e

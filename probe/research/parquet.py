@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlite_utils
 
+from .. import storage
 from .tables import TABLES, Column, Table
 
 BATCH_ROWS = 5_000  # rows SQLite turns into one text at a time: memory is a few of these
@@ -322,6 +323,6 @@ def export_parquet(db: sqlite_utils.Database, sel: Selection, out_dir: str | Pat
     def connect() -> sqlite3.Connection:
         if workers <= 1:
             return db.conn
-        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        return storage.read_only_connection(path)  # immutable on read-only media, as the first one
 
     return {t.name: _export_table(connect, t, sel, out, batch_rows, workers) for t in tables}

@@ -38,7 +38,7 @@ class TlsContexts:
 
     verify: ssl.SSLContext  # system trust store + --ca-file, hostname checked
     noverify: ssl.SSLContext  # to read whatever chain the peer presents
-    http: ssl.SSLContext  # for httpx: verifying, ALPN http/1.1 only (we speak HTTP/1.1)
+    http: ssl.SSLContext  # control requests (h11) and the vantage lookup (httpx): verifying, ALPN http/1.1 only
 
     @classmethod
     def build(cls, ca_file: str | None = None) -> TlsContexts:
@@ -54,6 +54,15 @@ class TlsContexts:
         noverify.verify_mode = ssl.CERT_NONE
         noverify.set_alpn_protocols(BROWSER_ALPN)
         return cls(verify=verifying(BROWSER_ALPN), noverify=noverify, http=verifying(["http/1.1"]))
+
+
+def check_ca_file(path: str) -> None:
+    """ValueError naming `path` unless it holds PEM certificates: said before a run or a helper starts."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as e:
+        why = e.strerror or str(e)
+        raise ValueError(f"--ca-file {path}: not a PEM file of certificates ({why.split(' (_ssl.c')[0]})") from None
 
 
 def _name(n: x509.Name) -> str:
@@ -123,7 +132,8 @@ async def handshake(
             await tls.do_handshake()
         if scope.cancelled_caught:
             return replace(base, failure=TIMEOUT, t=clock())
-        obj = tls._ssl_object  # trio keeps the SSLObject private; cipher/version live there
+        # SSLStream forwards cipher() and version(), not the unverified chain: that needs the SSLObject itself.
+        obj = tls._ssl_object
         cipher = obj.cipher()
         return replace(
             base,

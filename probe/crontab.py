@@ -1,4 +1,5 @@
-"""`probe schedule`: a crontab line, or a systemd service and timer, that runs probe unattended.
+"""`probe schedule`: a crontab line, or a systemd service and timer, that runs probe unattended, and their
+installation. (Not to be confused with slots.py, which schedules the URLs of one run.)
 
 Jitter spreads volunteers' runs (and hides the schedule from the network a little): cron gets a random minute
 and `probe run --jitter`, systemd gets RandomizedDelaySec. Paths are absolute (the program, `--config`, `--db`,
@@ -8,13 +9,17 @@ systemd start in a bare environment, from a directory that is not the one `probe
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ProbeError
 
 MARKER = "# probe: scheduled measurement"
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
@@ -111,3 +116,33 @@ def install_crontab(line: str, current: str) -> str:
     """The new crontab: the old one without probe's line, plus the new one."""
     kept = [x for x in current.splitlines() if not x.rstrip().endswith(MARKER)]
     return "\n".join([*kept, line]) + "\n"
+
+
+class InstallError(ProbeError):
+    """The crontab or the unit files could not be installed; nothing was changed."""
+
+
+def install_cron(line: str) -> None:
+    """Replace probe's line in the user's crontab (or add it), keeping every other line."""
+    try:
+        current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+        done = subprocess.run(["crontab", "-"], input=install_crontab(line, current.stdout if current.returncode == 0
+                                                                        else ""), capture_output=True, text=True)
+    except OSError as e:
+        raise InstallError(f"crontab: {e.strerror or e} (is cron installed?)") from None
+    if done.returncode != 0:
+        raise InstallError(f"crontab: {done.stderr.strip()}")
+
+
+def install_units(units: dict[str, str], unit_dir: str | None) -> tuple[Path, str]:
+    """Write the units where systemd finds them: (the directory, the systemctl command that enables them)."""
+    default = "/etc/systemd/system" if os.geteuid() == 0 else str(Path.home() / ".config/systemd/user")
+    target = Path(unit_dir or default)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in units.items():
+            (target / name).write_text(text)
+    except OSError as e:
+        raise InstallError(f"cannot write the units into {target}: {e.strerror or e}") from None
+    user = "" if os.geteuid() == 0 and not unit_dir else " --user"
+    return target, f"systemctl{user} enable --now probe.timer"
