@@ -128,7 +128,7 @@ def test_results_of_an_empty_run_say_why_and_exit_7(world):
     assert out.stderr.strip() == (f"error: run 4 measured nothing: the network looked offline (nothing answered), so "
                                   f"nothing was stored; `probe run --resume 4 --db {world.db}` measures its 3 URLs")
     five = probe("results", "--db", str(world.db), "--run", "5")
-    assert five.returncode == 0 and len(five.stdout.splitlines()) == 3
+    assert five.returncode == 0 and len(five.stdout.splitlines()) == 4  # a header and the 3 URLs
     assert five.stderr.startswith("run 5: rules ") and "sigs builtin+pack.json" in five.stderr  # what it rests on
     csv_head = probe("results", "--db", str(world.db), "--run", "5", "--csv").stdout.splitlines()[0]
     assert csv_head.endswith(",rule,rules_version")
@@ -193,7 +193,7 @@ def test_claims_add_refuses_an_existing_key_without_replace(copy):
     assert probe(*add, "--count", "5").returncode == 0
     again = probe(*add, "--count", "7")
     assert again.returncode == 1
-    assert again.stderr.strip() == ("Error: a claim 'k1' is already recorded (PTA, 2025-10-01, 5): pass --replace to "
+    assert again.stderr.strip() == ("error: a claim 'k1' is already recorded (PTA, 2025-10-01, 5): pass --replace to "
                                     "replace it")
     assert probe(*add, "--count", "7", "--replace").returncode == 0
     cmp = probe("claims", "compare", "--db", str(copy), "k1", "--run", "5")
@@ -291,12 +291,12 @@ def test_timeline_per_url_and_network(world):
     table = probe("timeline", "--db", str(world.db), "--list", str(world.listing))
     assert table.returncode == 0 and len(table.stdout.splitlines()) == 7
     assert probe("timeline", "--db", str(world.db), "http://never.test/").stderr.strip() == (
-        "Error: no measurement of URL http://never.test/ in this database")
+        "error: no measurement of URL http://never.test/ in this database")
     assert probe("timeline", "--db", str(world.db)).returncode == 1
     empty = world.listing.with_name("empty.txt")
     empty.write_text("")
     assert probe("timeline", "--db", str(world.db), "--list", str(empty)).stderr.strip() == (
-        f"Error: --list: {empty} names no URL")
+        f"error: --list: {empty} names no URL")
 
 
 def test_which_items_were_blocked_on_the_claims_date(world, copy, tmp_path):
