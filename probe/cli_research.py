@@ -16,7 +16,7 @@ from .cli_support import InputFile, database, db_option, open_for_reading, open_
 cli = click.Group("research-commands")
 
 RESULT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
-                  "rule")
+                  "rule", "rules_version")
 _db_option = db_option
 
 
@@ -24,7 +24,8 @@ _db_option = db_option
 @_db_option
 @click.option("--json", "as_json", is_flag=True)
 def runs(db_path: str, as_json: bool) -> None:
-    """List runs: when, where (ASN, network), how many URLs per verdict, how long.
+    """List runs: when, where (ASN, network), how many URLs per verdict, how long, and how each measured (rules
+    version, signatures, control, resolvers, timeouts; runs with another [key] measured differently).
 
     Example:
 
@@ -39,26 +40,24 @@ def runs(db_path: str, as_json: bool) -> None:
             click.echo(json.dumps(row))
         return
     click.echo(f"{'run':>4}  {'started':25} {'duration':>9}  {'status':11} {'network':40} {'urls':>6}  "
-               + " ".join(f"{s:>7}" for s in STATUSES) + f" {'flaky':>7}")
+               + " ".join(f"{s:>7}" for s in STATUSES) + f" {'flaky':>7}" + "  method")
     for row in rows:
         took = "-" if row["duration_s"] is None else _duration(row["duration_s"])
         click.echo(f"{row['id']:>4}  {row['started']:25} {took:>9}  {row['status']:11} {row['network'][:40]:40} "
                    f"{row['urls'] or 0:>6}  " + " ".join(f"{row['counts'].get(s, 0):>7}" for s in STATUSES)
-                   + f" {row['flaky']:>7}")
+                   + f" {row['flaky']:>7}" + f"  {row['method_key']}")
+    methods = {row["method_key"]: row["method"] for row in rows}
+    if methods:
+        click.echo("methods (runs with different keys measured differently; `probe diff` does not compare them as if"
+                   " they had not):")
+        for how in methods.values():
+            click.echo(f"  {how}")
 
 
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-def _coverage(d: dict[str, Any]) -> str:
-    """What a diff could not compare, said next to "no change" so it is not read as "nothing changed"."""
-    parts = [f"{d['only_in_a']} measured only before" if d["only_in_a"] else "",
-             f"{d['only_in_b']} only after" if d["only_in_b"] else ""]
-    said = "; ".join(p for p in parts if p)
-    return f" ({said})" if said else ""
 
 
 def _research_error(e: ValueError) -> click.ClickException:
@@ -106,6 +105,9 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
 
     URLs are listed in alphabetical order (the order they finished in changes from run to run).
 
+    A run that stored no verdict (offline, interrupted before its first) is not an empty list: the reason is
+    printed and the exit status is 7.
+
     Example:
 
         probe results --status blocked --csv > blocked.csv
@@ -132,6 +134,11 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             queries.run(db, run_id)
         except queries.QueryError as e:
             raise _research_error(e) from None
+    _measured_something(db, run_id, database(db_path))
+    if not (as_json or as_csv):  # which rules and method these verdicts rest on (stderr: stdout stays the list)
+        from . import method
+
+        click.echo(f"run {run_id}: {method.brief(method.of_run(queries.run(db, run_id)))}", err=True)
     writer = csv.writer(sys.stdout) if as_csv else None
     if writer:
         writer.writerow(RESULT_COLUMNS)
@@ -149,17 +156,42 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             click.echo(f"{m['status']:8} {m['detail']:40} {m['url']}")
 
 
+def _measured_something(db: Any, run_id: int, path: Any) -> None:
+    """A run with no stored verdict is an error that says why (exit 7): an empty list is not "nothing blocked"."""
+    from .errors import NothingMeasured
+    from .research import queries
+
+    run = queries.run(db, run_id)
+    if storage.run_counts(db, run_id):
+        return
+    why = {"offline": "the network looked offline (nothing answered), so nothing was stored",
+           "running": "it is still running, or was killed before storing a result",
+           "interrupted": "it was interrupted before storing a result",
+           "partial": "it stopped at --max-runtime before storing a result",
+           "disk-full": "the disk was full",
+           "captive": "a captive portal held the connection (log in first)"}.get(run["status"],
+                                                                                  f"it is {run['status']}")
+    resume = (f"; `probe run --resume {run_id} --db {path}` measures its {run['url_count'] or 0} URLs"
+              if run["status"] in storage.RESUMABLE else "")
+    raise NothingMeasured(f"run {run_id} measured nothing: {why}{resume}")
+
+
 @cli.command()
 @_db_option
 @click.argument("run_a", type=int, required=False)
 @click.argument("run_b", type=int, required=False)
 @click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD), per network, with flapping URLs.")
 @click.option("--across-networks", is_flag=True, help="Compare runs from different ASNs anyway.")
+@click.option("--across-methods", is_flag=True, help="Classify changes between runs that measured differently "
+              "(rules, signatures, control, resolvers, timeouts) as if they had not (default: our-method-changed).")
 @click.option("--json", "as_json", is_flag=True)
 def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, across_networks: bool,
-         as_json: bool) -> None:
+         across_methods: bool, as_json: bool) -> None:
     """What changed between two runs (or over time, per network, with --since): newly blocked and unblocked
     (strong evidence) apart from newly anomalous and anomaly cleared, method and blockpage changes, flapping URLs.
+
+    Each pair of runs says what it covered (a run that measured nothing is "not compared", never "no change") and
+    which method each run used: between runs that measured differently, a changed verdict is our-method-changed.
 
     Example:
 
@@ -175,7 +207,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
         if run_a is not None or run_b is not None:
             raise click.ClickException("give RUN_A and RUN_B, or --since DATE, not both")
         _runs(db, None, since, db_path)
-        out: dict[str, Any] = history(db, parsed)
+        out: dict[str, Any] = history(db, parsed, across_methods=across_methods)
         if not out:
             raise click.ClickException(f"no finished run since {since} in {database(db_path)} (only runs still going)")
         if as_json:
@@ -185,21 +217,21 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
             flapping = "; ".join(f"{kind}: {', '.join(urls)}" for kind, urls in h["flapping"].items() if urls)
             click.echo(f"{network}: runs {h['runs']}; flapping: {flapping or 'none'}")
             for d in h["diffs"]:
-                said = ", ".join(f"{n} {kind}" for kind, n in d["counts"].items())
-                click.echo(f"  {d['run_a']} -> {d['run_b']}: {said or 'no change'}{_coverage(d)}")
+                click.echo(f"  {d['run_a']} -> {d['run_b']}: {d['headline']}\n    coverage: {d['coverage']}")
         return
     if run_a is None or run_b is None:
         raise click.ClickException("give RUN_A and RUN_B, or --since DATE")
     try:
-        d = compare_runs(db, run_a, run_b, across_networks=across_networks)
+        d = compare_runs(db, run_a, run_b, across_networks=across_networks, across_methods=across_methods)
     except QueryError as e:
         raise _research_error(e) from None
     if as_json:
         click.echo(json.dumps(d.as_dict(), indent=1))
         return
-    said = ", ".join(f"{n} {kind}" for kind, n in d.counts().items())
-    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {said or 'no change'}"
-               f"{_coverage(d.as_dict())}")
+    click.echo(f"run {run_a} ({d.network_a}) -> run {run_b} ({d.network_b}): {d.headline()}")
+    click.echo(f"coverage: {d.coverage_line()}")
+    click.echo(f"method: run {run_a}: {d.method_a}" + (f"; run {run_b}: {d.method_b}" if d.method_changes else
+                                                          " (the same for both)"))
     for c in d.changes:
         click.echo(f"{c.kind:18} {c.url}\n{'':18}   {c.before} -> {c.after}")
     if d.changes:
@@ -221,9 +253,10 @@ def claims_group() -> None:
 @click.option("--breakdown", multiple=True, metavar="KIND=N", help="website=17, app=18, facebook_account=75 ...")
 @click.option("--source", default="", help="Who reported it, when.")
 @click.option("--source-url", default=None)
+@click.option("--replace", is_flag=True, help="Replace a claim already recorded under KEY (default: refuse).")
 def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count: int, covers: str,
-               breakdown: tuple[str, ...], source: str, source_url: str | None) -> None:
-    """Record a claim.
+               breakdown: tuple[str, ...], source: str, source_url: str | None, replace: bool) -> None:
+    """Record a claim. A KEY already recorded is refused (exit 1) unless --replace.
 
     Example:
 
@@ -242,7 +275,7 @@ def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count
     try:
         claims.add(open_for_writing(db_path), {"key": key, "authority": authority, "date": date_,
                                               "claimed_count": claimed_count, "covers": covers, "breakdown": parts,
-                                              "source": source, "source_url": source_url})
+                                              "source": source, "source_url": source_url}, replace=replace)
     except claims.ClaimError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"claim {key} recorded")
@@ -364,6 +397,7 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
         click.echo(json.dumps(cmp.as_dict(), indent=1))
         return
     click.echo(cmp.summary)
+    _methods_note(db, run_id, parsed)
     if cmp.testable["by_kind"]:
         click.echo("\nby kind:")
         for kind, v in cmp.testable["by_kind"].items():
@@ -382,12 +416,30 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
             click.echo(f"  {i['url']}: {where or 'not tested'}")
 
 
+def _methods_note(db: Any, run_id: int | None, since: str | None) -> None:
+    """Which methods the latest verdicts come from: counts that mix methods say so (probe/method.py)."""
+    from . import method
+    from .research import queries
+
+    runs = {r["id"]: r for r in queries.runs(db, run_id=run_id, since=since)}
+    used = {m["run_id"] for m in queries.latest_per_url(db, runs.values())}
+    briefs = sorted({method.brief(method.of_run(runs[i])) for i in used})
+    if len(briefs) > 1:
+        click.echo(f"\nnote: these verdicts come from runs of {len(briefs)} methods, so the counts mix methods:")
+        for b in briefs:
+            click.echo(f"  {b}")
+    elif briefs:
+        click.echo(f"\nverdicts measured with: {briefs[0]}")
+
+
 @cli.command()
 @_db_option
 @click.option("--run", "run_id", type=int, help="One run.")
 @click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD).")
 @click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False), help="Where to write the page.")
-def report(db_path: str, run_id: int | None, since: str | None, html_file: str) -> None:
+@click.option("--all", "every_row", is_flag=True, help="Every row of the long tables (default: the first 500 of each,"
+              " with their count).")
+def report(db_path: str, run_id: int | None, since: str | None, html_file: str, every_row: bool) -> None:
     """Write a self-contained HTML report (inline SVG charts, no external assets): the latest verdict of each URL
     on each network, what changed since the previous run, blocked URLs over time, claims next to measurements.
 
@@ -397,7 +449,7 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
     """
     from pathlib import Path
 
-    from .research.report import render
+    from .research.report import TABLE_ROWS, render
 
     _since(since)  # a bad date is an error before anything else
     if run_id is not None and since is not None:
@@ -405,7 +457,7 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str) 
     db = open_for_reading(db_path)
     runs = _runs(db, run_id, since, db_path)
     scope = f"run {run_id}" if run_id is not None else f"runs since {since}" if since else "all runs"
-    Path(html_file).write_text(render(db, runs, scope), encoding="utf-8")
+    Path(html_file).write_text(render(db, runs, scope, limit=None if every_row else TABLE_ROWS), encoding="utf-8")
     click.echo(f"wrote {html_file}")
 
 
@@ -603,3 +655,112 @@ def datasette(db_path: str, metadata_file: str) -> None:
     name = Path(db_path).stem
     Path(metadata_file).write_text(json.dumps(metadata(name), indent=1))
     click.echo(f"datasette {db_path} --metadata {metadata_file}")
+
+
+@cli.command()
+@_db_option
+@click.argument("url", required=False)
+@click.option("--category", metavar="CODE", help="Every URL of this category.")
+@click.option("--list", "list_file", type=click.Path(dir_okay=False), help="Every URL of this list (.txt or .csv).")
+@click.option("--claim", "claim_key", metavar="KEY", help="The items of this claim, on the claim's date (--on).")
+@click.option("--on", "on_day", metavar="DATE", help="The verdict in force on DATE (YYYY-MM-DD) on each network.")
+@click.option("--since", metavar="DATE", help="Only runs since DATE.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines, each run's verdict included.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header.")
+def timeline(db_path: str, url: str | None, category: str | None, list_file: str | None, claim_key: str | None,
+             on_day: str | None, since: str | None, as_json: bool, as_csv: bool) -> None:
+    """Per URL and network: first seen blocked, last seen reachable, blocked since, flapping, method and
+    blockpage changes. With --on DATE (or --claim KEY, on the claim's date): which items were blocked on that
+    date on each network.
+
+    Flaps count in-and-out changes between runs of one method; changes across a method change are counted
+    apart (method_flips), and down or not measured verdicts neither start nor end a streak.
+
+    Example:
+
+    \b
+        probe timeline http://example.com/
+        probe timeline --list pta-sites.txt --on 2025-09-09
+        probe timeline --claim pta-2025-10 --csv > claim.csv
+    """
+    from .research import queries
+    from .research import timeline as tl
+    from .targets import TargetError, normalise, read_inputs
+
+    chosen = [name for name, v in (("URL", url), ("--category", category), ("--list", list_file),
+                                   ("--claim", claim_key)) if v is not None]
+    if len(chosen) != 1:
+        raise click.ClickException("give one of URL, --category, --list or --claim" +
+                                   (f" (not {' and '.join(chosen)})" if chosen else ""))
+    db = open_for_reading(db_path)
+    urls: list[str] | None = None
+    try:
+        if url is not None:
+            try:
+                urls = [normalise(url).url]
+            except TargetError as e:
+                raise click.ClickException(f"URL: {e}") from None
+        elif list_file is not None:
+            try:
+                targets, warnings = read_inputs([list_file])
+            except TargetError as e:
+                raise click.ClickException(f"--list: {e}") from None
+            for w in warnings:
+                click.echo(f"warning: {w}", err=True)
+            urls = list(dict.fromkeys(t.url for t in targets))
+            if not urls:
+                raise click.ClickException(f"--list: {list_file} names no URL")
+        elif claim_key is not None:
+            c = queries.claim(db, claim_key)
+            urls = list(dict.fromkeys(i["url"] for i in queries.claim_items(db, c["id"])))
+            if not urls:
+                raise click.ClickException(f"claim {claim_key!r} has no item list (`probe claims import "
+                                           "--items-for KEY FILE`), so nothing names what to look up")
+            on_day = on_day or c["date"]
+        if on_day is not None:
+            if urls is None:  # a category: its URLs as measured
+                urls = sorted({m["url"] for m in queries.url_history(db, urls=None, category=category, since=None)})
+            rows = tl.on_date(db, urls, on_day)
+            columns = ("date", "network", "url", "status", "detail", "run_id", "measured")
+            _table_out(rows, columns, as_json, as_csv, lambda r: (
+                f"{r['network'][:28]:28} {r['url'][:48]:48} "
+                + (f"{r['status']:8} {r['detail']} (run {r['run_id']}, {r['measured'][:16]})" if r["status"] else
+                   f"not measured by {r['date']}")),
+                header=f"verdict in force on {on_day} (the latest measured up to the end of that day, UTC):")
+            return
+        lines = tl.timelines(db, urls=urls, category=category, since=_since(since))
+    except queries.QueryError as e:
+        raise _research_error(e) from None
+    if as_json:
+        for t in lines:
+            click.echo(json.dumps(t.as_dict()))
+        return
+    rows = [{k: v for k, v in t.as_dict(with_verdicts=False).items()} for t in lines]
+    _table_out(rows, tl.COLUMNS, False, as_csv, lambda r: (
+        f"{r['network'][:28]:28} {r['url'][:40]:40} {r['latest'][:36]:36} {r['runs']:>4}  "
+        f"{_day(r['first_seen_blocked']):16} {_day(r['last_seen_reachable']):16} {_day(r['blocked_since']):16} "
+        f"{r['flaps']:>3}{'*' if r['flapping'] else ' '} {r['method_flips']:>3}  "
+        f"{','.join(map(str, r['method_changes'])) or '-':10} {'; '.join(r['blockpage_changes']) or '-'}"),
+        header=f"{'network':28} {'url':40} {'latest':36} {'runs':>4}  {'first blocked':16} {'last reachable':16} "
+               f"{'blocked since':16} {'flaps':>4} {'m.fl':>4}  {'method chg':10} blockpage changes")
+
+
+def _day(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "-"
+
+
+def _table_out(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool, as_csv: bool,
+               line: Any, header: str) -> None:
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r))
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([";".join(map(str, r[c])) if isinstance(r[c], list) else r[c] for c in columns])
+        return
+    click.echo(header)
+    for r in rows:
+        click.echo(line(r))

@@ -7,6 +7,8 @@ prints `error: <message>` and exits with `exit_code`. Nothing here is ever a tra
 from __future__ import annotations
 
 EXIT_USAGE, EXIT_PARTIAL, EXIT_OFFLINE, EXIT_LOCKED, EXIT_CAPTIVE = 1, 2, 3, 4, 5
+# `probe results` of a run that stored no verdict: an empty answer is not "nothing blocked" (after upload.py's 6).
+EXIT_NOTHING_MEASURED = 7
 
 
 class ProbeError(Exception):
@@ -31,3 +33,9 @@ class DatabaseBusy(ProbeError):
     """Another run holds the database's lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class NothingMeasured(ProbeError):
+    """A run asked about that stored no verdict (offline, stopped before its first result, or still going)."""
+
+    exit_code = EXIT_NOTHING_MEASURED

@@ -32,7 +32,7 @@ from typing import Any
 import sqlite_utils
 import trio
 
-from . import __version__, netview, storage
+from . import __version__, method, netview, storage
 from .analysis import RULES_VERSION, Judge, Matcher
 from .control.client import DEFAULT_DOH
 from .measure import MeasureConfig
@@ -247,7 +247,8 @@ async def run_async(
     if run_id is None:
         run_id = storage.create_run(db, options=asdict(opts), software_version=__version__,
                                     rules_version=RULES_VERSION, targets=targets,
-                                    resolvers=[r.label for r in resolvers])
+                                    resolvers=[r.label for r in resolvers],
+                                    method=method.record(asdict(opts), RULES_VERSION))
     summary = RunSummary(run_id=run_id, status="done", total=len(targets))
     doh = () if opts.no_control else (DEFAULT_DOH if opts.doh is None else opts.doh)
     concurrency = min(concurrency, max(1, len(targets)))

@@ -82,8 +82,10 @@ class Session:
         return self._db
 
     def __enter__(self) -> Session:
+        checked = False
         if self.db_path.exists():
-            storage.check_database(self.db_path)  # before the lock file: a wrong --db gets nothing new beside it
+            # Before the lock file: a wrong --db gets nothing new beside it. The full check runs once a day.
+            checked = storage.check_database(self.db_path)
         elif not self.create:
             raise DatabaseError(f"no database at {self.db_path}; nothing to resume (is --db right?)")
         lock = DbLock(str(self.db_path), self.wait_lock)
@@ -94,6 +96,8 @@ class Session:
         self._lock = lock
         try:
             self._db = storage.open_db(self.db_path, checked=True)
+            if checked:
+                storage.record_check(self._db)
         except BaseException:
             lock.__exit__(None, None, None)
             raise

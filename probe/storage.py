@@ -251,8 +251,27 @@ def read_only_connection(path: str | Path) -> sqlite3.Connection:
     return _connect_read_only(Path(path))
 
 
-def check_database(path: Path) -> None:
-    """An existing file must be an intact SQLite database before probe touches it (it is never changed here)."""
+# How long a passed `PRAGMA quick_check` counts: on a year of runs it reads the whole file (3 to 11 s), so a
+# run does it once a day (and `probe check` on demand), not every time; a file that fails to open is checked
+# whatever the day.
+CHECK_EVERY = dt.timedelta(days=1)
+_CHECKED_KEY = "quick_check_passed"
+
+
+def _check_due(con: sqlite3.Connection) -> bool:
+    try:
+        row = con.execute("select value from probe_meta where key = ?", [_CHECKED_KEY]).fetchone()
+        last = dt.datetime.fromisoformat(row[0]) if row else None
+    except (sqlite3.Error, ValueError, TypeError):  # no such table (older schema), or damage: check
+        return True
+    return last is None or dt.datetime.now(dt.UTC) - last > CHECK_EVERY
+
+
+def check_database(path: Path, *, full: bool | None = None) -> bool:
+    """An existing file must be an intact SQLite database before probe touches it (it is never changed here).
+
+    The header and the schema are read every time; `PRAGMA quick_check` runs when `full`, or (None) when no
+    passed check is recorded in the last day (`record_check`). Returns whether it ran (and passed)."""
     if path.is_dir():
         raise DatabaseError(f"{path} is a directory, not a database; pass --db with a file path")
     try:
@@ -261,11 +280,15 @@ def check_database(path: Path) -> None:
     except OSError as e:
         raise DatabaseError(f"cannot read {path}: {e.strerror or e}") from None
     if not head:
-        return  # an empty file is an empty database, as sqlite3 sees it
+        return False  # an empty file is an empty database, as sqlite3 sees it
     if head != SQLITE_MAGIC:
         raise _damaged(path, "is not a SQLite database")
     con = _connect_read_only(path)
     try:
+        if full is None:
+            full = _check_due(con)
+        if not full:
+            return False
         problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
     except sqlite3.DatabaseError as e:
         raise _damaged(path, f"is damaged ({e})") from None
@@ -273,6 +296,13 @@ def check_database(path: Path) -> None:
         con.close()
     if problems != ["ok"]:
         raise _damaged(path, f"is damaged (quick_check: {problems[0][:120]})")
+    return True
+
+
+def record_check(db: sqlite_utils.Database) -> None:
+    """Note that `PRAGMA quick_check` just passed (check_database), so that the next day's runs skip it."""
+    with contextlib.suppress(sqlite3.Error), db.atomic():  # read-only, or busy: the next run checks again
+        db.execute("insert or replace into probe_meta (key, value) values (?, ?)", [_CHECKED_KEY, now()])
 
 
 def _configure(db: sqlite_utils.Database) -> None:
@@ -292,9 +322,10 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
         migrations.apply(db)
         return db
     path = Path(path)
+    passed = False
     if path.exists():
         if not checked:
-            check_database(path)
+            passed = check_database(path)
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +344,8 @@ def open_db(path: str | Path, *, checked: bool = False) -> sqlite_utils.Database
     if not all(os.access(p, os.W_OK) for p in (path, path.parent)):
         db.close()
         raise DatabaseError(f"cannot write the database {path}{_read_only_media(path)}: not writable")
+    if passed:
+        record_check(db)
     return db
 
 
@@ -365,13 +398,20 @@ def now() -> str:
 
 
 def create_run(db: sqlite_utils.Database, *, options: dict[str, Any], software_version: str,
-               rules_version: str, targets: list[Target], resolvers: list[str]) -> int:
+               rules_version: str, targets: list[Target], resolvers: list[str],
+               method: dict[str, Any] | None = None) -> int:
+    """`method` (probe/method.py): how the run measures; without it, readers derive it from `options`."""
+    row = {
+        "started": now(), "status": "running", "options": json.dumps(options, sort_keys=True),
+        "software_version": software_version, "rules_version": rules_version, "url_count": len(targets),
+        "resolvers": json.dumps(resolvers),
+    }
+    # A database kept at an older schema (merge's and the tests' copies of old releases) has no `method` column:
+    # its runs get none, and readers derive one from `options`, as for runs made before it existed.
+    if method is not None and "method" in db.table("runs").columns_dict:
+        row["method"] = json.dumps(method, sort_keys=True)
     with db.atomic():
-        db.table("runs").insert({
-            "started": now(), "status": "running", "options": json.dumps(options, sort_keys=True),
-            "software_version": software_version, "rules_version": rules_version, "url_count": len(targets),
-            "resolvers": json.dumps(resolvers),
-        })
+        db.table("runs").insert(row)
         run_id = int(db.execute("select last_insert_rowid()").fetchone()[0])
         db.table("run_targets").insert_all(
             {"run_id": run_id, "position": i, "url": t.url, "category": t.category, "source": t.source}
@@ -724,3 +764,58 @@ def collector_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
         out.append({"token": name, "created": created, "revoked": revoked, "last_upload": last,
                     "measurements": stored, "duplicates": duplicates, "networks": networks})
     return out
+
+
+@migrations()
+def m009_methods_and_verdict_history(db: sqlite_utils.Database) -> None:
+    """Issue 22: each run's method (probe/method.py; NULL for older runs, derived from `options` when read), and
+    the verdicts `probe reanalyze` replaced, so that nothing is lost."""
+    _add_column(db, "runs", "method", str)
+    if db.table("verdict_history").exists():  # made by a development build under another step name
+        return
+    db.table("verdict_history").create({
+        "id": int, "measurement_id": int, "run_id": int, "status": str, "layer": str, "detail": str,
+        "fingerprint": str, "control": str, "rule": str, "rules_version": str, "evidence": str, "scope": str,
+        "flaky": int, "replaced_at": str,
+    }, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
+    db.table("verdict_history").create_index(["measurement_id"])
+
+
+HISTORY_COLUMNS = ("status", "layer", "detail", "fingerprint", "control", "rule", "rules_version", "evidence", "scope",
+                   "flaky")
+
+
+def replace_verdict(db: sqlite_utils.Database, measurement: dict[str, Any], verdict: Verdict, rules_version: str,
+                    replaced_at: str) -> None:
+    """Store a re-judged verdict, keeping the one it replaces in `verdict_history` (the caller wraps calls in
+    `db.atomic()`)."""
+    _insert(db, "verdict_history", [{"measurement_id": measurement["id"], "run_id": measurement["run_id"],
+                                     **{c: measurement.get(c) for c in HISTORY_COLUMNS}, "replaced_at": replaced_at}])
+    update_verdict(db, measurement["id"], verdict, rules_version)
+
+
+def set_run_method(db: sqlite_utils.Database, run_id: int, method: dict[str, Any], rules_version: str) -> None:
+    """A reanalysed run counts as its new rules version and the signatures it was re-judged with."""
+    db.execute("update runs set method = ?, rules_version = ? where id = ?",
+               [json.dumps(method, sort_keys=True), rules_version, run_id])
+
+
+def verdict_history(db: sqlite_utils.Database, measurement_id: int) -> list[dict[str, Any]]:
+    """The verdicts a measurement had before, oldest first."""
+    return list(db.query("select * from verdict_history where measurement_id = ? order by id", [measurement_id]))
+
+
+def waiting_runs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Runs that stopped before measuring their whole list (`probe run --resume RUN` finishes them), oldest first.
+    `running` ones are left out: another process may hold them (the lock says), and a killed one is found by
+    `--resume` anyway."""
+    waiting = [s for s in RESUMABLE if s != "running"]
+    return list(db.query(f"select id, status, url_count from runs where status in ({', '.join('?' * len(waiting))})"
+                         " order by id", waiting))
+
+
+@migrations()
+def m010_meta(db: sqlite_utils.Database) -> None:
+    """Issue 22: facts about the database itself (when `PRAGMA quick_check` last passed)."""
+    if not db.table("probe_meta").exists():  # made by a development build under another step name
+        db.table("probe_meta").create({"key": str, "value": str}, pk="key")

@@ -57,6 +57,8 @@ CHANGES: Final[dict[str, str]] = {
     "blockpage-changed": "still blocked or anomalous, with another blockpage or censor signature",
     "detail-changed": "still blocked or anomalous, at the same layer, for another reason",
     "status-changed": "changed to or from down or not measured: says nothing about blocking",
+    "our-method-changed": "changed between runs that measured differently (rules, signatures, control, resolvers or "
+                          "timeouts): not evidence of a change in censorship (--across-methods classifies it anyway)",
 }
 
 

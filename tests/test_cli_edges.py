@@ -20,12 +20,13 @@ async def test_runs_has_a_header_and_a_duration(net, tmp_path):
     db.close()
     out = _probe("runs", "--db", str(db_path))
     assert out.returncode == 0, out.stderr
-    header, row = out.stdout.splitlines()
+    header, row, *methods = out.stdout.splitlines()
     assert header.split()[:6] == ["run", "started", "duration", "status", "network", "urls"]
-    assert header.split()[6:] == ["blocked", "anomaly", "filtered", "down", "ok", "error", "flaky"]
+    assert header.split()[6:] == ["blocked", "anomaly", "filtered", "down", "ok", "error", "flaky", "method"]
     fields = row.split()
     assert fields[0] == "1" and fields[2].endswith("s") and fields[2][0].isdigit()  # e.g. 0m01s
-    assert fields[-7:] == ["0", "0", "0", "0", "1", "0", "0"]
+    assert fields[-8:-1] == ["0", "0", "0", "0", "1", "0", "0"]
+    assert len(methods) == 2 and methods[1].strip().endswith(f"[{fields[-1]}]")  # the method, in words
 
 
 def test_importing_nothing_is_an_error(tmp_path):
@@ -89,5 +90,7 @@ def test_history_sees_a_change_across_a_run_that_did_not_reach_the_url(tmp_path)
     assert out.returncode == 0, out.stderr
     lines = [line.strip() for line in out.stdout.splitlines()]
     assert "1 -> 2: no change (1 measured only before)" in lines
+    assert "coverage: run 1 measured 2/2 URLs (done); run 2 measured 1/1 URLs (done); 1 compared (1 only before)" \
+        in lines
     assert "2 -> 3: 1 unblocked (1 only after)" not in lines  # x was known from run 1: not "only after"
     assert "2 -> 3: 1 unblocked" in lines

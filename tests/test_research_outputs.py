@@ -111,6 +111,9 @@ def test_history_counts_flapping_per_kind(known):
     assert h[A]["runs"] == [1, 2, 4] and h[B]["runs"] == [3]
     assert h[A]["flapping"] == {"blocked": ["http://flap.test/"], "anomaly": ["http://anomaly.test/"]}
     assert h[B] == {"runs": [3], "diffs": [], "flapping": {"blocked": [], "anomaly": []}}
+    assert [d["headline"] for d in h[A]["diffs"]] == [
+        "1 newly-blocked, 1 unblocked, 1 newly-anomalous, 1 blockpage-changed, 1 status-changed",
+        "1 newly-blocked, 1 newly-anomalous, 1 anomaly-cleared, 1 method-changed"]
     later = history(db, queries.parse_since("2025-10-01T15:00"))  # only runs 3 and 4
     assert {n: h["runs"] for n, h in later.items()} == {A: [4], B: [3]}
 
@@ -125,10 +128,12 @@ def test_diff_cli_says_each_kind(known):
     assert "newly-anomalous: now anomalous (was reachable)" in lines
     code, out, _ = probe("diff", "--db", str(path), "--since", "2025-10-01")
     assert code == 0
-    assert out.splitlines()[:3] == [
+    assert out.splitlines()[:5] == [
         "AS64500 TESTNET-A: runs [1, 2, 4]; flapping: blocked: http://flap.test/; anomaly: http://anomaly.test/",
         "  1 -> 2: 1 newly-blocked, 1 unblocked, 1 newly-anomalous, 1 blockpage-changed, 1 status-changed",
+        "    coverage: run 1 measured 8/8 URLs (done); run 2 measured 8/8 URLs (done); 8 compared",
         "  2 -> 4: 1 newly-blocked, 1 newly-anomalous, 1 anomaly-cleared, 1 method-changed",
+        "    coverage: run 2 measured 8/8 URLs (done); run 4 measured 8/8 URLs (done); 8 compared",
     ]
 
 
@@ -253,7 +258,8 @@ def test_results_filters_by_status(known):
     assert [line.split()[::2] for line in out.splitlines()[1:]] == [
         ["blocked", "http://blocked.test/"], ["blocked", "http://flap.test/"], ["blocked", "http://page.test/"]]
     code, out, _ = probe("results", "--db", str(path), "--run", "4", "--status", "anomaly", "--csv")
-    assert out.splitlines()[1:] == ["4,http://odd.test/,HUMR,anomaly,tcp,tcp/generic_timeout_error,,ok,0.5,test-anomaly"]
+    assert out.splitlines()[1:] == ["4,http://odd.test/,HUMR,anomaly,tcp,tcp/generic_timeout_error,,ok,0.5,test-anomaly,"
+                                    "test"]
     code, out, _ = probe("results", "--db", str(path), "--status", "down", "--json")  # the latest run: 4
     assert [json.loads(x)["url"] for x in out.splitlines()] == ["http://down.test/"]
 

@@ -214,7 +214,8 @@ async def test_old_databases_are_migrated_in_a_copy_and_copies_agree(net, tmp_pa
     dest = open_db(tmp_path / "all.db")
     reports = list(merge(dest, [tmp_path / "old" / "old.db", copy]))
     assert [r.error for r in reports] == [None, None]
-    assert reports[0].migrated == ("m007_uuids", "m008_attempts") and reports[0].added["runs"] == 2
+    assert reports[0].migrated == ("m007_uuids", "m008_attempts", "m009_methods_and_verdict_history", "m010_meta")
+    assert reports[0].added["runs"] == 2
     assert reports[0].added["measurements"] == 6
     # The copy taken before the second run holds the first run only, and its UUIDs, derived from the rows
     # themselves when migrated apart, agree with the other copy's: nothing is added twice.

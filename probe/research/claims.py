@@ -54,7 +54,8 @@ def parse_claims(text: str, origin: str) -> list[dict[str, Any]]:
     return found
 
 
-def add(db: sqlite_utils.Database, claim: dict[str, Any]) -> int:
+def add(db: sqlite_utils.Database, claim: dict[str, Any], *, replace: bool = True) -> int:
+    """Record a claim; one with the same key is replaced (its id kept) when `replace`, else refused."""
     for field in ("key", "authority", "date", "claimed_count"):
         if claim.get(field) in (None, ""):
             raise ClaimError(f"a claim needs {field!r}")
@@ -73,6 +74,10 @@ def add(db: sqlite_utils.Database, claim: dict[str, Any]) -> int:
     row["breakdown"] = json.dumps(breakdown) if breakdown is not None else None
     with db.atomic():  # replace by key, keeping the id stable
         existing = list(db.table("claims").rows_where("key = ?", [row["key"]]))
+        if existing and not replace:
+            old = existing[0]
+            raise ClaimError(f"a claim {row['key']!r} is already recorded ({old['authority']}, {old['date']}, "
+                             f"{old['claimed_count']}): pass --replace to replace it")
         if existing:
             db.table("claims").update(existing[0]["id"], row)
             return int(existing[0]["id"])

@@ -63,14 +63,21 @@ from runs r join measurements m on m.run_id = r.id group by r.id order by r.star
     },
     "changes": {
         "title": "URLs whose verdict changed between consecutive runs of one network",
-        "description": "`probe diff` names each change (newly blocked, newly anomalous, unblocked, ...).",
+        "description": "`probe diff` names each change (newly blocked, newly anomalous, unblocked, ...). "
+                       "method_changed is 1 where the two runs measured differently (rules version, signatures, "
+                       "control, resolvers, timeouts: runs.method): such a change is probe's, not evidence of a "
+                       "change in censorship (`probe diff` calls it our-method-changed).",
         "sql": """with v as (
   select m.url, r.vantage_asn as asn, r.id as run, m.status, m.detail,
          lag(m.status) over (partition by coalesce(r.vantage_asn, 0), m.url order by r.id) as previous_status,
-         lag(m.detail) over (partition by coalesce(r.vantage_asn, 0), m.url order by r.id) as previous_detail
+         lag(m.detail) over (partition by coalesce(r.vantage_asn, 0), m.url order by r.id) as previous_detail,
+         coalesce(r.rules_version, '') || ' ' || coalesce(r.method, r.options, '') as how,
+         lag(coalesce(r.rules_version, '') || ' ' || coalesce(r.method, r.options, ''))
+           over (partition by coalesce(r.vantage_asn, 0), m.url order by r.id) as previous_how
   from measurements m join runs r on r.id = m.run_id
 )
-select * from v where previous_status is not null and (previous_status != status or previous_detail != detail)
+select url, asn, run, status, detail, previous_status, previous_detail, how != previous_how as method_changed
+from v where previous_status is not null and (previous_status != status or previous_detail != detail)
 order by asn, url, run""",
     },
     "claims_vs_measured": {

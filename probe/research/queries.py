@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlite_utils
 
+from .. import method
+
 SINCE_FORMS = "YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC offset (default UTC)"
 
 
@@ -77,6 +79,42 @@ def verdicts(db: sqlite_utils.Database, run_id: int) -> dict[str, dict[str, Any]
     return {r["url"]: r for r in db.query(query, [run_id])}
 
 
+def url_history(db: sqlite_utils.Database, *, urls: list[str] | None, category: str | None,
+                since: str | None) -> list[dict[str, Any]]:
+    """The verdicts of these URLs (or of a category) in run order: what timelines are made of. Uses the
+    (url, run_id) index for URLs; a category is read from the runs since `since` only."""
+    cols = "m.run_id, m.url, m.category, m.status, m.layer, m.detail, m.fingerprint, m.rules_version"
+    out: list[dict[str, Any]] = []
+    if urls is not None:
+        for i in range(0, len(urls), 500):
+            chunk = urls[i:i + 500]
+            out += db.query(f"select {cols} from measurements m join runs r on r.id = m.run_id where m.url in "
+                            f"({','.join('?' * len(chunk))}) and r.started >= ? order by m.run_id, m.id",
+                            [*chunk, since or ""])
+        out.sort(key=lambda m: m["run_id"])
+        return out
+    return list(db.query(f"select {cols} from runs r join measurements m on m.run_id = r.id where r.started >= ? "
+                         "and coalesce(m.category, '') = ? order by m.run_id, m.id", [since or "", category or ""]))
+
+
+def measured_counts(db: sqlite_utils.Database, run_ids: list[int]) -> dict[int, int]:
+    """Stored verdicts per run (a run absent here measured nothing)."""
+    out: dict[int, int] = {}
+    for i in range(0, len(run_ids), 500):
+        chunk = run_ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update(db.execute(f"select run_id, count(*) from measurements where run_id in ({marks}) group by run_id",
+                              chunk).fetchall())
+    return out
+
+
+def verdict_rows(db: sqlite_utils.Database, run_id: int) -> dict[str, tuple[Any, ...]]:
+    """A run's verdict per URL as (status, layer, detail, fingerprint): `verdicts` for many runs, without a dict
+    per row."""
+    return {r[0]: r[1:] for r in db.execute("select url, status, layer, detail, fingerprint from measurements "
+                                            "where run_id = ? order by id", [run_id])}
+
+
 def measurements(db: sqlite_utils.Database, runs_: Iterable[dict[str, Any]],
                  statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The measurements of these runs in order, each with its run's start time and network."""
@@ -98,11 +136,44 @@ def measurements(db: sqlite_utils.Database, runs_: Iterable[dict[str, Any]],
 
 
 def latest_per_url(db: sqlite_utils.Database, runs_: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each URL's latest verdict on each network among these runs: what is true now, counted once per URL."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for m in measurements(db, runs_):
-        latest[(m["network"], m["url"])] = m
-    return sorted(latest.values(), key=lambda m: (m["network"], m["url"]))
+    """Each URL's latest verdict on each network among these runs: what is true now, counted once per URL.
+
+    Found in SQL, per network (the latest run that measured the URL, through the (run_id, url) index), so a year of
+    runs is not read row by row."""
+    by_network: dict[str, list[dict[str, Any]]] = {}
+    for r in runs_:
+        by_network.setdefault(network_of(r), []).append(r)
+    out: list[dict[str, Any]] = []
+    for network, rs in by_network.items():
+        by_id = {r["id"]: r for r in rs}
+        ids = list(by_id)
+        latest: dict[str, int] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for url, run_id in db.execute(f"select url, max(run_id) from measurements where run_id in "
+                                          f"({','.join('?' * len(chunk))}) group by url", chunk):
+                latest[url] = max(run_id, latest.get(url, run_id))
+        wanted: dict[int, set[str]] = {}
+        for url, run_id in latest.items():
+            wanted.setdefault(run_id, set()).add(url)
+        for run_id, urls in wanted.items():
+            r = by_id[run_id]
+            extra = {"run_started": r["started"], "network": network}
+            out += (m | extra for m in db.query("select * from measurements where run_id = ?", [run_id])
+                    if m["url"] in urls)
+    return sorted(out, key=lambda m: (m["network"], m["url"]))
+
+
+def interference_per_run(db: sqlite_utils.Database, run_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Blocked and anomalous verdicts per run (through the (run_id, status) index)."""
+    out: dict[int, dict[str, int]] = {}
+    for i in range(0, len(run_ids), 500):
+        chunk = run_ids[i:i + 500]
+        for run_id, status, n in db.execute(
+                f"select run_id, status, count(*) from measurements where run_id in ({','.join('?' * len(chunk))}) "
+                "and status in ('blocked', 'anomaly') group by run_id, status", chunk):
+            out.setdefault(run_id, {})[status] = n
+    return out
 
 
 def claim(db: sqlite_utils.Database, key: str) -> dict[str, Any]:
@@ -139,9 +210,11 @@ def run_summaries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
                 duration = (dt.datetime.fromisoformat(r["finished"]) - dt.datetime.fromisoformat(r["started"]))
             except ValueError:
                 duration = None
+        how = method.of_run(r)
         out.append({"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
                     "network": network_of(r), "country": r["vantage_country"], "urls": r["url_count"],
                     "counts": counts.get(r["id"], {}), "flaky": flaky.get(r["id"]) or 0,
                     "netview": json.loads(r.get("network") or "null"),
-                    "duration_s": None if duration is None else round(duration.total_seconds(), 1)})
+                    "duration_s": None if duration is None else round(duration.total_seconds(), 1),
+                    "rules_version": how["rules"], "method_key": method.key(how), "method": method.brief(how)})
     return out

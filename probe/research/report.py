@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from .. import method
 from ..verdicts import CHANGES, COLORS, INTERFERENCE, MEANING, SHORT, STATUSES, said
 from . import claims as claims_mod
 from . import queries
@@ -121,14 +122,20 @@ def _when(iso: str) -> tuple[str, str]:
     return t.strftime("%Y-%m-%d"), t.strftime("%H:%M UTC")
 
 
-def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[int, dict[str, int]]],
-               width: int = 900, height: int = 300) -> str:
-    """Blocked (solid) and anomalous (dashed) URLs per run, one colour per network, runs in time order."""
+def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[int, dict[str, int] | None]],
+               width: int = 900, height: int = 300, *, notes: dict[int, str] | None = None,
+               method_marks: dict[int, str] | None = None) -> str:
+    """Blocked (solid) and anomalous (dashed) URLs per run, one colour per network, runs in time order.
+
+    A run that measured nothing (None in `series`) is a gap: a grey band, and the network's lines break there,
+    never a zero. `notes` adds to a run's tooltips (a partial run); `method_marks` draws a dashed violet line just
+    before each run whose method differs from its network's previous run, with what changed as its tooltip."""
     if not runs:
         return _empty(title)
+    notes, method_marks = notes or {}, method_marks or {}
     left, right, top_pad, bottom = 56, 20, 16, height - 84
     inner = 60  # room for half a time label on either side of the first and last run
-    values = [c.get(k, 0) for per_run in series.values() for c in per_run.values() for k in INTERFERENCE]
+    values = [c.get(k, 0) for per_run in series.values() for c in per_run.values() if c for k in INTERFERENCE]
     ticks = _ticks(max(values, default=0))
     y_top = ticks[-1] or 1
     def y_of(n: int) -> float:
@@ -156,23 +163,50 @@ def line_chart(title: str, runs: list[dict[str, Any]], series: dict[str, dict[in
             day, clock = _when(r["started"])
             body.append(_text(x, bottom + 16, day, size=10, anchor="middle"))
             body.append(_text(x, bottom + 29, f"{clock} · run {r['id']}", size=10, anchor="middle"))
+    gap_w = 10.0
+    gaps = {rid: network for network, per_run in series.items() for rid, c in per_run.items() if c is None}
+    for rid, network in gaps.items():
+        x = xs[rid]
+        body.append(f'<rect x="{x - gap_w / 2:.1f}" y="{top_pad}" width="{gap_w}" height="{bottom - top_pad}" '
+                    f'fill="#bbb" fill-opacity="0.45" class="gap"><title>{e(network)}, run {rid}: measured nothing '
+                    f"{e(notes.get(rid, ''))}: a gap, not a zero</title></rect>")
+    step_x = (xs[runs[1]["id"]] - xs[runs[0]["id"]]) if len(runs) > 1 else 0.0
+    for rid, what in method_marks.items():
+        x = xs[rid] - step_x / 2 if step_x else xs[rid]
+        body.append(f'<line x1="{x:.1f}" y1="{top_pad}" x2="{x:.1f}" y2="{bottom}" stroke="#8e44ad" '
+                    f'stroke-width="2" stroke-dasharray="2,3" class="method-change"><title>{e(what)}</title></line>')
     legend_entries = []
     for n, (network, per_run) in enumerate(series.items()):
         color = NETWORK_COLORS[n % len(NETWORK_COLORS)]
         legend_entries.append((network, color))
         for status, dash in (("blocked", ""), ("anomaly", ' stroke-dasharray="5,4"')):
-            pts = [(xs[rid], y_of(c.get(status, 0)), c.get(status, 0), rid) for rid, c in per_run.items()]
-            if len(pts) > 1:
-                path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y, _, _) in enumerate(pts))
-                body.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+            pts = [(xs[rid], y_of(c.get(status, 0)), c.get(status, 0), rid) for rid, c in per_run.items() if c]
+            # One path per stretch of runs that measured: a gap breaks the line.
+            stretches: list[list[tuple[float, float, int, int]]] = [[]]
+            for rid, c in per_run.items():
+                if c is None:
+                    stretches.append([])
+                else:
+                    stretches[-1].append((xs[rid], y_of(c.get(status, 0)), c.get(status, 0), rid))
+            for stretch in stretches:
+                if len(stretch) > 1:
+                    path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y, _, _) in
+                                    enumerate(stretch))
+                    body.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
             for x, y, value, rid in pts:
                 shape = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">' if status == "blocked" else
                          f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="white" stroke="{color}" stroke-width="2">')
-                body.append(f"{shape}<title>{e(network)}, run {rid}: {value} {SHORT[status]}</title></circle>")
+                note = f" ({notes[rid]})" if rid in notes else ""
+                body.append(f"{shape}<title>{e(network)}, run {rid}: {value} {SHORT[status]}{e(note)}</title>"
+                            "</circle>")
                 if len(runs) == 1:  # a lone run: say the numbers (blocked right, anomalous left: never on top)
                     left_side = status != "blocked"
                     body.append(_text(x - 10 if left_side else x + 10, y + 4, f"{value} {SHORT[status]}", size=11,
                                       anchor="end" if left_side else "start"))
+    if gaps:
+        legend_entries.append(("grey band: a run that measured nothing (a gap, not a zero)", "#bbb"))
+    if method_marks:
+        legend_entries.append(("violet dotted line: the method changed (hover it for what)", "#8e44ad"))
     legend, last_y = _legend(legend_entries, left, bottom + 40, width)
     body += legend
     body.append(_text(left, last_y + 26, "solid line, filled dot: blocked (strong evidence); dashed line, open dot: "
@@ -233,7 +267,7 @@ def _claim_groups(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> list
     return groups
 
 
-def _changes(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> str:
+def _changes(db: sqlite_utils.Database, runs: list[dict[str, Any]], limit: int | None = None) -> str:
     """Per network: its latest run here against the run of that network before it (in the whole database)."""
     everything = queries.runs(db, finished_only=True)
     latest: dict[str, dict[str, Any]] = {}
@@ -247,21 +281,59 @@ def _changes(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> str:
             parts.append(f"<p><b>{e(network)}</b>: only one run so far (run {run['id']}, {day} {clock}); nothing to "
                          "compare with.</p>")
             continue
-        prev = before[-1]
+        # The previous run that measured something: a run that measured nothing in between is named, not compared.
+        measured = queries.measured_counts(db, [r["id"] for r in before])
+        empty = [r["id"] for r in before if not measured.get(r["id"])]
+        prev = next((r for r in reversed(before) if measured.get(r["id"])), before[-1])
+        skipped = [i for i in empty if i > prev["id"]]
         d = compare_runs(db, prev["id"], run["id"])
         pday, pclock = _when(prev["started"])
-        counts = d.counts()
-        said = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "no change"
         parts.append(f"<p><b>{e(network)}</b>: run {prev['id']} ({pday} {pclock}) → run {run['id']} ({day} {clock}): "
-                     f"{e(said)}.</p>")
+                     f"{e(d.headline())}.</p><p class='note'>coverage: {e(d.coverage_line())}"
+                     + (f"; in between, run{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped))} measured "
+                        "nothing" if skipped else "") + "</p>")
         if d.changes:
             order = list(CHANGES)  # strong evidence first, then anomalies, then what says nothing about blocking
-            ranked = sorted(d.changes, key=lambda c: (order.index(c.kind), c.url))
+            every = sorted(d.changes, key=lambda c: (order.index(c.kind), c.url))
+            ranked = every[:limit]
             rows = "".join(f"<tr><td class='nowrap' title='{e(CHANGES[c.kind])}'>{e(c.kind)}</td>"
                            f"<td>{e(c.url)}</td><td>{e(c.before)}</td><td>{e(c.after)}</td></tr>" for c in ranked)
             parts.append("<table class='changes'><thead><tr><th>change</th><th>URL</th><th>before</th><th>now</th>"
-                         f"</tr></thead><tbody>{rows}</tbody></table>")
+                         f"</tr></thead><tbody>{rows}</tbody></table>" + _more(len(ranked), len(every)))
     return "".join(parts)
+
+
+def _timelines(db: sqlite_utils.Database, runs: list[dict[str, Any]], interfering: list[dict[str, Any]],
+               limit: int | None) -> str:
+    """The blocked and anomalous URLs' timelines (research/timeline.py) over these runs: since when, how often in
+    and out, and how often the change was only ours (a change of method)."""
+    from .timeline import timelines
+
+    title = "Timelines of the blocked and anomalous URLs"
+    if not interfering:
+        return _empty(title, "no blocked or anomalous URL")
+    pairs = {(m["network"], m["url"]) for m in interfering[:limit]}
+    urls = sorted({url for _, url in pairs})
+    lines = [t for t in timelines(db, urls=urls, since=runs[0]["started"]) if (t.network, t.url) in pairs
+             and t.latest_run in {r["id"] for r in runs}]
+    lines.sort(key=lambda t: (not t.latest.startswith("blocked"), t.network, t.url))
+
+    def day(iso: str | None) -> str:
+        return " ".join(_when(iso)) if iso else "–"
+
+    rows = "".join(
+        f"<tr><td class='url'>{e(t.url)}</td><td>{e(t.network)}</td><td>{e(t.latest)}</td>"
+        f"<td class='nowrap'>{day(t.blocked_since)}</td><td class='nowrap'>{day(t.first_seen_blocked)}</td>"
+        f"<td class='nowrap'>{day(t.last_seen_reachable)}</td><td>{t.runs}</td>"
+        f"<td>{t.flaps}{' (flapping)' if t.flapping else ''}</td><td>{t.method_flips}</td>"
+        f"<td>{e(', '.join(map(str, t.method_changes)) or '–')}</td></tr>" for t in lines)
+    return (f"<h3>{e(title)}</h3><p class='note'>Over these runs, per network. In and out counts changes between "
+            "runs of one method; changes across a change of method are counted apart (not evidence). Down and not "
+            "measured verdicts neither start nor end a streak. Per URL: <code>probe timeline URL</code>.</p>"
+            "<table class='timelines'><thead><tr><th>URL</th><th>network</th><th>latest</th><th>blocked since</th>"
+            "<th>first seen blocked</th><th>last seen reachable</th><th>runs</th><th>in and out</th>"
+            "<th>across methods</th><th>method changed at run</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>" + _more(len(lines), len(interfering)))
 
 
 def gather(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -275,22 +347,73 @@ def gather(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> dict[str, A
         by_net[m["network"]][m["status"]] += 1
         if m["status"] in INTERFERENCE:
             methods[m["detail"].split(":")[0]][m["status"]] += 1
-    per_run: dict[str, dict[int, dict[str, int]]] = defaultdict(dict)
+    measured = queries.measured_counts(db, [r["id"] for r in runs])
+    per_run: dict[str, dict[int, dict[str, int] | None]] = defaultdict(dict)
+    notes: dict[int, str] = {}
     for r in runs:
-        per_run[queries.network_of(r)][r["id"]] = dict.fromkeys(INTERFERENCE, 0)
-    for m in queries.measurements(db, runs, statuses=INTERFERENCE):
-        per_run[m["network"]][m["run_id"]][m["status"]] += 1
+        n, listed = measured.get(r["id"], 0), r["url_count"] or 0
+        per_run[queries.network_of(r)][r["id"]] = dict.fromkeys(INTERFERENCE, 0) if n else None
+        if not n:
+            notes[r["id"]] = f"({r['status']})"
+        elif n < listed:
+            notes[r["id"]] = f"partial: {n} of {listed} URLs measured, {r['status']}"
+    per_status = queries.interference_per_run(db, [r["id"] for r in runs])
+    for r in runs:
+        counts = per_run[queries.network_of(r)][r["id"]]
+        if counts is not None:
+            counts.update(per_status.get(r["id"], {}))
     return {"latest": latest, "by_category": by_cat, "by_network": by_net, "methods": methods,
             "over_time": dict(sorted(per_run.items())), "counts": Counter(m["status"] for m in latest),
-            "urls": len({m["url"] for m in latest})}
+            "urls": len({m["url"] for m in latest}), "notes": notes, "method_marks": method_marks(runs)}
 
 
-def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) -> str:
-    """The page for these runs (from queries.runs: checked, oldest first); `scope` says which in words."""
+def method_marks(runs: list[dict[str, Any]]) -> dict[int, str]:
+    """Run id -> what changed in its network's method since that network's previous run (in these runs)."""
+    previous: dict[str, tuple[int, dict[str, Any]]] = {}
+    marks: dict[int, list[str]] = defaultdict(list)
+    for r in runs:
+        network, how = queries.network_of(r), method.of_run(r)
+        before = previous.get(network)
+        if before is not None and method.key(before[1]) != method.key(how):
+            marks[r["id"]].append(f"{network}: the method changed between run {before[0]} and run {r['id']} "
+                                  f"({', '.join(method.differences(before[1], how))}); run {r['id']}: "
+                                  f"{method.brief(how)}")
+        previous[network] = (r["id"], how)
+    return {rid: "; ".join(what) for rid, what in marks.items()}
+
+
+# The page stays small whatever the database (a year of runs): its long tables show the first rows, and say how
+# many there are and where the full lists are. `probe report --all` shows every row.
+TABLE_ROWS = 500
+FULL_LISTS = ("the full list: `probe report --all`, `probe results --status blocked --csv` (or anomaly), "
+              "`probe diff`, or `probe datasette`")
+
+
+def _more(shown: int, total: int) -> str:
+    return (f"<p class='note'>Showing the first {shown:,} of {total:,} rows; {e(FULL_LISTS)}.</p>"
+            if shown < total else "")
+
+
+def _ranges(ids: list[int]) -> str:
+    """1, 2, 3, 5 -> '1–3, 5'."""
+    out: list[list[int]] = []
+    for i in sorted(ids):
+        if out and i == out[-1][1] + 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return ", ".join(f"{a}–{b}" if b > a + 1 else f"{a}, {b}" if b == a + 1 else str(a) for a, b in out)
+
+
+def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str, *,
+           limit: int | None = TABLE_ROWS) -> str:
+    """The page for these runs (from queries.runs: checked, oldest first); `scope` says which in words. Long
+    tables show `limit` rows (None: all)."""
     d = gather(db, runs)
     networks = sorted({queries.network_of(r) for r in runs})
-    shown = [m for m in d["latest"] if m["status"] in INTERFERENCE]
-    shown.sort(key=lambda m: (STATUSES.index(m["status"]), m["network"], m["url"]))
+    every = [m for m in d["latest"] if m["status"] in INTERFERENCE]
+    every.sort(key=lambda m: (STATUSES.index(m["status"]), m["network"], m["url"]))
+    shown = every[:limit]
     rows = "".join(
         f"<tr><td class='url'>{e(m['url'])}</td><td>{e(m['network'])}</td><td>{m['run_id']}</td>"
         f"<td class='nowrap'>{' '.join(_when(m['run_started']))}</td><td>{e(m['category'] or '')}</td>"
@@ -303,14 +426,22 @@ def render(db: sqlite_utils.Database, runs: list[dict[str, Any]], scope: str) ->
         stacked_bars("Blocking methods (layer/reason)",
                      sorted(((k, dict(v)) for k, v in d["methods"].items()), key=lambda kv: -sum(kv[1].values())),
                      keys=INTERFERENCE),
-        _changes(db, runs),
-        line_chart("Blocked and anomalous URLs per run, per network", runs, d["over_time"]),
+        _changes(db, runs, limit),
+        line_chart("Blocked and anomalous URLs per run, per network", runs, d["over_time"], notes=d["notes"],
+                   method_marks=d["method_marks"]),
     ]
+    sections.append(_timelines(db, runs, every, limit))
     groups = _claim_groups(db, runs)
     if groups:
         sections.append(side_by_side_bars("Measured vs claimed", groups))
     summary = "".join(f"<span class='{s}'><b>{d['counts'].get(s, 0)}</b> {SHORT[s]}</span>" for s in said(d["counts"]))
     meanings = "".join(f"<dt class='{s}'>{e(SHORT[s])}</dt><dd>{e(MEANING[s])}</dd>" for s in STATUSES)
+    how: dict[str, tuple[str, list[int]]] = {}
+    for r in runs:
+        m = method.of_run(r)
+        how.setdefault(method.key(m), (method.brief(m), []))[1].append(r["id"])
+    methods = "".join(f"<li>{e(brief)}: run{'s' if len(ids) > 1 else ''} {_ranges(ids)}</li>"
+                      for brief, ids in how.values())
     first, last = _when(runs[0]["started"]), _when(runs[-1]["started"])
     when = (f"Run {runs[0]['id']} on {e(networks[0])}, started {first[0]} {first[1]}" if len(runs) == 1 else
             f"{len(runs)} runs on {len(networks)} network{'s' if len(networks) > 1 else ''}, from {first[0]} "
@@ -334,6 +465,8 @@ dt {{ float: left; clear: left; width: 8em; }} dd {{ margin-left: 9em; }}
 </style></head><body>
 <h1>probe report: {e(scope)}</h1>
 <p>{when}; {d['urls']} distinct URLs. Generated {generated}.</p>
+<p>How these runs measured (rules version, signatures, control, resolvers, timeouts; a verdict that changed between
+runs of different methods is not counted as a change in censorship):</p><ul class="methods">{methods}</ul>
 <p>Latest verdict of each URL on each network ({len(d['latest'])} URL–network pairs):</p>
 <p class="summary">{summary}</p>
 <dl>{meanings}</dl>
@@ -342,5 +475,6 @@ dt {{ float: left; clear: left; width: 8em; }} dd {{ margin-left: 9em; }}
 <table><thead><tr><th>URL</th><th>network</th><th>run</th><th>time</th><th>category</th><th>status</th><th>detail</th>
 <th>fingerprint</th><th>evidence</th></tr></thead>
 <tbody>{rows or '<tr><td colspan="9">none</td></tr>'}</tbody></table>
+{_more(len(shown), len(every))}
 </body></html>
 """
