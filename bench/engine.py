@@ -43,7 +43,7 @@ def run_probe(urls: list[str], dns_port: int, extra: list[str], workdir: Path) -
     listing.write_text("\n".join(urls) + "\n")
     db = workdir / f"bench-{time.monotonic_ns()}.db"
     cmd = [sys.executable, "-m", "probe", "run", str(listing), "--db", str(db), "--quiet", "--accept-risk",
-           "--no-vantage",
+           "--no-vantage", "--portal-check", "none",  # the network survey's check is a public page by default
            "--resolver", f"127.0.0.1:{dns_port}", "--no-system-resolver", "--no-control",
            "--allow-net", "127.0.0.0/8",
            *extra]
