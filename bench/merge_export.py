@@ -113,26 +113,32 @@ def synthesise(path: Path, n: int, networks=NETWORKS, seed: int = 1) -> None:
                              0.09, 0.2))
             ctl.append((mid, "http://198.18.2.80/", None, answers, None, "{}", "{}", 200, None, "Welcome", "{}", 5120,
                         None, 0.0, 0.3))
-        conn.executemany("insert into measurements (id, uuid, run_id, url, hostname, category, status, layer, detail,"
-                         " fingerprint, control, rule, rules_version, evidence, runtime_s, started, bogons) values "
-                         f"({', '.join('?' * 17)})", m_rows)
-        conn.executemany("insert into dns_queries (measurement_id, resolver, engine, hostname, query_type, answers, "
-                         "cnames, ttl, rcode, failure, late_answers, control, t0, t) values "
-                         f"({', '.join('?' * 14)})", dns)
-        conn.executemany("insert into tcp_connects (measurement_id, ip, port, origin, failure, t0, t) values "
-                         "(?, ?, ?, ?, ?, ?, ?)", tcp)
-        conn.executemany("insert into tls_handshakes (measurement_id, ip, port, sni, decoy, failure, version, cipher,"
-                         " alpn, peer_chain, first_failure, t0, t) values "
-                         f"({', '.join('?' * 13)})", tls)
-        conn.executemany("insert into http_hops (measurement_id, url, ip, status, headers, location, body_length, "
-                         "body_sha256, body_truncated, title, failure, stopped, t0, t) values "
-                         f"({', '.join('?' * 14)})", http)
-        conn.executemany("insert into control_results (measurement_id, source, failure, dns_addrs, dns_failure, "
-                         "tcp_connect, tls_handshake, http_status, http_failure, http_title, http_headers, "
-                         "http_body_length, http_body_sha256, t0, t) values "
-                         f"({', '.join('?' * 15)})", ctl)
+        insert_rows(conn, m_rows, dns, tcp, tls, http, ctl)
         conn.commit()
     conn.close()
+
+
+def insert_rows(conn: sqlite3.Connection, m_rows: list, dns: list, tcp: list, tls: list, http: list,
+                ctl: list) -> None:
+    """A synthesised batch as the schema of m001-m007 has it (bench/year.py builds its year with it too)."""
+    conn.executemany("insert into measurements (id, uuid, run_id, url, hostname, category, status, layer, detail,"
+                     " fingerprint, control, rule, rules_version, evidence, runtime_s, started, bogons) values "
+                     f"({', '.join('?' * 17)})", m_rows)
+    conn.executemany("insert into dns_queries (measurement_id, resolver, engine, hostname, query_type, answers, "
+                     "cnames, ttl, rcode, failure, late_answers, control, t0, t) values "
+                     f"({', '.join('?' * 14)})", dns)
+    conn.executemany("insert into tcp_connects (measurement_id, ip, port, origin, failure, t0, t) values "
+                     "(?, ?, ?, ?, ?, ?, ?)", tcp)
+    conn.executemany("insert into tls_handshakes (measurement_id, ip, port, sni, decoy, failure, version, cipher,"
+                     " alpn, peer_chain, first_failure, t0, t) values "
+                     f"({', '.join('?' * 13)})", tls)
+    conn.executemany("insert into http_hops (measurement_id, url, ip, status, headers, location, body_length, "
+                     "body_sha256, body_truncated, title, failure, stopped, t0, t) values "
+                     f"({', '.join('?' * 14)})", http)
+    conn.executemany("insert into control_results (measurement_id, source, failure, dns_addrs, dns_failure, "
+                     "tcp_connect, tls_handshake, http_status, http_failure, http_title, http_headers, "
+                     "http_body_length, http_body_sha256, t0, t) values "
+                     f"({', '.join('?' * 15)})", ctl)
 
 
 def reidentify(path: Path, asn: int) -> None:
