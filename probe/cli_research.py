@@ -374,19 +374,10 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
     """
     from .research import claims
     from .research.queries import QueryError
-    from .targets import TargetError, read_inputs
     from .verdicts import SHORT
 
     parsed = _since(since)
-    urls = None
-    if list_file is not None:
-        try:
-            targets, warnings = read_inputs([list_file])
-        except TargetError as e:
-            raise click.ClickException(f"--list: {e}") from None
-        for w in warnings:
-            click.echo(f"warning: {w}", err=True)
-        urls = frozenset(t.url for t in targets)
+    urls = None if list_file is None else frozenset(_list_urls(list_file))
     scope = claims.Scope(urls=urls, list_name=list_file, category=category, run_id=run_id, since=parsed)
     db = open_for_reading(db_path)
     try:
@@ -685,7 +676,7 @@ def timeline(db_path: str, url: str | None, category: str | None, list_file: str
     """
     from .research import queries
     from .research import timeline as tl
-    from .targets import TargetError, normalise, read_inputs
+    from .targets import TargetError, normalise
 
     chosen = [name for name, v in (("URL", url), ("--category", category), ("--list", list_file),
                                    ("--claim", claim_key)) if v is not None]
@@ -701,13 +692,7 @@ def timeline(db_path: str, url: str | None, category: str | None, list_file: str
             except TargetError as e:
                 raise click.ClickException(f"URL: {e}") from None
         elif list_file is not None:
-            try:
-                targets, warnings = read_inputs([list_file])
-            except TargetError as e:
-                raise click.ClickException(f"--list: {e}") from None
-            for w in warnings:
-                click.echo(f"warning: {w}", err=True)
-            urls = list(dict.fromkeys(t.url for t in targets))
+            urls = _list_urls(list_file)
             if not urls:
                 raise click.ClickException(f"--list: {list_file} names no URL")
         elif claim_key is not None:
@@ -764,3 +749,16 @@ def _table_out(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bo
     click.echo(header)
     for r in rows:
         click.echo(line(r))
+
+
+def _list_urls(list_file: str) -> list[str]:
+    """The URLs of a `--list` file, in its order, once each; its bad lines said as warnings."""
+    from .targets import TargetError, read_inputs
+
+    try:
+        targets, warnings = read_inputs([list_file])
+    except TargetError as e:
+        raise click.ClickException(f"--list: {e}") from None
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    return list(dict.fromkeys(t.url for t in targets))
