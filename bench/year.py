@@ -33,7 +33,7 @@ import zlib
 from pathlib import Path
 
 from calibrate import machine  # bench/ is the script's directory
-from merge_export import BLOCKPAGE, HEADERS, _chain, insert_rows
+from merge_export import BLOCKPAGE, add_observations, insert_rows
 
 from probe import method, storage
 from probe.lab.servers import DnsEntry, DnsZone, InThread, Site, Sites, serve_dns, serve_http
@@ -89,26 +89,9 @@ def synthesise(path: Path, runs: int, urls: int, seed: int = 1) -> None:
             m_rows.append((mid, str(uuid.uuid4()), run_id, url, host, categories[k % len(categories)], status, layer,
                            detail, "probe.pk.nayatel" if status == "blocked" else None, "ok", rule, rules,
                            f"{rule}: synthetic", round(rng.uniform(0.2, 3), 3), started, "[]"))
-            answers = json.dumps([ip])
-            dns.append((mid, "system:127.0.0.53:53", "udp", host, "A", answers, "[]", 300, "NOERROR", None, "[]",
-                        0, 0.001, 0.02))
-            dns.append((mid, "system:127.0.0.53:53", "udp", host, "AAAA", "[]", "[]", None, "NOERROR", None, "[]",
-                        0, 0.001, 0.02))
-            dns.append((mid, "doh:https://198.18.2.54/dns-query", "doh", host, "A", answers, "[]", 300, "NOERROR",
-                        None, "[]", 1, 0.001, 0.05))
-            tcp.append((mid, ip, 443 if https else 80, "probe", None, 0.021, 0.04))
-            if https:
-                tls.append((mid, ip, 443, host, 0, None, "TLSv1.3", "TLS_AES_256_GCM_SHA384", "http/1.1",
-                            _chain(host, mid), None, 0.04, 0.09))
-            hops = 2 if k % 10 == 0 else 1
-            for h in range(hops):
-                last = h == hops - 1
-                http.append((mid, url if h == 0 else url + "x/", ip, 200 if last else 301, HEADERS,
-                             None if last else url + "x/", 5120 if last else 0,
-                             body_sha if status == "blocked" else f"{mid:064x}", 0,
-                             "Welcome" if status != "blocked" else "Surf Safely!", None, None, 0.09, 0.2))
-            ctl.append((mid, "http://198.18.2.80/", None, answers, None, "{}", "{}", 200, None, "Welcome", "{}", 5120,
-                        None, 0.0, 0.3))
+            add_observations((dns, tcp, tls, http, ctl), mid, host, url, ip, https=https,
+                             hops=2 if k % 10 == 0 else 1, blocked=status == "blocked", body_sha=body_sha,
+                             redirect_to=url + "x/")
         insert_rows(conn, m_rows, dns, tcp, tls, http, ctl)
         conn.commit()
     conn.close()
