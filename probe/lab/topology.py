@@ -262,21 +262,13 @@ class Lab:
     def _start_isp(self, scenarios: tuple[Scenario, ...]) -> None:
         lines = ["no-resolv", "no-hosts", "no-poll", "bind-interfaces", f"listen-address={ISP_CLIENT_IP}",
                  f"server={DNS_IP}", "cache-size=0", "dns-forward-max=4096", "user=root", "pid-file="]
-        for s in scenarios:
-            if s.censor in ("dns-nxdomain", "dns-intercept"):
-                lines.append(f"address=/{s.host}/")
-            elif s.censor == "dns-blockpage":
-                lines.append(f"address=/{s.host}/{ISP_BLOCKPAGE_IP}")
-            elif s.censor == "dns-bogon":
-                lines.append(f"address=/{s.host}/{BOGON}")
-            elif s.censor == "dns-unknown-server":
-                lines.append(f"address=/{s.host}/{ISP_NOTICE_IP}")
-            elif s.censor == "dns-ghost":
-                lines.append(f"address=/{s.host}/{GHOST_IP}")
-            elif s.censor == "cdn-inside":
-                lines.append(f"address=/{s.host}/{CDN_INSIDE_IP}")
-            elif s.censor == "dns-servfail-all":
-                lines.append(f"server=/{s.host}/{SERVFAIL_DNS_IP}")
+        # What the ISP's resolver says for a censored name: no address (NXDOMAIN), an address of its choice, or
+        # whatever a server that fails says (SERVFAIL).
+        answers = {"dns-nxdomain": ("address", ""), "dns-intercept": ("address", ""),
+                   "dns-blockpage": ("address", ISP_BLOCKPAGE_IP), "dns-bogon": ("address", BOGON),
+                   "dns-unknown-server": ("address", ISP_NOTICE_IP), "dns-ghost": ("address", GHOST_IP),
+                   "cdn-inside": ("address", CDN_INSIDE_IP), "dns-servfail-all": ("server", SERVFAIL_DNS_IP)}
+        lines += [f"{answers[s.censor][0]}=/{s.host}/{answers[s.censor][1]}" for s in scenarios if s.censor in answers]
         (self.state / "dnsmasq.conf").write_text("\n".join(lines) + "\n")
         self._spawn("dnsmasq", self.isp, "dnsmasq", "-k", "-C", str(self.state / "dnsmasq.conf"))
         www = self.state / "www"
