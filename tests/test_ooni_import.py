@@ -203,8 +203,9 @@ def test_cli_imports_a_fixture_file(tmp_path) -> None:
 
 # OONI's QA measurements where probe's verdict differs from OONI's, and why (README, "Agreement with OONI").
 QA_DIFFERENT = {
-    # The helper failed, but the measurement's own DoH lookup (dns.google) agrees with the answer and the page
-    # came: probe judges with the DoH control (ok); OONI calls the analysis failed (null).
+    # The helper failed, but the measurement's own DoH lookup (recorded by OONI; analysis only, nothing is
+    # contacted) agrees with the answer and the page came: probe judges with the DoH control (ok); OONI calls
+    # the analysis failed (null).
     "controlFailureWithSuccessfulHTTPWebsite": ("ok", False),
     # The answer differs from the control's, yet a TLS handshake for the name verifies on it (OONI's QA world
     # gives its blockpage server a certificate for every name): probe takes a verified certificate as proof that
