@@ -21,7 +21,7 @@ from typing import Literal
 
 import trio
 
-from .analysis.httpdiff import compare
+from .analysis.pages import compare_helper
 from .control.client import ControlClient
 from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
 from .netpolicy import NetPolicy, is_ip_literal
@@ -393,7 +393,4 @@ def _helper_page_differs(hop: HttpHop, c: ControlResult | None) -> bool:
     """No helper page, or one unlike ours by OONI's tests: worth fetching the https page to tell why."""
     if c is None or c.failure or c.http_failure or c.http_status is None:
         return True
-    return not compare(status=hop.status, body_length=hop.body_length, header_names=[k for k, _ in hop.headers],
-                       title=hop.title, body_sha256=hop.body_sha256, c_status=c.http_status,
-                       c_body_length=c.http_body_length, c_header_names=c.http_headers.keys(),
-                       c_title=c.http_title, c_body_sha256=c.http_body_sha256).consistent
+    return not compare_helper(hop, c).consistent

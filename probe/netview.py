@@ -1,4 +1,4 @@
-"""The network as a whole, surveyed once per run before any URL is measured.
+"""The network as a whole, surveyed at the start of each session of a run, before any URL is measured.
 
 Some networks lie about everything, not about one site: many ISP resolvers answer names that do not exist with
 an advertising server (NXDOMAIN hijacking), and a captive portal (a hotel's, a café's, an unpaid mobile plan's)
@@ -9,8 +9,9 @@ sites into "DNS blocking" and the second turns every site into either "blocked" 
   NXDOMAIN is *honest* (analysis then tells a ghost answer, which is censorship, from hijacking, which is not);
 - a connectivity check (`--portal-check URL`, a page that answers 204 with no body) is fetched through the
   system resolver; the control is asked too;
-- a check served wrong, together with a resolver answering both made-up names with the same address or a
-  control that cannot be reached, is a captive portal: the run measures nothing (`captive`, resumable).
+- a check served wrong, together with the system resolver answering both made-up names and the check's own
+  name with the same address, or a control that cannot be reached, is a captive portal: the run measures
+  nothing (`captive`, resumable).
 """
 
 from __future__ import annotations

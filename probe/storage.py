@@ -181,7 +181,11 @@ def survey_text(db: sqlite_utils.Database, survey_id: int) -> str | None:
 
 
 def survey(db: sqlite_utils.Database, survey_id: int) -> NetworkView | None:
-    text = survey_text(db, survey_id)
+    return _view(survey_text(db, survey_id))
+
+
+def _view(text: str | None) -> NetworkView | None:
+    """A stored survey (JSON); None for none, or an unreadable one."""
     try:
         return NetworkView.from_dict(json.loads(text) if text else None)
     except ValueError:
@@ -202,10 +206,7 @@ def line_quality(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
 def network_view(db: sqlite_utils.Database, run_id: int) -> NetworkView | None:
     """The run's network survey; None for runs from before surveys (or an unreadable one)."""
     row = db.execute("select network from runs where id = ?", [run_id]).fetchone()
-    try:
-        return NetworkView.from_dict(json.loads(row[0]) if row and row[0] else None)
-    except ValueError:
-        return None
+    return _view(row[0] if row else None)
 
 
 def set_vantage(db: sqlite_utils.Database, run_id: int, asn: int | None, network: str | None,

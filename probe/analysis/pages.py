@@ -59,7 +59,7 @@ def _compare_hops(ours: HttpHop, ref: HttpHop) -> HttpComparison:
                    c_body_sha256=ref.body_sha256)
 
 
-def _compare_helper(ours: HttpHop, c: ControlResult) -> HttpComparison:
+def compare_helper(ours: HttpHop, c: ControlResult) -> HttpComparison:
     return compare(status=ours.status, body_length=ours.body_length, header_names=[k for k, _ in ours.headers],
                    title=ours.title, body_sha256=ours.body_sha256, c_status=c.http_status,
                    c_body_length=c.http_body_length, c_header_names=c.http_headers.keys(), c_title=c.http_title,
@@ -70,7 +70,7 @@ def references(obs: Observations, helper: ControlResult | None) -> dict[str, Ref
     """Every page we can compare ours with, best first."""
     out: dict[str, Reference] = {}
     if helper is not None and helper.http_status is not None and helper.http_failure is None:
-        out["helper"] = Reference("helper", functools.partial(_compare_helper, c=helper), same_vantage=False)
+        out["helper"] = Reference("helper", functools.partial(compare_helper, c=helper), same_vantage=False)
     for chain, name in (("control", "control-address page"), ("https", "https page")):
         hops = obs.chain(chain)
         if hops and is_page(hops[-1]):

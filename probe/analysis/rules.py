@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..models import Layer, Status
+from .attempts import CERT_FAILURES as _CERT
 from .facts import Facts
 
 RULES_VERSION = "2026.12.1"
 
 _INTERFERENCE = {"connection_reset", "connection_aborted", "eof_error", "generic_timeout_error"}
-_CERT = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
 _LOOKUP = {"dns_nxdomain_error", "dns_no_answer"}
 
 

@@ -151,7 +151,6 @@ class _Try:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    url: str
     ip: str
     scheme: str
     host: str
@@ -175,7 +174,7 @@ def _request(url: str, ip: str) -> _Request:
     request = h11.Request(method="GET", target=_request_target(parts), headers=[
         ("Host", authority if default_port else f"{authority}:{port}"), *BROWSER_HEADERS.items(),
         ("Connection", "keep-alive")])
-    return _Request(url, ip, scheme, host, port, request)
+    return _Request(ip, scheme, host, port, request)
 
 
 async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *, timeout: float, body_cap: int,
