@@ -5,7 +5,7 @@
 
 1. One volunteer's database of N measurements (runs of --per-run, real observations from tests/golden, written
    through storage), and the requests `probe upload` makes for it: per run, `POST /v1/known` then one
-   `POST /v1/measurements` with the run's measurements (the documents come from probe/upload.py itself).
+   `POST /v1/measurements` with the run's measurements (the documents come from probe/volunteer/upload.py itself).
    Each volunteer sends those requests with its own token and its own UUIDs (run and measurement UUIDs
    remapped per volunteer), so nothing is a duplicate. The documents are made before the clock starts: the
    figures are the collector's, not the client's.
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from probe import storage  # noqa: E402
 from probe.collector import wire  # noqa: E402
 from probe.collector.store import new_token  # noqa: E402
-from probe.upload import _documents  # noqa: E402
+from probe.volunteer.upload import _documents  # noqa: E402
 from tests.collector_world import golden_observations, volunteer_db  # noqa: E402
 
 _IDS = re.compile(rb'"(x_probe_uuid|x_probe_run_uuid|run)": "([0-9a-f-]{36})"')

@@ -43,7 +43,7 @@ from probe.lab.run import probe_command
 from probe.lab.rusage import run_measured
 from probe.lab.scenarios import Scenario
 from probe.lab.topology import Lab
-from probe.runner import DNS_IN_FLIGHT, default_concurrency, raise_fd_limit
+from probe.measure.runner import DNS_IN_FLIGHT, default_concurrency, raise_fd_limit
 
 SITES = 1000
 

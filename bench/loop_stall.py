@@ -28,8 +28,8 @@ from engine import SERVER
 from merge_export import synthesise
 
 from probe import storage
-from probe.runner import RunOptions, run_async
-from probe.targets import read_inputs
+from probe.measure.runner import RunOptions, run_async
+from probe.measure.targets import read_inputs
 
 
 async def measured_run(db_path: Path, urls: list[str], dns_port: int) -> dict[str, object]:

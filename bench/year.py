@@ -35,8 +35,9 @@ from pathlib import Path
 from calibrate import machine  # bench/ is the script's directory
 from merge_export import BLOCKPAGE, add_observations, insert_rows
 
-from probe import method, storage
+from probe import storage
 from probe.lab.servers import DnsEntry, DnsZone, InThread, Site, Sites, serve_dns, serve_http
+from probe.measure import method
 
 NETWORKS = ((64500, "TESTNET-A", "PK"), (64501, "TESTNET-B", "PK"))
 PROBE = [sys.executable, "-m", "probe"]

@@ -16,8 +16,10 @@ _WHERE = {
     "RULES_VERSION": "analysis", "analyse": "analysis", "ProbeError": "errors",
     **dict.fromkeys(("ControlResult", "DnsQuery", "HttpHop", "Observations", "Target", "TcpConnect",
                      "TlsHandshake", "Verdict"), "models"),
-    "RunOptions": "runner", "RunSummary": "runner", "run_async": "runner", "Session": "session",
-    "open_db": "storage", **dict.fromkeys(("ListWarning", "TargetError", "normalise", "read_inputs"), "targets"),
+    "RunOptions": "measure.runner", "RunSummary": "measure.runner", "run_async": "measure.runner",
+    "Session": "measure.session",
+    "open_db": "storage",
+    **dict.fromkeys(("ListWarning", "TargetError", "normalise", "read_inputs"), "measure.targets"),
 }
 
 
@@ -37,11 +39,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .analysis import RULES_VERSION, analyse
     from .errors import ProbeError
+    from .measure.runner import RunOptions, RunSummary, run_async
+    from .measure.session import Session
+    from .measure.targets import ListWarning, TargetError, normalise, read_inputs
     from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
-    from .runner import RunOptions, RunSummary, run_async
-    from .session import Session
     from .storage import open_db
-    from .targets import ListWarning, TargetError, normalise, read_inputs
 
 __all__ = [  # noqa: RUF022  (plain sorted order, checked by tests/test_docs.py)
     "ControlResult",

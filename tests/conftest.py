@@ -28,7 +28,7 @@ from probe.lab.servers import (
     serve_http,
     serve_reset,
 )
-from probe.runner import RunOptions
+from probe.measure.runner import RunOptions
 
 # Reference data that may be read but never copied into the repository (PROBE_SHARED_DATA to point at it).
 SHARED_DATA = Path(os.environ.get("PROBE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from probe import open_db
+from probe.measure.targets import normalise
 from probe.models import Observations, Verdict
 from probe.research import claims
 from probe.storage import create_run, finish_run, set_vantage, write_measurement
-from probe.targets import normalise
 
 NET_A = (64500, "TESTNET-A")
 # A long name, as real ones are: the report must fit it, not clip it.

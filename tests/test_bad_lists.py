@@ -8,7 +8,7 @@ import subprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.targets import parse_list
+from probe.measure.targets import parse_list
 from tests.test_cli_run import probe_cmd
 
 MALFORMED_KINDS = [

@@ -105,7 +105,7 @@ def upload(url: str, token: str | None, db: Path, *args: str) -> subprocess.Comp
 def batch(db: Path) -> bytes:
     """The body `probe upload` sends for a volunteer database's first run (for requests our client never makes)."""
     from probe import storage
-    from probe.upload import _documents
+    from probe.volunteer.upload import _documents
 
     vdb = storage.open_existing(db)
     try:

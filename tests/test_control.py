@@ -65,10 +65,10 @@ async def test_unreachable_control_gives_error_not_blocked(world):
 
 
 async def test_blockpage_and_censor_ip_are_named_and_reanalysis_finds_them(world, nursery, shared_data):
-    from probe.reanalysis import reanalyze
     from probe.signatures import SignatureSet
     from probe.signatures.loaders import load_builtin
     from probe.signatures.model import make
+    from probe.storage.reanalysis import reanalyze
 
     net = world
     page = (shared_data / "pk-surf-safely-blockpage-censoredplanet-quack-2021-05-31.html").read_bytes()

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from probe import storage
-from probe.targets import normalise
+from probe.measure.targets import normalise
 from tests.test_cli_run import PROBE, probe_cmd
 
 READ_COMMANDS = [["runs"], ["results"], ["diff", "1", "2"], ["claims", "list"], ["claims", "compare", "k"],

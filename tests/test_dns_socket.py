@@ -14,15 +14,15 @@ import sys
 
 import pytest
 
-from probe.steps.dns import SENDS
+from probe.measure.steps.dns import SENDS
 
 NS = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")[:-1] + "i"  # machine-wide: one per checkout
 
 QUERIES = r"""
 import json, trio
 from probe.lab.servers import DnsEntry, DnsZone, serve_dns
-from probe.steps import dns
-from probe.steps.dns_socket import DnsSockets
+from probe.measure.steps import dns
+from probe.measure.steps.dns_socket import DnsSockets
 
 zone = DnsZone(entries={"*.test": DnsEntry(a=("198.18.0.9",))}, delay=0.2)
 names = [f"w{i}.test" for i in range(10)] + ["blocked.test"]

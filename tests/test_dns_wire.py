@@ -10,8 +10,8 @@ import dns.message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.steps.dns import parse_reply
-from probe.steps.dns_wire import read_reply
+from probe.measure.steps.dns import parse_reply
+from probe.measure.steps.dns_wire import read_reply
 
 # Mostly plain labels (read here), sometimes ones dnspython escapes in text (left to it).
 LABELS = st.sampled_from([b"a", b"B", b"cdn", b"www", b"x-1", b"_srv", b"a", b"cdn", b"\xc3\xa9", b"a.b"])

@@ -204,10 +204,10 @@ def test_no_route_is_told_by_this_machine_s_routing_table():
     import subprocess
     import sys
 
-    from probe.steps.tcp import has_local_route
+    from probe.measure.steps.tcp import has_local_route
 
     assert has_local_route("127.0.0.1")
-    code = ("import trio; from probe.steps import tcp\n"
+    code = ("import trio; from probe.measure.steps import tcp\n"
             "c, s = trio.run(lambda: tcp.connect('198.18.0.1', 80, timeout=2, origin='probe', clock=lambda: 0.0))\n"
             "print(c.failure, c.no_local_route, tcp.has_local_route('198.18.0.1'))")
     out = subprocess.run(["unshare", "--net", sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,6 +1,6 @@
 """The HTTP step against loopback servers that misbehave in the ways real ones do.
 
-Each server here is a plain TCP listener written for the case; the step under test is `probe.steps.http.fetch`
+Each server here is a plain TCP listener written for the case; the step under test is `probe.measure.steps.http.fetch`
 as measure.py calls it.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from probe.netpolicy import NetPolicy
-from probe.steps import http
-from probe.steps.tls import TlsContexts
+from probe.measure.netpolicy import NetPolicy
+from probe.measure.steps import http
+from probe.measure.steps.tls import TlsContexts
 
 Handler = Callable[[trio.SocketStream, list[bytes]], Awaitable[None]]
 

@@ -84,8 +84,8 @@ async def test_behind_a_captive_portal_nothing_is_judged_and_the_run_waits_for_a
 
 
 def test_a_blocked_connectivity_check_alone_is_no_captive_portal() -> None:
+    from probe.measure.netview import captive
     from probe.models import DnsQuery, NetworkView
-    from probe.netview import captive
 
     def answer(*addrs: str) -> DnsQuery:
         return DnsQuery(resolver="system:x", engine="udp", hostname="x", query_type="A", answers=addrs)

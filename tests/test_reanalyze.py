@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from probe import RULES_VERSION, open_db, read_inputs, run_async
-from probe.reanalysis import reanalyze
 from probe.storage import measurements
+from probe.storage.reanalysis import reanalyze
 
 
 async def test_reanalyze_restores_verdicts_from_observations_alone(net):

@@ -326,7 +326,7 @@ def test_which_items_were_blocked_on_the_claims_date(world, copy, tmp_path):
 
 def test_the_full_integrity_check_runs_once_a_day_and_on_probe_check(tmp_path):
     from probe import storage
-    from probe.targets import normalise
+    from probe.measure.targets import normalise
 
     path = tmp_path / "c.db"
     db = storage.open_db(path)

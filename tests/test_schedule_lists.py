@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.lists import default_inputs, lists_dir
-from probe.targets import read_inputs
+from probe.measure.targets import read_inputs
+from probe.volunteer.lists import default_inputs, lists_dir
 from tests.test_cli_run import PROBE
 
 SCHEDULE = [*PROBE, "schedule", "--accept-risk"]  # the consent has its own test (test_schedule_needs_consent...)

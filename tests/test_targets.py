@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probe.targets import TargetError, normalise, parse_list, read_inputs
+from probe.measure.targets import TargetError, normalise, parse_list, read_inputs
 
 
 @pytest.mark.parametrize("raw, url, host, port", [

@@ -142,7 +142,7 @@ async def test_merge_is_idempotent_and_never_touches_its_sources(volunteers, tmp
     assert {line[header.index("uuid")] for line in lines} == {u for u, v in expected.items() if v[1] == NET_B}
 
     # Merged rows can be judged again from what was copied: `probe reanalyze` needs nothing else.
-    from probe.reanalysis import reanalyze
+    from probe.storage.reanalysis import reanalyze
 
     reanalyze(dest)
     assert _verdicts(tmp_path / "all.db") == expected

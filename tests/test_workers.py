@@ -15,7 +15,7 @@ from pathlib import Path
 
 from probe import open_db, read_inputs, run_async
 from probe.lab.servers import DnsEntry, DnsZone, InThread, Site, Sites, serve_dns, serve_http
-from probe.steps.dns_socket import ROTATE_AFTER
+from probe.measure.steps.dns_socket import ROTATE_AFTER
 from probe.storage import load_observations, measurements
 from tests.test_cli_run import probe_cmd
 

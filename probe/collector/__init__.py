@@ -2,7 +2,7 @@
 exports and the ClickHouse schema work on it as on any probe database).
 
 - wire.py: the upload format (OONI Web Connectivity documents as `probe export --format ooni` writes them, with
-  our UUIDs) and its strict validation; shared by the client (probe/upload.py) and the server.
+  our UUIDs) and its strict validation; shared by the client (probe/volunteer/upload.py) and the server.
 - store.py: tokens, and writing a validated batch through storage, durably, duplicates ignored.
 - app.py: the HTTP API (Starlette), its limits, and serving it with hypercorn on trio.
 """

@@ -20,10 +20,10 @@ import h11
 import trio
 
 from ..failures import TIMEOUT, classify, from_helper_dns
+from ..measure.netpolicy import is_ip_literal
+from ..measure.steps.dns_wire import fields, parse_reply, query_wire, question, read_reply
+from ..measure.steps.http import BROWSER_HEADERS
 from ..models import ControlResult, DnsQuery, Target
-from ..netpolicy import is_ip_literal
-from ..steps.dns_wire import fields, parse_reply, query_wire, question, read_reply
-from ..steps.http import BROWSER_HEADERS
 from .transport import ReplyTooLarge, ServiceClient
 
 # Used only when the user gives no --doh and no --no-control; tests always override.

@@ -23,12 +23,12 @@ from typing import Any
 import trio
 
 from ..failures import REFUSED_PREFIX, TIMEOUT
-from ..measure import MeasureConfig, measure_url
+from ..measure.netpolicy import NetPolicy
+from ..measure.steps import dns, tcp, tls
+from ..measure.steps.dns_socket import DnsSockets
+from ..measure.targets import TargetError, normalise
+from ..measure.url import MeasureConfig, measure_url
 from ..models import Observations, Target
-from ..netpolicy import NetPolicy
-from ..steps import dns, tcp, tls
-from ..steps.dns_socket import DnsSockets
-from ..targets import TargetError, normalise
 from .client import endpoint
 from .h11server import Request, Response, error
 

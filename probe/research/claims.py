@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ..targets import TargetError, normalise
+from ..measure.targets import TargetError, normalise
 from ..verdicts import MEANING, SHORT, STATUSES, said
 from . import queries
 

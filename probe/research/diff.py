@@ -8,9 +8,9 @@ measure different censors: comparing them silently would mislead, so `compare_ru
 `history` groups runs by network.
 
 Runs that measured differently (another rules version, other signatures, control, resolvers or timeouts: see
-probe/method.py) are not compared as if they had not: a verdict that changed between them is `our-method-changed`
-unless `across_methods` is asked for. And a pair of runs always says what it covered: a run that measured nothing
-(offline) or part of its list is "not compared", never "no change".
+probe/measure/method.py) are not compared as if they had not: a verdict that changed between them is
+`our-method-changed` unless `across_methods` is asked for. And a pair of runs always says what it covered: a run
+that measured nothing (offline) or part of its list is "not compared", never "no change".
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .. import method
+from ..measure import method
 from ..verdicts import CHANGES, INTERFERENCE
 from . import queries
 from .queries import QueryError, network_of

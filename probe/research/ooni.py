@@ -26,11 +26,11 @@ import dns.message
 
 from .. import failures
 from ..control.client import parse_helper_reply
+from ..measure.netpolicy import NetPolicy, is_ip_literal
+from ..measure.steps.dns_wire import parse_reply
+from ..measure.steps.http import extract_title
+from ..measure.targets import normalise
 from ..models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
-from ..netpolicy import NetPolicy, is_ip_literal
-from ..steps.dns_wire import parse_reply
-from ..steps.http import extract_title
-from ..targets import normalise
 from ..verdicts import ooni_blocking
 
 TEST_VERSION = "0.5.28"
@@ -277,7 +277,7 @@ def _tls(h: dict[str, Any], hostname: str) -> TlsHandshake:
     ip, port = _split_endpoint(h.get("address") or "")
     chain = tuple(h.get("x_probe_peer_chain") or ())
     if not chain and h.get("peer_certificates"):
-        from ..steps.tls import cert_info
+        from ..measure.steps.tls import cert_info
 
         chain = tuple(cert_info(_text(c)) for c in h["peer_certificates"])
     return TlsHandshake(ip=ip, port=port, sni=h.get("server_name") or hostname,

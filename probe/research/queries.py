@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .. import method
+from ..measure import method
 
 SINCE_FORMS = "YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC offset (default UTC)"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .. import method
+from ..measure import method
 from ..verdicts import CHANGES, COLORS, INTERFERENCE, MEANING, SHORT, STATUSES, said
 from . import claims as claims_mod
 from . import queries

@@ -1,7 +1,7 @@
 """Timelines: the history of each URL on each network, and what was blocked on a given date.
 
 Per URL and network, from its verdicts in run order: when it was first seen blocked, last seen reachable, blocked
-since when (the current streak), how often it went in and out (flapping), and where the method (probe/method.py)
+since when (the current streak), how often it went in and out (flapping), and where the method (probe/measure/method.py)
 or the blockpage changed. The words follow `probe/verdicts.py` and `research/diff.py`: `down` and `error` say
 nothing about blocking, so they neither end nor start a streak; a run that did not measure the URL is a gap, not
 a verdict; an in-or-out across a change of method is counted apart (`method_flips`), never as flapping.
@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .. import method
+from ..measure import method
 from . import queries
 
 MEASURED = ("ok", "anomaly", "blocked")  # the verdicts that say something about blocking

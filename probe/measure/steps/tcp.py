@@ -10,8 +10,8 @@ from typing import Literal
 
 import trio
 
-from ..failures import TIMEOUT, classify
-from ..models import TcpConnect
+from ...failures import TIMEOUT, classify
+from ...models import TcpConnect
 
 UNREACHABLE = {"network_unreachable", "host_unreachable", "network_down"}
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import idna
 
-from .errors import ProbeError
-from .models import Target
+from ..errors import ProbeError
+from ..models import Target
 
 CITIZENLAB_HEADER = ("url", "category_code", "category_description", "date_added", "source", "notes")
 MAX_URL_LENGTH = 2048

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import trio
 
-from .analysis import Judge
-from .measure import MeasureConfig, Unsettled, measure_unsettled
-from .models import Observations, Target, Verdict
+from ..analysis import Judge
+from ..models import Observations, Target, Verdict
+from .url import MeasureConfig, Unsettled, measure_unsettled
 
 Judged = tuple[Observations, Verdict]
 

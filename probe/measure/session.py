@@ -19,11 +19,11 @@ from typing import Any
 import sqlite_utils
 import trio
 
-from . import signatures, storage
-from .analysis import Matcher
-from .errors import DatabaseError, NothingToResume, OptionConflict
+from .. import signatures, storage
+from ..analysis import Matcher
+from ..errors import DatabaseError, NothingToResume, OptionConflict
+from ..models import Target
 from .lock import DbLock
-from .models import Target
 from .runner import Progress, RunOptions, RunSummary, run_async
 
 # Options that belong to one session, not to the run: where the database is now, this session's limits, and

@@ -1,7 +1,8 @@
 """Commands that move results from volunteers to researchers: `probe upload` and `probe collector ...`.
 
-Click only: each command parses, calls probe/upload.py or probe/collector/, prints. Registered in cli.py.
-Exit codes besides the usual ones (cli.py): 6 the collector could not be reached or refused the upload.
+Click only: each command parses, calls probe/volunteer/upload.py or probe/collector/, prints. Registered in
+cli/__init__.py.
+Exit codes besides the usual ones (cli/__init__.py): 6 the collector could not be reached or refused the upload.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from . import storage
-from .cli_support import database, db_option, signature_set
-from .errors import ProbeError
+from .. import storage
+from ..errors import ProbeError
+from .support import database, db_option, signature_set
 
 _token_option = click.option("--token", envvar="PROBE_UPLOAD_TOKEN", metavar="TOKEN",
                              help="The token the researchers gave you (or $PROBE_UPLOAD_TOKEN).")
@@ -26,7 +27,7 @@ _collector_db = click.option("--db", "db_path", required=True, type=click.Path(d
 def upload_runs(db_path: Path, run_id: int | None, url: str, token: str | None, *, yes: bool, ca_file: str | None,
                 retries: int = 3, say: Callable[[str], None]) -> None:
     """Show what will be sent, ask once (unless `yes`), send; shared by `probe upload` and `probe run --upload`."""
-    from .upload import check_destination, describe, runs_to_send, upload
+    from ..volunteer.upload import check_destination, describe, runs_to_send, upload
 
     if not token:
         raise click.ClickException("no token: pass --token TOKEN or set PROBE_UPLOAD_TOKEN (the researchers "
@@ -110,11 +111,11 @@ def collector_serve(listen: str, db_path: str, tls_cert: str | None, tls_key: st
     import trio
 
     try:
-        from .collector.app import Limits, serve, stop_on_signal
+        from ..collector.app import Limits, serve, stop_on_signal
     except ImportError as e:
         raise click.ClickException(f"the collector needs its extra ({e.name} is missing): "
                                    "pip install 'blockprobe[collector]'") from None
-    from .collector.store import Store
+    from ..collector.store import Store
 
     host, _, port = listen.rpartition(":")
     if not port.isdigit() or not host:
@@ -174,7 +175,7 @@ def token_add(name: str, db_path: str) -> None:
 
         probe collector token add volunteer-lahore-1 --db collected.db
     """
-    from .collector.store import new_token
+    from ..collector.store import new_token
 
     db = storage.open_collector(db_path)
     try:

@@ -34,8 +34,8 @@ def _digest(data: bytes) -> str:
 
 def signature_sources(options: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The signature sets these options load (as `signatures.load` does), each by name and content digest."""
-    from .signatures import cache_dir
-    from .signatures.loaders import CACHE_FILES
+    from ..signatures import cache_dir
+    from ..signatures.loaders import CACHE_FILES
 
     if not options.get("signatures", True):
         return []

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 
 class ConfigError(ProbeError, ValueError):

@@ -18,8 +18,17 @@ from typing import Any
 import click
 import trio
 
-from . import __version__, cli_collect, cli_research, reanalysis, signatures, storage
-from .cli_support import (
+from .. import __version__, signatures, storage
+from ..control.transport import split_service_url
+from ..errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
+from ..measure.netview import DEFAULT_PORTAL_CHECK
+from ..measure.runner import Progress, RunOptions, RunSummary
+from ..measure.session import Session
+from ..measure.targets import filter_categories, read_inputs
+from ..storage import reanalysis
+from . import collect as cli_collect
+from . import research as cli_research
+from .support import (
     CONFIG_DB,
     InputFile,
     check_packs,
@@ -29,12 +38,6 @@ from .cli_support import (
     keep_examples,
     signature_set,
 )
-from .control.transport import split_service_url
-from .errors import EXIT_CAPTIVE, EXIT_OFFLINE, EXIT_PARTIAL, EXIT_USAGE, ProbeError
-from .netview import DEFAULT_PORTAL_CHECK
-from .runner import Progress, RunOptions, RunSummary
-from .session import Session
-from .targets import filter_categories, read_inputs
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -84,7 +87,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
         probe run lists/default.txt
     """
-    from . import config
+    from ..volunteer import config
 
     path = config.find(config_path)
     if path is None:
@@ -97,7 +100,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 def _default_inputs(data_dir: str | None = None, country: str | None = None) -> list[str]:
     """Cached Citizen Lab lists (global + country) when `probe lists update` fetched them, else our small list."""
-    from .lists import default_inputs
+    from ..volunteer.lists import default_inputs
 
     cached = default_inputs(Path(data_dir) if data_dir else None, country)
     if cached:
@@ -210,7 +213,7 @@ def run(**params: Any) -> int:
 
 
 def _consent(accept_risk: bool) -> None:
-    from . import consent
+    from ..volunteer import consent
 
     if accept_risk or consent.accepted():
         return
@@ -222,7 +225,7 @@ def _consent(accept_risk: bool) -> None:
 
 def _ask_consent() -> None:
     """The notice, and the question; a yes is kept for this user on this machine (consent.marker)."""
-    from . import consent
+    from ..volunteer import consent
 
     click.echo(consent.NOTICE, err=True)
     if not click.confirm("Do you accept these risks and want to measure?", err=True):
@@ -257,9 +260,9 @@ def _absolute(path: str | None) -> str | None:
 
 def _options(a: dict[str, Any]) -> RunOptions:
     """RunOptions from the command's parameters, checked: every bad value is named before anything is created."""
-    from .netpolicy import parse_networks
-    from .steps.dns import Resolver
-    from .steps.tls import check_ca_file
+    from ..measure.netpolicy import parse_networks
+    from ..measure.steps.dns import Resolver
+    from ..measure.steps.tls import check_ca_file
 
     try:
         opts = RunOptions(
@@ -354,7 +357,7 @@ def _conclude(summary: RunSummary, db_path: Path, log, quiet: bool, min_free_mb:
                          f"was measured; log in to the network (open any web page in a browser), then {resume}")
         return EXIT_CAPTIVE
     if summary.network is not None and (summary.network.hijacking or summary.network.check):
-        from .netview import describe
+        from ..measure.netview import describe
 
         _say(log, quiet, f"network: {describe(summary.network)}")
     line = summary.line
@@ -480,7 +483,7 @@ def helper_serve(listen: str, resolvers: tuple[str, ...], ca_file: str | None, a
 
         probe helper serve --listen 0.0.0.0:8780
     """
-    from .control.helper_server import serve_until_signal
+    from ..control.helper_server import serve_until_signal
 
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -521,8 +524,8 @@ def signatures_update(data_dir: str | None, ooni_base: str | None, cp_base: str 
 
         probe signatures update
     """
-    from .signatures import cache_dir
-    from .signatures.update import update
+    from ..signatures import cache_dir
+    from ..signatures.update import update
 
     dest = cache_dir(Path(data_dir) if data_dir else None)
     failed = 0
@@ -601,7 +604,7 @@ def signatures_test(file: str, headers: tuple[str, ...], addresses: tuple[str, .
 
         probe signatures test saved-page.html --header "Location: http://119.73.65.87:8080/redirect.html"
     """
-    from .models import HttpHop
+    from ..models import HttpHop
 
     sigset = signature_set(data_dir)
     assert sigset is not None
@@ -635,7 +638,7 @@ def lab() -> None:
 
 
 def _lab(prefix: str, dns_delay: float = 0.0, http_delay: float = 0.0):
-    from .lab.topology import Lab
+    from ..lab.topology import Lab
 
     return Lab(prefix=prefix, dns_delay=dns_delay, http_delay=http_delay)
 
@@ -654,7 +657,7 @@ def lab_up(prefix: str, dns_delay: float, http_delay: float) -> None:
 
         sudo probe lab up --http-delay 0.05
     """
-    from .lab.topology import LabError
+    from ..lab.topology import LabError
 
     try:
         _lab(prefix, dns_delay, http_delay).up()
@@ -702,9 +705,9 @@ def lab_run(prefix: str, names: tuple[str, ...], db_path: str | None, then_down:
 
         sudo probe lab run --scenario snirst --scenario dns-nxdomain
     """
-    from .lab.run import report, run_scenarios
-    from .lab.scenarios import SCENARIOS, by_name
-    from .lab.topology import LabError
+    from ..lab.run import report, run_scenarios
+    from ..lab.scenarios import SCENARIOS, by_name
+    from ..lab.topology import LabError
 
     the_lab = _lab(prefix)
     try:
@@ -745,9 +748,9 @@ def schedule(every: str, jitter: str, config_file: str | None, db_path: str | No
 
         probe schedule --every 6h --config /etc/probe/probe.toml -- --log /var/log/probe.log
     """
-    from . import config, consent
-    from .crontab import Schedule, install_cron, install_units, parse_duration
-    from .paths import database_path
+    from ..paths import database_path
+    from ..volunteer import config, consent
+    from ..volunteer.crontab import Schedule, install_cron, install_units, parse_duration
 
     if not accept_risk and not consent.marker().exists():  # $PROBE_ACCEPT_RISK is not a person saying yes
         if not sys.stdin.isatty():
@@ -806,7 +809,7 @@ def lists_update(countries: tuple[str, ...], base: str | None, data_dir: str | N
 
         probe lists update --country pk
     """
-    from .lists import lists_dir, update
+    from ..volunteer.lists import lists_dir, update
 
     dest = lists_dir(Path(data_dir) if data_dir else None)
     failed = 0

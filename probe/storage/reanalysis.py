@@ -3,7 +3,7 @@
 Each run is re-judged with its own signature options (`runs.options`: `--no-signatures` stays without signatures,
 `--signatures FILE` reloads that file), so that a reanalysis changes verdicts only where the rules or the
 signature sets themselves changed. Every verdict replaced is kept in `verdict_history` (nothing is lost), the run
-then counts as the new rules version and signature sets (its method, probe/method.py), and every changed verdict
+then counts as the new rules version and signature sets (its method, probe/measure/method.py), and every changed verdict
 is listed. A dry run computes the same list and writes nothing.
 """
 
@@ -18,10 +18,11 @@ from typing import Any
 
 import sqlite_utils
 
-from . import method, signatures, storage
-from .analysis import RULES_VERSION, Matcher, analyse
-from .models import NetworkView
-from .research.queries import network_of
+from .. import signatures, storage
+from ..analysis import RULES_VERSION, Matcher, analyse
+from ..measure import method
+from ..models import NetworkView
+from ..research.queries import network_of
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

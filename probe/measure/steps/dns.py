@@ -23,8 +23,8 @@ import dns.rdatatype
 import dns.resolver
 import trio
 
-from ..failures import TIMEOUT, classify
-from ..models import DnsQuery
+from ...failures import TIMEOUT, classify
+from ...models import DnsQuery
 from .dns_socket import DnsSockets, Exchange, ResolverSocket
 from .dns_wire import fields, parse_reply, question
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from . import storage
-from .cli_support import InputFile, database, db_option, open_for_reading, open_for_writing
+from .. import storage
+from .support import InputFile, database, db_option, open_for_reading, open_for_writing
 
-# The research commands are made here and added to `probe` by cli.py (this module never imports cli.py).
+# The research commands are made here and added to `probe` by the cli package's __init__ (never imported here).
 cli = click.Group("research-commands")
 
 RESULT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
@@ -31,8 +31,8 @@ def runs(db_path: str, as_json: bool) -> None:
 
         probe runs
     """
-    from .research.queries import run_summaries
-    from .verdicts import STATUSES
+    from ..research.queries import run_summaries
+    from ..verdicts import STATUSES
 
     rows = run_summaries(open_for_reading(db_path))
     if as_json:
@@ -66,7 +66,7 @@ def _research_error(e: ValueError) -> click.ClickException:
 
 
 def _since(value: str | None) -> str | None:
-    from .research.queries import QueryError, parse_since
+    from ..research.queries import QueryError, parse_since
 
     if value is None:
         return None
@@ -79,7 +79,7 @@ def _since(value: str | None) -> str | None:
 def _runs(db: Any, run_id: int | None, since: str | None, db_path: str) -> list[dict[str, Any]]:
     """The runs a --run/--since pair names, checked: a run that does not exist or a date no run follows is an error.
     `since` is the user's text."""
-    from .research import queries
+    from ..research import queries
 
     try:
         runs = queries.runs(db, run_id=run_id, since=_since(since))
@@ -114,9 +114,9 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
     """
     from typing import get_args
 
-    from .models import Layer
-    from .research import queries
-    from .verdicts import VerdictError, parse_status
+    from ..models import Layer
+    from ..research import queries
+    from ..verdicts import VerdictError, parse_status
 
     try:
         wanted = parse_status(status) if status is not None else None
@@ -136,7 +136,7 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             raise _research_error(e) from None
     _measured_something(db, run_id, database(db_path))
     if not (as_json or as_csv):  # which rules and method these verdicts rest on (stderr: stdout stays the list)
-        from . import method
+        from ..measure import method
 
         click.echo(f"run {run_id}: {method.brief(method.of_run(queries.run(db, run_id)))}", err=True)
     writer = csv.writer(sys.stdout) if as_csv else None
@@ -158,8 +158,8 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
 
 def _measured_something(db: Any, run_id: int, path: Any) -> None:
     """A run with no stored verdict is an error that says why (exit 7): an empty list is not "nothing blocked"."""
-    from .errors import NothingMeasured
-    from .research import queries
+    from ..errors import NothingMeasured
+    from ..research import queries
 
     run = queries.run(db, run_id)
     if storage.run_counts(db, run_id):
@@ -197,9 +197,9 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
 
         probe diff 12 15
     """
-    from .research.diff import compare_runs, history
-    from .research.queries import QueryError
-    from .verdicts import CHANGES
+    from ..research.diff import compare_runs, history
+    from ..research.queries import QueryError
+    from ..verdicts import CHANGES
 
     db = open_for_reading(db_path)
     if since is not None:
@@ -262,7 +262,7 @@ def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count
 
         probe claims add --key pta-2025-10 --authority PTA --date 2025-10-31 --count 139 --breakdown website=17
     """
-    from .research import claims
+    from ..research import claims
 
     parts: dict[str, int] | None = None
     if breakdown:
@@ -296,7 +296,7 @@ def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str 
     """
     from pathlib import Path
 
-    from .research import claims
+    from ..research import claims
 
     try:
         if items_for:
@@ -372,9 +372,9 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
 
         probe claims compare pta-2025-09-personal-data --list pta-sites.txt
     """
-    from .research import claims
-    from .research.queries import QueryError
-    from .verdicts import SHORT
+    from ..research import claims
+    from ..research.queries import QueryError
+    from ..verdicts import SHORT
 
     parsed = _since(since)
     urls = None if list_file is None else frozenset(_list_urls(list_file))
@@ -408,9 +408,9 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
 
 
 def _methods_note(db: Any, run_id: int | None, since: str | None) -> None:
-    """Which methods the latest verdicts come from: counts that mix methods say so (probe/method.py)."""
-    from . import method
-    from .research import queries
+    """Which methods the latest verdicts come from: counts that mix methods say so (probe/measure/method.py)."""
+    from ..measure import method
+    from ..research import queries
 
     runs = {r["id"]: r for r in queries.runs(db, run_id=run_id, since=since)}
     used = {m["run_id"] for m in queries.latest_per_url(db, runs.values())}
@@ -440,7 +440,7 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str, 
     """
     from pathlib import Path
 
-    from .research.report import TABLE_ROWS, render
+    from ..research.report import TABLE_ROWS, render
 
     _since(since)  # a bad date is an error before anything else
     if run_id is not None and since is not None:
@@ -479,7 +479,7 @@ def export(db_path: str, run_id: int | None, since: str | None, everything: bool
     from pathlib import Path
 
     if fmt == "clickhouse-schema":
-        from .research.clickhouse import schema
+        from ..research.clickhouse import schema
 
         if output:
             Path(output).write_text(schema(), encoding="utf-8")
@@ -491,8 +491,8 @@ def export(db_path: str, run_id: int | None, since: str | None, everything: bool
         return
     if since or everything:
         raise click.ClickException(f"--since and --all apply to --format parquet, not {fmt} (give --run)")
-    from .research.exchange import export as do_export
-    from .research.queries import QueryError, run
+    from ..research.exchange import export as do_export
+    from ..research.queries import QueryError, run
 
     db = open_for_reading(db_path)
     if run_id is None:
@@ -518,7 +518,7 @@ def export(db_path: str, run_id: int | None, since: str | None, everything: bool
 
 def _export_parquet(db_path: str, run_id: int | None, since: str | None, everything: bool,
                     output: str | None) -> None:
-    from .research.parquet import ExportError, export_parquet, require_pyarrow, selection
+    from ..research.parquet import ExportError, export_parquet, require_pyarrow, selection
 
     if not output:
         raise click.ClickException("--format parquet needs -o DIR")
@@ -553,7 +553,7 @@ def merge(sources: tuple[str, ...], dest_path: str) -> None:
     """
     from pathlib import Path
 
-    from .research.merge import merge as do_merge
+    from ..research.merge import merge as do_merge
 
     failed = 0
     added: dict[str, int] = {}
@@ -602,8 +602,8 @@ def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, pack
     """
     from pathlib import Path
 
-    from .cli_support import signature_set
-    from .research.exchange import import_ooni as do_import
+    from ..research.exchange import import_ooni as do_import
+    from .support import signature_set
 
     sigset = signature_set(data_dir, packs=packs)
     path = database(db_path)
@@ -639,7 +639,7 @@ def datasette(db_path: str, metadata_file: str) -> None:
     """
     from pathlib import Path
 
-    from .research.datasette import metadata
+    from ..research.datasette import metadata
 
     open_for_reading(db_path).close()  # it must exist: Datasette would create an empty one
     db_path = str(database(db_path))
@@ -674,9 +674,9 @@ def timeline(db_path: str, url: str | None, category: str | None, list_file: str
         probe timeline --list pta-sites.txt --on 2025-09-09
         probe timeline --claim pta-2025-10 --csv > claim.csv
     """
-    from .research import queries
-    from .research import timeline as tl
-    from .targets import TargetError, normalise
+    from ..measure.targets import TargetError, normalise
+    from ..research import queries
+    from ..research import timeline as tl
 
     chosen = [name for name, v in (("URL", url), ("--category", category), ("--list", list_file),
                                    ("--claim", claim_key)) if v is not None]
@@ -753,7 +753,7 @@ def _table_out(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bo
 
 def _list_urls(list_file: str) -> list[str]:
     """The URLs of a `--list` file, in its order, once each; its bad lines said as warnings."""
-    from .targets import TargetError, read_inputs
+    from ..measure.targets import TargetError, read_inputs
 
     try:
         targets, warnings = read_inputs([list_file])

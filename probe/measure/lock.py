@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import DatabaseBusy
+from ..errors import DatabaseBusy
 
 
 class LockBusy(DatabaseBusy):

@@ -28,8 +28,9 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from .errors import DatabaseError
-from .models import (
+from ..errors import DatabaseError
+from ..measure.targets import normalise
+from ..models import (
     ControlResult,
     DnsQuery,
     HttpHop,
@@ -40,7 +41,6 @@ from .models import (
     TlsHandshake,
     Verdict,
 )
-from .targets import normalise
 
 migrations = Migrations("probe")
 
@@ -401,7 +401,7 @@ def now() -> str:
 def create_run(db: sqlite_utils.Database, *, options: dict[str, Any], software_version: str,
                rules_version: str, targets: list[Target], resolvers: list[str],
                method: dict[str, Any] | None = None) -> int:
-    """`method` (probe/method.py): how the run measures; without it, readers derive it from `options`."""
+    """`method` (probe/measure/method.py): how the run measures; without it, readers derive it from `options`."""
     row = {
         "started": now(), "status": "running", "options": json.dumps(options, sort_keys=True),
         "software_version": software_version, "rules_version": rules_version, "url_count": len(targets),
@@ -769,7 +769,7 @@ def collector_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
 
 @migrations()
 def m009_methods_and_verdict_history(db: sqlite_utils.Database) -> None:
-    """Issue 22: each run's method (probe/method.py; NULL for older runs, derived from `options` when read), and
+    """Issue 22: each run's method (probe/measure/method.py; NULL for older runs, derived from `options` when read), and
     the verdicts `probe reanalyze` replaced, so that nothing is lost."""
     _add_column(db, "runs", "method", str)
     if db.table("verdict_history").exists():  # made by a development build under another step name

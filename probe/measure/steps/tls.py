@@ -20,8 +20,8 @@ import trio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ..failures import TIMEOUT, classify
-from ..models import TlsHandshake
+from ...failures import TIMEOUT, classify
+from ...models import TlsHandshake
 
 CERT_FAILURES = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
 # Failures that an SNI filter produces; only these are worth a decoy handshake.

@@ -21,9 +21,9 @@ from typing import Literal
 
 import trio
 
-from .analysis.pages import compare_helper
-from .control.client import ControlClient
-from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
+from ..analysis.pages import compare_helper
+from ..control.client import ControlClient
+from ..models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
 from .netpolicy import NetPolicy, is_ip_literal
 from .steps import dns, http, tcp, tls
 from .steps.dns import LateReplies

@@ -21,8 +21,8 @@ from typing import Any
 import h11
 import trio
 
-from ..failures import TIMEOUT, classify
-from ..models import HttpHop
+from ...failures import TIMEOUT, classify
+from ...models import HttpHop
 from ..netpolicy import NetPolicy
 from ..targets import TargetError, normalise
 from .tls import TlsContexts

@@ -22,15 +22,15 @@ from functools import partial
 
 import trio
 
-from .analysis import Judge
-from .control.client import ControlClient
-from .measure import MeasureConfig
-from .models import Target
+from ..analysis import Judge
+from ..control.client import ControlClient
+from ..models import Target
 from .netpolicy import NetPolicy
 from .slots import Judged, measure_all
 from .steps import dns
 from .steps.dns_socket import DnsSockets
 from .steps.tls import TlsContexts
+from .url import MeasureConfig
 
 MAX_DEFAULT_WORKERS = 4  # beyond this the one writer, not measuring, is the bottleneck
 URLS_PER_EXTRA_WORKER = 250  # a worker's start-up (~0.4 s of CPU) pays off only on a list this long

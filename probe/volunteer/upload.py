@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import sqlite_utils
 
-from . import storage
-from .collector import wire
-from .control.transport import split_service_url
-from .errors import ProbeError
+from .. import storage
+from ..collector import wire
+from ..control.transport import split_service_url
+from ..errors import ProbeError
 
 EXIT_UPLOAD = 6  # after errors.py's codes (5: a captive portal)
 MiB = 1024 * 1024
@@ -177,7 +177,7 @@ def _batches(docs: Iterator[bytes], max_items: int, max_bytes: int) -> Iterator[
 
 
 def _documents(db: sqlite_utils.Database, run: dict[str, Any], skip: set[str]) -> Iterator[bytes]:
-    from .research.exchange import ooni_document, with_survey
+    from ..research.exchange import ooni_document, with_survey
 
     for m in storage.measurements(db, run["id"]):
         if m["uuid"] in skip:

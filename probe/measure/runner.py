@@ -32,14 +32,15 @@ from typing import Any
 import sqlite_utils
 import trio
 
-from . import __version__, method, netview, storage
-from .analysis import RULES_VERSION, Judge, Matcher
-from .control.client import DEFAULT_DOH
-from .measure import MeasureConfig
-from .models import NetworkView, Observations, Target, Verdict
+from .. import __version__, storage
+from ..analysis import RULES_VERSION, Judge, Matcher
+from ..control.client import DEFAULT_DOH
+from ..models import NetworkView, Observations, Target, Verdict
+from . import method, netview
 from .slots import measure_all
 from .steps import dns
 from .steps.tls import TlsContexts
+from .url import MeasureConfig
 from .workers import MeasureSpec, default_workers, open_measuring, run_worker
 
 DNS_IN_FLIGHT = 64  # per resolver: what a home router's forwarder takes without dropping

@@ -1,6 +1,6 @@
 """What every command shares: where the database is, how it is opened, signature warnings. Click only.
 
-`probe` (cli.py) and the research commands (cli_research.py) both import this module, never each other.
+`probe` (cli/__init__.py) and the research commands (cli/research.py) both import this module, never each other.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import click
 import sqlite_utils
 
-from . import signatures, storage
-from .paths import database_path
-from .signatures import SignatureSet
+from .. import signatures, storage
+from ..paths import database_path
+from ..signatures import SignatureSet
 
 CONFIG_DB = "probe.config_db"
 MB = 1 << 20  # ctx.meta key: the top-level `db` of probe.toml, set by the `probe` group
@@ -52,7 +52,7 @@ def echo_signature_warnings(warnings: list[str]) -> None:
 def check_packs(packs: tuple[str, ...]) -> None:
     """A pack named with --signatures must hold signatures: refused before anything is created or read (a broken
     row in a good pack stays a warning)."""
-    from .signatures.loaders import load_pack
+    from ..signatures.loaders import load_pack
 
     for p in packs:
         try:

@@ -25,9 +25,9 @@ from typing import Any
 
 import trio
 
-from .measure import MeasureConfig
-from .models import DnsQuery, NetworkView
+from ..models import DnsQuery, NetworkView
 from .steps import dns, http
+from .url import MeasureConfig
 
 DEFAULT_PORTAL_CHECK = "http://connectivitycheck.gstatic.com/generate_204"
 _LABEL = string.ascii_lowercase + string.digits

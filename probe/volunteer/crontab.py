@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ProbeError
+from ..errors import ProbeError
 
 MARKER = "# probe: scheduled measurement"
 _UNITS = {"m": 60, "h": 3600, "d": 86400}

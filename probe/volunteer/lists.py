@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from .paths import data_dir
-from .targets import CITIZENLAB_HEADER
+from ..measure.targets import CITIZENLAB_HEADER
+from ..paths import data_dir
 
 CITIZENLAB_BASE = "https://raw.githubusercontent.com/citizenlab/test-lists/master/lists/"
 MAX_BYTES = 20 * 1024 * 1024
