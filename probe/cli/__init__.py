@@ -112,7 +112,7 @@ def default_list() -> str:
     """Our small list, shipped inside the package (never read from the working directory): a wheel has it too."""
     from importlib import resources
 
-    return str(resources.files(__package__).joinpath("data/default.txt"))
+    return str(resources.files("probe").joinpath("data/default.txt"))
 
 
 def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

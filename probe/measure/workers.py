@@ -35,7 +35,7 @@ from .url import MeasureConfig
 MAX_DEFAULT_WORKERS = 4  # beyond this the one writer, not measuring, is the bottleneck
 URLS_PER_EXTRA_WORKER = 250  # a worker's start-up (~0.4 s of CPU) pays off only on a list this long
 _FRAME = struct.Struct("!I")
-_WORKER = "from probe.workers import main; main()"
+_WORKER = "from probe.measure.workers import main; main()"
 
 
 def default_workers(urls: int) -> int:
