@@ -21,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from ..measure.targets import TargetError, normalise
+from ..storage import claims as storage_claims
 from ..verdicts import MEANING, SHORT, STATUSES, said
 from . import queries
 
@@ -72,17 +73,11 @@ def add(db: sqlite_utils.Database, claim: dict[str, Any], *, replace: bool = Tru
     row = {k: claim.get(k) for k in ("key", "authority", "date", "claimed_count", "covers", "source", "source_url",
                                       "notes")}
     row["breakdown"] = json.dumps(breakdown) if breakdown is not None else None
-    with db.atomic():  # replace by key, keeping the id stable
-        existing = list(db.table("claims").rows_where("key = ?", [row["key"]]))
-        if existing and not replace:
-            old = existing[0]
-            raise ClaimError(f"a claim {row['key']!r} is already recorded ({old['authority']}, {old['date']}, "
-                             f"{old['claimed_count']}): pass --replace to replace it")
-        if existing:
-            db.table("claims").update(existing[0]["id"], row)
-            return int(existing[0]["id"])
-        db.table("claims").insert(row)
-        return int(db.execute("select last_insert_rowid()").fetchone()[0])
+    claim_id, kept = storage_claims.put_claim(db, row, replace=replace)
+    if kept is not None:
+        raise ClaimError(f"a claim {row['key']!r} is already recorded ({kept['authority']}, {kept['date']}, "
+                         f"{kept['claimed_count']}): pass --replace to replace it")
+    return claim_id
 
 
 def builtin_claims() -> list[dict[str, Any]]:
@@ -95,7 +90,7 @@ def import_items(db: sqlite_utils.Database, claim_id: int, text: str, origin: st
     if not reader.fieldnames or "url" not in [f.strip() for f in reader.fieldnames]:
         raise ClaimError(f"{origin}: needs a header with at least 'url' (url,date_published,authority,kind)")
     rows, warnings = [], []
-    listed = {r["url"] for r in db.table("claim_items").rows_where("claim_id = ?", [claim_id], select="url")}
+    listed = {r["url"] for r in queries.claim_items(db, claim_id)}
     for row in reader:
         url = (row.get("url") or "").strip()
         if not url:
@@ -114,8 +109,7 @@ def import_items(db: sqlite_utils.Database, claim_id: int, text: str, origin: st
         rows.append({"claim_id": claim_id, "url": url, "kind": kind,
                      "date_published": (row.get("date_published") or "").strip(),
                      "authority": (row.get("authority") or "").strip()})
-    with db.atomic():
-        db.table("claim_items").insert_all(rows)
+    storage_claims.add_claim_items(db, rows)
     return len(rows), warnings
 
 

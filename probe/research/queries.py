@@ -176,11 +176,15 @@ def interference_per_run(db: sqlite_utils.Database, run_ids: list[int]) -> dict[
     return out
 
 
+def find_claim(db: sqlite_utils.Database, key: str) -> dict[str, Any] | None:
+    return next(db.query("select * from claims where key = ?", [key]), None)
+
+
 def claim(db: sqlite_utils.Database, key: str) -> dict[str, Any]:
-    rows = list(db.query("select * from claims where key = ?", [key]))
-    if not rows:
+    row = find_claim(db, key)
+    if row is None:
         raise QueryError(f"no claim {key!r} (see `probe claims list`)")
-    return rows[0]
+    return row
 
 
 def claims(db: sqlite_utils.Database) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The schema (as Migrations), opening databases, writing runs and reading them back.
 
-A run's writes go through here and every module opens its databases here; research/ still writes SQL of
-its own (claims through sqlite-utils, `probe merge`'s INSERT ... SELECT), to be moved here (issue 23).
+A run's writes go through here and every module opens its databases here; no code outside this package writes
+SQL (tests/test_storage_owns_sql.py): claims are written in claims.py beside this, `probe merge`'s copying in
+merge.py.
 
 Observations are stored one table per step, one row per record, so they can be queried (and opened in
 Datasette) and rebuilt into the very records analysis consumes: `probe reanalyze` needs nothing else.
