@@ -230,6 +230,142 @@ def _usable_from_a_thread(conn: sqlite3.Connection) -> bool:
     return usable == [True]
 
 
+class Writer:
+    """The one writer: stores measured batches, each in one transaction, and says what it stored.
+
+    `store` commits in a worker thread: a commit, and the WAL checkpoint SQLite runs inside one, can take tens of
+    milliseconds on a large database, and the loop keeps every DNS, TLS and HTTP deadline of the URLs in flight
+    meanwhile. Only the writer touches `db` while the run measures, one batch at a time (bench/loop_stall.py).
+    """
+
+    def __init__(self, db: sqlite_utils.Database, run_id: int, survey_id: int, keep_bodies: str,
+                 summary: RunSummary, emit: Callable[[str], None] | None) -> None:
+        self.db, self.run_id, self.survey_id, self.keep_bodies = db, run_id, survey_id, keep_bodies
+        self.summary, self.emit = summary, emit
+        self.in_thread = _usable_from_a_thread(db.conn)
+
+    def write(self, batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+        with self.db.atomic():
+            ids = [storage.write_measurement(self.db, self.run_id, obs, verdict, RULES_VERSION,
+                                             keep_body=_keep_body(self.keep_bodies, verdict), survey_id=self.survey_id)
+                   for obs, verdict in batch]
+        return storage.verdicts(self.db, ids)
+
+    async def store(self, batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
+        """Commit `batch`; the rows stored (read back), counted in the summary and printed for --json."""
+        rows = await trio.to_thread.run_sync(self.write, batch) if self.in_thread else self.write(batch)
+        self.summary.measured += len(rows)
+        self.summary.counts.update(r["status"] for r in rows)
+        if self.emit:
+            for row in rows:
+                self.emit(json_line(row))
+        return rows
+
+
+@dataclass(slots=True)
+class OfflineGate:
+    """Holds a session's measurements back until something on the network has answered (network_answered)."""
+
+    answered: bool = False  # in this session, did anything on the network answer ...
+    attempted: bool = False  # ... and did we try it at all (DNS or TCP)?
+    held: list[tuple[Observations, Verdict]] = field(default_factory=list)  # measured before: not stored yet
+
+    def admit(self, batch: list[tuple[Observations, Verdict]]
+              ) -> tuple[list[tuple[Observations, Verdict]], list[tuple[Observations, Verdict]]] | None:
+        """None while no sign of a working network (the batch is held: it may say nothing); else what was held
+        until now and the batch, both to be stored."""
+        self.attempted = self.attempted or any(obs.dns or obs.tcp for obs, _ in batch)
+        if not self.answered and not any(network_answered(obs) for obs, _ in batch):
+            self.held.extend(batch)
+            return None
+        earlier, self.held, self.answered = self.held, [], True
+        return earlier, batch
+
+
+@dataclass(slots=True)
+class DiskCheck:
+    """Stops measuring, and writing, when the disk under the database runs low (RunOptions.min_free_mb)."""
+
+    opts: RunOptions
+    stop: trio.CancelScope
+    full: bool = False
+
+    def low(self) -> bool:
+        """Check before each batch; once low, stays low. What is committed stays intact, and the URLs not
+        written stay unmeasured for --resume."""
+        if not self.full and _disk_low(self.opts):
+            self.full = True
+            self.stop.cancel()
+        return self.full
+
+
+@dataclass(slots=True)
+class Signals:
+    """SIGINT or SIGTERM stops measuring (what is committed is kept); the signal is remembered for the exit code."""
+
+    received: int | None = None
+
+    async def watch(self, scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.received = signum
+                scope.cancel()
+                return
+
+
+async def _next_batch(recv: trio.MemoryReceiveChannel[tuple[Observations, Verdict]]
+                      ) -> list[tuple[Observations, Verdict]] | None:
+    """The next measurement and whatever arrives within BATCH_S after it (one transaction); None at the end."""
+    try:
+        batch = [await recv.receive()]
+    except trio.EndOfChannel:
+        return None
+    with trio.move_on_after(BATCH_S):
+        try:
+            while True:
+                batch.append(await recv.receive())
+        except trio.EndOfChannel:
+            pass
+    return batch
+
+
+async def _write_batches(recv: trio.MemoryReceiveChannel[tuple[Observations, Verdict]], writer: Writer,
+                         gate: OfflineGate, disk: DiskCheck, progress: Progress | None) -> None:
+    """The writer task: every measured batch through the disk check and the offline gate into storage."""
+    async with recv:
+        while (batch := await _next_batch(recv)) is not None:
+            if disk.low():
+                continue  # measure nothing more and write nothing more; the channel is drained
+            admitted = gate.admit(batch)
+            if admitted is None:
+                if progress:
+                    for _ in batch:
+                        progress.measured(None)
+                continue
+            earlier, batch = admitted
+            if earlier:
+                rows = await writer.store(earlier)
+                if progress:
+                    progress.stored([r["status"] for r in rows])
+            for row in await writer.store(batch):
+                if progress:
+                    progress.measured(row["status"])
+
+
+async def _tick(progress: Progress | None) -> None:
+    """Keeps a TTY progress line moving while slow URLs time out."""
+    while progress:
+        await trio.sleep(1)
+        progress.tick()
+
+
+async def _worker_process(spec: MeasureSpec, index: int, targets: list[Target], judge: Judge,
+                          out: trio.MemorySendChannel[tuple[Observations, Verdict]], failed: list[int]) -> None:
+    code = await run_worker(spec, index, targets, judge, out)
+    if code != 0:
+        failed.append(code)
+
+
 async def run_async(
     db: sqlite_utils.Database,
     targets: list[Target],
@@ -262,29 +398,8 @@ async def run_async(
         decoy_sni=opts.decoy_sni, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers)
     failed_workers: list[int] = []
     started = time.monotonic()
-    answered = attempted = False  # in this session: did anything on the network answer / did we try?
-    held: list[tuple[Observations, Verdict]] = []  # measured before the network answered: not stored yet
-
-    def write(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
-        with db.atomic():
-            ids = [storage.write_measurement(db, run_id, obs, verdict, RULES_VERSION,
-                                             keep_body=_keep_body(opts.keep_bodies, verdict), survey_id=survey_id)
-                   for obs, verdict in batch]
-        return storage.verdicts(db, ids)
-
-    in_thread = _usable_from_a_thread(db.conn)
-
-    async def store(batch: list[tuple[Observations, Verdict]]) -> list[dict[str, Any]]:
-        # In a thread: a commit, and the WAL checkpoint SQLite runs inside one, can take tens of milliseconds on a
-        # large database, and the loop keeps every DNS, TLS and HTTP deadline of the URLs in flight meanwhile.
-        # Only the writer touches `db` while the run measures, one batch at a time (bench/loop_stall.py).
-        rows = await trio.to_thread.run_sync(write, batch) if in_thread else write(batch)
-        summary.measured += len(rows)
-        summary.counts.update(r["status"] for r in rows)
-        if emit:
-            for row in rows:
-                emit(json_line(row))
-        return rows
+    gate, signals, stop = OfflineGate(), Signals(), trio.CancelScope()
+    disk = DiskCheck(opts, stop)
 
     async with open_measuring(spec) as cfg:
         # The network's ASN, once per run; again on resume when no session found it yet (e.g. it was offline).
@@ -296,82 +411,38 @@ async def run_async(
                 first.start_soon(_lookup_vantage, db, run_id, opts, resolvers[0], cfg.contexts)
             first.start_soon(_survey, cfg, opts.portal_check, view)
         summary.network = view[0]
-        survey_id = storage.set_network(db, run_id, view[0])
+        writer = Writer(db, run_id, storage.set_network(db, run_id, view[0]), opts.keep_bodies, summary, emit)
         judge = Judge(matcher, view[0])
         if view[0].captive:
             summary.status = "captive"  # nothing measured: resumable once the volunteer has logged in
             targets = []
         send, recv = trio.open_memory_channel[tuple[Observations, Verdict]](concurrency * 2)
-        stop = trio.CancelScope()
-
-        async def writer() -> None:
-            nonlocal answered, attempted
-            async with recv:
-                while True:
-                    try:
-                        batch = [await recv.receive()]
-                    except trio.EndOfChannel:
-                        return
-                    with trio.move_on_after(BATCH_S):  # one transaction for what arrives meanwhile
-                        try:
-                            while True:
-                                batch.append(await recv.receive())
-                        except trio.EndOfChannel:
-                            pass
-                    if summary.status == "disk-full" or _disk_low(opts):
-                        # Measure nothing more and write nothing more: what is committed stays intact, and
-                        # the URLs dropped here stay unmeasured for --resume.
-                        summary.status = "disk-full"
-                        stop.cancel()
-                        continue
-                    attempted = attempted or any(obs.dns or obs.tcp for obs, _ in batch)
-                    if not answered and not any(network_answered(obs) for obs, _ in batch):
-                        held.extend(batch)  # no sign of a working network yet: these may say nothing
-                        if progress:
-                            for _ in batch:
-                                progress.measured(None)
-                        continue
-                    earlier, answered = list(held), True
-                    held.clear()
-                    if earlier:
-                        rows = await store(earlier)
-                        if progress:
-                            progress.stored([r["status"] for r in rows])
-                    for row in await store(batch):
-                        if progress:
-                            progress.measured(row["status"])
-
-        async def worker_process(index: int, out: trio.MemorySendChannel[tuple[Observations, Verdict]]) -> None:
-            code = await run_worker(spec, index, targets[index::workers], judge, out)
-            if code != 0:
-                failed_workers.append(code)
-
-        async def ticker() -> None:
-            while progress:
-                await trio.sleep(1)
-                progress.tick()
 
         async with trio.open_nursery() as outer:
-            outer.start_soon(writer)
+            outer.start_soon(_write_batches, recv, writer, gate, disk, progress)
             async with send:
                 with trio.move_on_after(opts.max_runtime or math.inf) as budget, stop:
                     async with trio.open_nursery() as measuring:
-                        measuring.start_soon(_watch_signals, measuring.cancel_scope, summary)
-                        measuring.start_soon(ticker)
+                        measuring.start_soon(signals.watch, measuring.cancel_scope)
+                        measuring.start_soon(_tick, progress)
                         async with trio.open_nursery() as shares:
                             shares.start_soon(measure_all, iter(targets[::workers]), cfg, spec.part(concurrency, 0),
                                               judge, send.clone())
                             for index in range(1, workers):
-                                shares.start_soon(worker_process, index, send.clone())
+                                shares.start_soon(_worker_process, spec, index, targets[index::workers], judge,
+                                                  send.clone(), failed_workers)
                         measuring.cancel_scope.cancel()  # all measured: stop the signal watcher and the ticker
-            if budget.cancelled_caught and summary.status == "done":
-                summary.status = "partial"
-    if held and not attempted:
-        await store(held)  # nothing was tried on the network (e.g. only non-public answers): nothing to doubt
-    elif held:
+        # The writer has drained the channel: whatever stopped the session is known.
+        if disk.full:
+            summary.status = "disk-full"
+        elif budget.cancelled_caught and summary.status == "done":
+            summary.status = "partial"
+    if gate.held and not gate.attempted:
+        await writer.store(gate.held)  # nothing was tried on the network (e.g. only non-public answers): no doubt
+    elif gate.held:
         # Nothing answered during this session: that is our network, not censorship. Store nothing for these
         # URLs; they stay to be measured by --resume.
-        summary.unstored = len(held)
+        summary.unstored = len(gate.held)
         if summary.status == "done":
             summary.status = "offline"
     if failed_workers and summary.status == "done":
@@ -379,6 +450,7 @@ async def run_async(
         print(f"warning: {len(failed_workers)} worker process(es) failed (exit {failed_workers[0]}); "
               "`probe run --resume` measures what they left", file=sys.stderr)
         summary.status = "partial"
+    summary.signal = signals.received
     if summary.signal is not None:
         summary.status = "interrupted"
     storage.finish_run(db, run_id, summary.status)
@@ -414,11 +486,3 @@ def _disk_low(opts: RunOptions) -> bool:
         return False
     free = shutil.disk_usage(Path(opts.db_path).resolve().parent).free
     return free < opts.min_free_mb * 1024 * 1024
-
-
-async def _watch_signals(scope: trio.CancelScope, summary: RunSummary) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            summary.signal = signum
-            scope.cancel()
-            return
