@@ -143,3 +143,12 @@ def test_lists_update_says_whether_a_cached_copy_was_kept(tmp_path):
     cached.write_text("url,category_code,category_description,date_added,source,notes\nhttp://a.test/,NEWS,,,,\n")
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert second.returncode == 1 and "the cached copy is kept" in second.stderr
+
+
+def test_run_without_input_measures_the_list_shipped_in_the_package(tmp_path):
+    """No INPUT and no cached list: the small list inside the package (a wheel has it), found wherever the cli is."""
+    from probe.volunteer.lists import run_inputs, shipped_list
+
+    assert run_inputs(tmp_path / "no-cache", None) == [shipped_list()]
+    targets, warnings = read_inputs([shipped_list()])
+    assert len(targets) > 10 and not warnings

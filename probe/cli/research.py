@@ -1,4 +1,5 @@
-"""Research commands: runs, results, diff, claims, report, export/import, datasette (thin: parse, call, print)."""
+"""Research commands: runs, results, diff, report, timeline (thin: parse, call, print). Claims are in claims.py,
+data in and out (export, merge, import-ooni, datasette) in exchange.py."""
 
 from __future__ import annotations
 
@@ -10,18 +11,14 @@ from typing import Any
 import click
 
 from .. import storage
-from .support import InputFile, database, db_option, open_for_reading, open_for_writing
-
-# The research commands are made here and added to `probe` by the cli package's __init__ (never imported here).
-cli = click.Group("research-commands")
+from .support import database, db_option, list_urls, open_for_reading, parse_since_option, research_error
 
 RESULT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
                   "rule", "rules_version")
-_db_option = db_option
 
 
-@cli.command()
-@_db_option
+@click.command()
+@db_option
 @click.option("--json", "as_json", is_flag=True)
 def runs(db_path: str, as_json: bool) -> None:
     """List runs: when, where (ASN, network), how many URLs per verdict, how long, and how each measured (rules
@@ -60,31 +57,15 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _research_error(e: ValueError) -> click.ClickException:
-    """A bad filter or a failed look-up from the research library, as the one-line error users see."""
-    return click.ClickException(str(e))
-
-
-def _since(value: str | None) -> str | None:
-    from ..research.queries import QueryError, parse_since
-
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except QueryError as e:
-        raise click.ClickException(f"--since: {e}") from None
-
-
 def _runs(db: Any, run_id: int | None, since: str | None, db_path: str) -> list[dict[str, Any]]:
     """The runs a --run/--since pair names, checked: a run that does not exist or a date no run follows is an error.
     `since` is the user's text."""
     from ..research import queries
 
     try:
-        runs = queries.runs(db, run_id=run_id, since=_since(since))
+        runs = queries.runs(db, run_id=run_id, since=parse_since_option(since))
     except queries.QueryError as e:
-        raise _research_error(e) from None
+        raise research_error(e) from None
     if not runs:
         latest = queries.latest_run(db)
         raise click.ClickException(f"no run since {since} in {database(db_path)}" + (
@@ -92,8 +73,8 @@ def _runs(db: Any, run_id: int | None, since: str | None, db_path: str) -> list[
     return runs
 
 
-@cli.command()
-@_db_option
+@click.command()
+@db_option
 @click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
 @click.option("--status", help="Only this status (blocked, anomaly, down, ok, error).")
 @click.option("--layer", help="Only this layer (dns, tcp, tls, http).")
@@ -133,7 +114,7 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
         try:
             queries.run(db, run_id)
         except queries.QueryError as e:
-            raise _research_error(e) from None
+            raise research_error(e) from None
     _measured_something(db, run_id, database(db_path))
     if not (as_json or as_csv):  # which rules and method these verdicts rest on (stderr: stdout stays the list)
         from ..measure import method
@@ -176,8 +157,8 @@ def _measured_something(db: Any, run_id: int, path: Any) -> None:
     raise NothingMeasured(f"run {run_id} measured nothing: {why}{resume}")
 
 
-@cli.command()
-@_db_option
+@click.command()
+@db_option
 @click.argument("run_a", type=int, required=False)
 @click.argument("run_b", type=int, required=False)
 @click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD), per network, with flapping URLs.")
@@ -203,7 +184,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
 
     db = open_for_reading(db_path)
     if since is not None:
-        parsed = _since(since)
+        parsed = parse_since_option(since)
         if run_a is not None or run_b is not None:
             raise click.ClickException("give RUN_A and RUN_B, or --since DATE, not both")
         _runs(db, None, since, db_path)
@@ -224,7 +205,7 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
     try:
         d = compare_runs(db, run_a, run_b, across_networks=across_networks, across_methods=across_methods)
     except QueryError as e:
-        raise _research_error(e) from None
+        raise research_error(e) from None
     if as_json:
         click.echo(json.dumps(d.as_dict(), indent=1))
         return
@@ -238,193 +219,8 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
         click.echo("\n" + "\n".join(f"{kind}: {CHANGES[kind]}" for kind in d.counts()))
 
 
-@cli.group("claims")
-def claims_group() -> None:
-    """Regulators' claims of blocking, and how they compare with measurements."""
-
-
-@claims_group.command("add")
-@_db_option
-@click.option("--key", required=True, help="A short stable name, e.g. pta-2025-09-personal-data.")
-@click.option("--authority", required=True)
-@click.option("--date", "date_", required=True, metavar="YYYY-MM-DD")
-@click.option("--count", "claimed_count", type=click.IntRange(0), required=True)
-@click.option("--covers", default="", help="What the count covers, in the authority's words.")
-@click.option("--breakdown", multiple=True, metavar="KIND=N", help="website=17, app=18, facebook_account=75 ...")
-@click.option("--source", default="", help="Who reported it, when.")
-@click.option("--source-url", default=None)
-@click.option("--replace", is_flag=True, help="Replace a claim already recorded under KEY (default: refuse).")
-def claims_add(db_path: str, key: str, authority: str, date_: str, claimed_count: int, covers: str,
-               breakdown: tuple[str, ...], source: str, source_url: str | None, replace: bool) -> None:
-    """Record a claim. A KEY already recorded is refused (exit 1) unless --replace.
-
-    Example:
-
-        probe claims add --key pta-2025-10 --authority PTA --date 2025-10-31 --count 139 --breakdown website=17
-    """
-    from ..research import claims
-
-    parts: dict[str, int] | None = None
-    if breakdown:
-        parts = {}
-        for item in breakdown:
-            kind, sep, n = item.partition("=")
-            if not sep or not n.isdigit():
-                raise click.ClickException(f"--breakdown wants KIND=N, got {item!r}")
-            parts[kind.strip()] = int(n)
-    try:
-        claims.add(open_for_writing(db_path), {"key": key, "authority": authority, "date": date_,
-                                              "claimed_count": claimed_count, "covers": covers, "breakdown": parts,
-                                              "source": source, "source_url": source_url}, replace=replace)
-    except claims.ClaimError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(f"claim {key} recorded")
-
-
-@claims_group.command("import")
-@_db_option
-@click.argument("file", required=False, type=InputFile("claims or items file", 64))
-@click.option("--builtin", is_flag=True, help="The announcements probe ships (Pakistan's PTA, 2025).")
-@click.option("--items-for", metavar="KEY", help="FILE is a CSV list of the claim's items (url,date_published,"
-              "authority[,kind]).")
-def claims_import(db_path: str, file: str | None, builtin: bool, items_for: str | None) -> None:
-    """Import claims (JSON like probe/research/claims.json, or --builtin), or a claim's item list (CSV).
-
-    Example:
-
-        probe claims import --builtin
-    """
-    from pathlib import Path
-
-    from ..research import claims
-
-    try:
-        if items_for:
-            if not file:
-                raise click.ClickException("--items-for needs the CSV FILE")
-            text = Path(file).read_text(encoding="utf-8-sig")
-            path = database(db_path)
-            if not path.exists():  # the claim must be there already: nothing to add items to
-                raise click.ClickException(f"no database at {path}; {storage.NO_DATABASE_HINT}")
-            db = open_for_writing(db_path)
-            row = next(db.table("claims").rows_where("key = ?", [items_for]), None)
-            if row is None:
-                raise click.ClickException(f"no claim {items_for!r}")
-            n, warnings = claims.import_items(db, row["id"], text, file)
-            for w in warnings:
-                click.echo(f"warning: {w}", err=True)
-            click.echo(f"{n} items added to {items_for}")
-            return
-        docs = claims.builtin_claims() if builtin else []
-        if file:
-            docs += claims.parse_claims(Path(file).read_text(encoding="utf-8"), file)
-        if not docs:
-            raise click.ClickException("give FILE or --builtin")
-        scratch = storage.open_db(":memory:")  # every claim checked first: a bad one creates or changes nothing
-        for i, doc in enumerate(docs, 1):
-            try:
-                claims.add(scratch, doc)
-            except claims.ClaimError as e:
-                raise click.ClickException(f"{file or 'the built-in claims'}: claim {i}: {e}") from None
-        db = open_for_writing(db_path)
-        for doc in docs:
-            claims.add(db, doc)
-            click.echo(f"claim {doc['key']}: {doc['claimed_count']} ({doc['authority']}, {doc['date']})")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{file}: not a text file (UTF-8)") from None
-    except (claims.ClaimError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
-    except KeyError as e:
-        raise click.ClickException(f"{file or 'the built-in claims'}: a claim has no {e.args[0]!r}") from None
-
-
-@claims_group.command("list")
-@_db_option
-def claims_list(db_path: str) -> None:
-    """List recorded claims.
-
-    Example:
-
-        probe claims list
-    """
-    db = open_for_reading(db_path)
-    for c in db.query("select * from claims order by date"):
-        click.echo(f"{c['key']:32} {c['date']} {c['claimed_count']:>7} {c['authority']}: {c['covers']}")
-
-
-@claims_group.command("compare")
-@_db_option
-@click.argument("key")
-@click.option("--since", metavar="DATE", help="Only runs since DATE (YYYY-MM-DD).")
-@click.option("--list", "list_file", type=click.Path(dir_okay=False),
-              help="For a claim without a published list: the URLs (a .txt or .csv list) that stand for it.")
-@click.option("--category", metavar="CODE", help="For a claim without a published list: the URLs of this category.")
-@click.option("--run", "run_id", type=int, help="Only this run (for a claim without a list, its URLs stand for it).")
-@click.option("--json", "as_json", is_flag=True)
-def claims_compare(db_path: str, key: str, since: str | None, list_file: str | None, category: str | None,
-                   run_id: int | None, as_json: bool) -> None:
-    """Claimed vs testable vs measured vs blocked, anomalous, down and ok, per network, with the gap in words.
-
-    A claim is measured against its published items (`claims import --items-for`); where the authority published
-    no list, against the URLs you name with --list, --category or --run. With neither, nothing is compared.
-
-    Example:
-
-        probe claims compare pta-2025-09-personal-data --list pta-sites.txt
-    """
-    from ..research import claims
-    from ..research.queries import QueryError
-    from ..verdicts import SHORT
-
-    parsed = _since(since)
-    urls = None if list_file is None else frozenset(_list_urls(list_file))
-    scope = claims.Scope(urls=urls, list_name=list_file, category=category, run_id=run_id, since=parsed)
-    db = open_for_reading(db_path)
-    try:
-        cmp = claims.compare(db, key, scope)
-    except (claims.ClaimError, QueryError) as e:
-        raise _research_error(e) from None
-    if as_json:
-        click.echo(json.dumps(cmp.as_dict(), indent=1))
-        return
-    click.echo(cmp.summary)
-    _methods_note(db, run_id, parsed)
-    if cmp.testable["by_kind"]:
-        click.echo("\nby kind:")
-        for kind, v in cmp.testable["by_kind"].items():
-            click.echo(f"  {kind:20} {v['count']:>5}  testable: {v['testable']}")
-    if cmp.networks and cmp.basis != "none":
-        for net, c in cmp.networks.items():
-            click.echo(f"\n{net}:")
-            for column, meaning in claims.COLUMNS.items():
-                value = c[column]
-                click.echo(f"  {column:9} {'unknown' if value is None else f'{value:,}':>7}  {meaning}")
-    if cmp.items:
-        click.echo("\nitems:")
-        for i in cmp.items:
-            where = "; ".join(f"{SHORT[status]} on {', '.join(i[key])}" for status, key in claims.ITEM_KEYS.items()
-                              if i[key])
-            click.echo(f"  {i['url']}: {where or 'not tested'}")
-
-
-def _methods_note(db: Any, run_id: int | None, since: str | None) -> None:
-    """Which methods the latest verdicts come from: counts that mix methods say so (probe/measure/method.py)."""
-    from ..measure import method
-    from ..research import queries
-
-    runs = {r["id"]: r for r in queries.runs(db, run_id=run_id, since=since)}
-    used = {m["run_id"] for m in queries.latest_per_url(db, runs.values())}
-    briefs = sorted({method.brief(method.of_run(runs[i])) for i in used})
-    if len(briefs) > 1:
-        click.echo(f"\nnote: these verdicts come from runs of {len(briefs)} methods, so the counts mix methods:")
-        for b in briefs:
-            click.echo(f"  {b}")
-    elif briefs:
-        click.echo(f"\nverdicts measured with: {briefs[0]}")
-
-
-@cli.command()
-@_db_option
+@click.command()
+@db_option
 @click.option("--run", "run_id", type=int, help="One run.")
 @click.option("--since", metavar="DATE", help="Every run since DATE (YYYY-MM-DD).")
 @click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False), help="Where to write the page.")
@@ -442,7 +238,7 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str, 
 
     from ..research.report import TABLE_ROWS, render
 
-    _since(since)  # a bad date is an error before anything else
+    parse_since_option(since)  # a bad date is an error before anything else
     if run_id is not None and since is not None:
         raise click.ClickException("give --run or --since, not both")
     db = open_for_reading(db_path)
@@ -452,204 +248,8 @@ def report(db_path: str, run_id: int | None, since: str | None, html_file: str, 
     click.echo(f"wrote {html_file}")
 
 
-@cli.command()
-@_db_option
-@click.option("--run", "run_id", type=int, help="Run id (default: the latest run).")
-@click.option("--since", metavar="DATE", help="parquet: every run started on or after DATE (YYYY-MM-DD).")
-@click.option("--all", "everything", is_flag=True, help="parquet: every run.")
-@click.option("--format", "fmt", type=click.Choice(["ooni", "jsonl", "csv", "parquet", "clickhouse-schema"]),
-              default="jsonl", show_default=True)
-@click.option("--output", "-o", type=click.Path(), help="File (default: stdout); for parquet, a directory.")
-def export(db_path: str, run_id: int | None, since: str | None, everything: bool, fmt: str,
-           output: str | None) -> None:
-    """Export runs: OONI Web Connectivity measurements (JSONL), our observations (JSONL), verdicts (CSV), typed
-    Parquet files (one per table, for ClickHouse, DuckDB, pandas), or the ClickHouse tables that load them.
-
-    In the OONI format, `blocking` and `accessible` use OONI's words (blocked and anomalous: "dns", "tcp_ip",
-    "http-failure" or "http-diff"; down: false/false; ok: false/true; error: null/null), and our status is kept
-    in `x_probe_status`.
-
-    Example:
-
-    \b
-        probe export --format ooni --run 3 -o run3.jsonl
-        probe export --format parquet --all -o parquet/
-        probe export --format clickhouse-schema | clickhouse-client --multiquery
-    """
-    from pathlib import Path
-
-    if fmt == "clickhouse-schema":
-        from ..research.clickhouse import schema
-
-        if output:
-            Path(output).write_text(schema(), encoding="utf-8")
-        else:
-            click.echo(schema(), nl=False)
-        return
-    if fmt == "parquet":
-        _export_parquet(db_path, run_id, since, everything, output)
-        return
-    if since or everything:
-        raise click.ClickException(f"--since and --all apply to --format parquet, not {fmt} (give --run)")
-    from ..research.exchange import export as do_export
-    from ..research.queries import QueryError, run
-
-    db = open_for_reading(db_path)
-    if run_id is None:
-        run_id = storage.latest_run_id(db)
-        if run_id is None:
-            raise click.ClickException(f"no run in {database(db_path)}")
-    try:
-        run(db, run_id)  # before the output file is opened: a wrong --run leaves no empty file behind
-    except QueryError as e:
-        raise _research_error(e) from None
-    if output and Path(output).is_dir():
-        raise click.ClickException(f"{output} is a directory; --format {fmt} writes one file")
-    out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
-    try:
-        n = do_export(db, run_id, fmt, out)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        if output:
-            out.close()
-    click.echo(f"{n} measurements exported", err=True)
-
-
-def _export_parquet(db_path: str, run_id: int | None, since: str | None, everything: bool,
-                    output: str | None) -> None:
-    from ..research.parquet import ExportError, export_parquet, require_pyarrow, selection
-
-    if not output:
-        raise click.ClickException("--format parquet needs -o DIR")
-    try:
-        require_pyarrow()
-        sel = selection(run_id, since, everything)
-        db = open_for_reading(db_path)  # never created nor changed: read-only media export too
-        if sel.run_id is None and sel.since is None and not everything:
-            latest = storage.latest_run_id(db)
-            if latest is None:
-                raise click.ClickException(f"no run in {database(db_path)}")
-            sel = selection(latest, None, False)
-        counts = export_parquet(db, sel, output)
-    except ExportError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(", ".join(f"{t} {n}" for t, n in counts.items()) + f" rows written to {output}", err=True)
-
-
-@cli.command()
-@click.argument("sources", nargs=-1, required=True, metavar="SRC.db...")
-@click.option("--into", "dest_path", required=True, type=click.Path(dir_okay=False),
-              help="The database to merge into (created if missing).")
-def merge(sources: tuple[str, ...], dest_path: str) -> None:
-    """Copy runs, measurements, observations, bodies and claims from volunteers' databases into one.
-
-    Sources are only read. Rows already in the destination (same UUID, body or claim key) are skipped, so
-    merging a file twice adds nothing; a source that cannot be merged is named and the others go on.
-
-    Example:
-
-        probe merge volunteer-*.db --into all.db
-    """
-    from pathlib import Path
-
-    from ..research.merge import merge as do_merge
-
-    failed = 0
-    added: dict[str, int] = {}
-    existed = Path(dest_path).exists()
-    db = storage.open_db(dest_path)
-    last = ""
-    try:
-        for r in do_merge(db, sources):
-            failed += r.error is not None
-            last = r.summary()
-            if len(sources) > 1:  # one source: its report is the one line said below
-                click.echo(last, err=r.error is not None)
-            for table, n in r.added.items():
-                added[table] = added.get(table, 0) + n
-    finally:
-        storage.close(db)
-    if failed == len(sources):
-        if not existed:  # a destination made for nothing: gone again
-            for leftover in (Path(dest_path), Path(f"{dest_path}-wal"), Path(f"{dest_path}-shm")):
-                leftover.unlink(missing_ok=True)
-        raise click.ClickException(last if len(sources) == 1 else f"none of the {len(sources)} sources merged")
-    if len(sources) == 1:
-        click.echo(last)
-    click.echo(f"{dest_path}: added {added.get('runs', 0)} runs, {added.get('measurements', 0)} measurements "
-               f"from {len(sources) - failed} of {len(sources)} source(s)")
-    if failed:
-        raise click.ClickException(f"{failed} of {len(sources)} source(s) not merged")
-
-
-@cli.command("import-ooni")
-@_db_option
-@click.argument("files", nargs=-1, required=True, type=InputFile("file of OONI measurements", 1024))
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where cached signature sets live.")
-@click.option("--signatures", "packs", multiple=True, type=InputFile("signature pack", 64),
-              help="An extra signature pack (JSON); repeatable.")
-def import_ooni(db_path: str, files: tuple[str, ...], data_dir: str | None, packs: tuple[str, ...]) -> None:
-    """Load OONI Web Connectivity measurements (JSON or JSONL) as runs and judge them with probe's analysis.
-
-    Each record is read in its role: getaddrinfo lookups are the system resolver's, DNS-over-UDP lookups
-    resolvers under test, DoH lookups and the test helper's answers the control; a redirect hop's records are
-    that hop's evidence.
-
-    Example:
-
-        probe import-ooni measurement.json
-    """
-    from pathlib import Path
-
-    from ..research.exchange import import_ooni as do_import
-    from .support import signature_set
-
-    sigset = signature_set(data_dir, packs=packs)
-    path = database(db_path)
-    existed = path.exists()
-    db = open_for_writing(db_path)
-    try:
-        run_ids, n, warnings = do_import(db, [Path(f) for f in files], sigset.hits if sigset is not None else None)
-    finally:
-        storage.close(db)
-    if n == 0:
-        if not existed:  # a database made for nothing: gone again (no run was written to it)
-            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                leftover.unlink(missing_ok=True)
-        first = f": {warnings[0]}" + (f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else "") \
-            if warnings else ""
-        raise click.ClickException(f"nothing imported from {', '.join(files)}: no Web Connectivity measurement"
-                                   f" found{first}")
-    for w in warnings:
-        click.echo(f"warning: {w}", err=True)
-    click.echo(f"{n} measurements imported into run(s) {', '.join(map(str, run_ids)) or '-'}")
-
-
-@cli.command()
-@_db_option
-@click.option("--metadata", "metadata_file", default="probe-metadata.json", show_default=True,
-              type=click.Path(dir_okay=False), help="Where to write Datasette's metadata (canned queries).")
-def datasette(db_path: str, metadata_file: str) -> None:
-    """Write Datasette metadata with canned research queries and print the command that opens the database.
-
-    Example:
-
-        probe datasette && datasette results/probe.db --metadata probe-metadata.json
-    """
-    from pathlib import Path
-
-    from ..research.datasette import metadata
-
-    open_for_reading(db_path).close()  # it must exist: Datasette would create an empty one
-    db_path = str(database(db_path))
-    name = Path(db_path).stem
-    Path(metadata_file).write_text(json.dumps(metadata(name), indent=1))
-    click.echo(f"datasette {db_path} --metadata {metadata_file}")
-
-
-@cli.command()
-@_db_option
+@click.command()
+@db_option
 @click.argument("url", required=False)
 @click.option("--category", metavar="CODE", help="Every URL of this category.")
 @click.option("--list", "list_file", type=click.Path(dir_okay=False), help="Every URL of this list (.txt or .csv).")
@@ -692,7 +292,7 @@ def timeline(db_path: str, url: str | None, category: str | None, list_file: str
             except TargetError as e:
                 raise click.ClickException(f"URL: {e}") from None
         elif list_file is not None:
-            urls = _list_urls(list_file)
+            urls = list_urls(list_file)
             if not urls:
                 raise click.ClickException(f"--list: {list_file} names no URL")
         elif claim_key is not None:
@@ -713,9 +313,9 @@ def timeline(db_path: str, url: str | None, category: str | None, list_file: str
                    f"not measured by {r['date']}")),
                 header=f"verdict in force on {on_day} (the latest measured up to the end of that day, UTC):")
             return
-        lines = tl.timelines(db, urls=urls, category=category, since=_since(since))
+        lines = tl.timelines(db, urls=urls, category=category, since=parse_since_option(since))
     except queries.QueryError as e:
-        raise _research_error(e) from None
+        raise research_error(e) from None
     if as_json:
         for t in lines:
             click.echo(json.dumps(t.as_dict()))
@@ -751,14 +351,5 @@ def _table_out(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bo
         click.echo(line(r))
 
 
-def _list_urls(list_file: str) -> list[str]:
-    """The URLs of a `--list` file, in its order, once each; its bad lines said as warnings."""
-    from ..measure.targets import TargetError, read_inputs
-
-    try:
-        targets, warnings = read_inputs([list_file])
-    except TargetError as e:
-        raise click.ClickException(f"--list: {e}") from None
-    for w in warnings:
-        click.echo(f"warning: {w}", err=True)
-    return list(dict.fromkeys(t.url for t in targets))
+# Added to `probe` by the cli package (__init__.py), which this module never imports.
+COMMANDS = [runs, results, diff, report, timeline]

@@ -145,3 +145,32 @@ class InputFile(click.Path):
             self.fail(f"{value} is {size / MB:,.0f} MB: more than a {self.what} should be ({self.limit_mb:,} MB at "
                       "most)", param, ctx)
         return path
+
+
+def research_error(e: ValueError) -> click.ClickException:
+    """A bad filter or a failed look-up from the research library, as the one-line error users see."""
+    return click.ClickException(str(e))
+
+
+def parse_since_option(value: str | None) -> str | None:
+    from ..research.queries import QueryError, parse_since
+
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except QueryError as e:
+        raise click.ClickException(f"--since: {e}") from None
+
+
+def list_urls(list_file: str) -> list[str]:
+    """The URLs of a `--list` file, in its order, once each; its bad lines said as warnings."""
+    from ..measure.targets import TargetError, read_inputs
+
+    try:
+        targets, warnings = read_inputs([list_file])
+    except TargetError as e:
+        raise click.ClickException(f"--list: {e}") from None
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    return list(dict.fromkeys(t.url for t in targets))

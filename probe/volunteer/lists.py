@@ -12,6 +12,7 @@ import io
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -76,6 +77,17 @@ def update(dest: Path, countries: tuple[str, ...], *, base: str | None = None, v
             tmp.replace(path)
             out.append(ListUpdate(name, url, len(new), tuple(sorted(set(new) - old)), tuple(sorted(old - set(new)))))
     return out
+
+
+def shipped_list() -> str:
+    """Our small list, shipped inside the package (never read from the working directory): a wheel has it too."""
+    return str(resources.files("probe").joinpath("data/default.txt"))
+
+
+def run_inputs(base: Path | None, country: str | None) -> list[str]:
+    """What `probe run` measures when given no INPUT: the cached Citizen Lab lists (global + country) when
+    `probe lists update` fetched them, else our small list."""
+    return default_inputs(base, country) or [shipped_list()]
 
 
 def default_inputs(base: Path | None, country: str | None) -> list[str]:
