@@ -194,12 +194,9 @@ def claims_compare(db_path: str, key: str, since: str | None, list_file: str | N
 
 def _methods_note(db: Any, run_id: int | None, since: str | None) -> None:
     """Which methods the latest verdicts come from: counts that mix methods say so (probe/measure/method.py)."""
-    from ..measure import method
     from ..research import queries
 
-    runs = {r["id"]: r for r in queries.runs(db, run_id=run_id, since=since)}
-    used = {m["run_id"] for m in queries.latest_per_url(db, runs.values())}
-    briefs = sorted({method.brief(method.of_run(runs[i])) for i in used})
+    briefs = queries.latest_methods(db, run_id, since)
     if len(briefs) > 1:
         click.echo(f"\nnote: these verdicts come from runs of {len(briefs)} methods, so the counts mix methods:")
         for b in briefs:

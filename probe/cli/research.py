@@ -115,7 +115,7 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             queries.run(db, run_id)
         except queries.QueryError as e:
             raise research_error(e) from None
-    _measured_something(db, run_id, database(db_path))
+    queries.require_measured(db, run_id, database(db_path))
     if not (as_json or as_csv):  # which rules and method these verdicts rest on (stderr: stdout stays the list)
         from ..measure import method
 
@@ -135,26 +135,6 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
             click.echo(json.dumps(row))
         else:
             click.echo(f"{m['status']:8} {m['detail']:40} {m['url']}")
-
-
-def _measured_something(db: Any, run_id: int, path: Any) -> None:
-    """A run with no stored verdict is an error that says why (exit 7): an empty list is not "nothing blocked"."""
-    from ..errors import NothingMeasured
-    from ..research import queries
-
-    run = queries.run(db, run_id)
-    if storage.run_counts(db, run_id):
-        return
-    why = {"offline": "the network looked offline (nothing answered), so nothing was stored",
-           "running": "it is still running, or was killed before storing a result",
-           "interrupted": "it was interrupted before storing a result",
-           "partial": "it stopped at --max-runtime before storing a result",
-           "disk-full": "the disk was full",
-           "captive": "a captive portal held the connection (log in first)"}.get(run["status"],
-                                                                                  f"it is {run['status']}")
-    resume = (f"; `probe run --resume {run_id} --db {path}` measures its {run['url_count'] or 0} URLs"
-              if run["status"] in storage.RESUMABLE else "")
-    raise NothingMeasured(f"run {run_id} measured nothing: {why}{resume}")
 
 
 @click.command()

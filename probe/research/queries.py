@@ -222,3 +222,33 @@ def run_summaries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
                     "duration_s": None if duration is None else round(duration.total_seconds(), 1),
                     "rules_version": how["rules"], "method_key": method.key(how), "method": method.brief(how)})
     return out
+
+
+def require_measured(db: sqlite_utils.Database, run_id: int, path: Any) -> None:
+    """A run with no stored verdict is an error that says why (NothingMeasured, exit 7): an empty list is not
+    "nothing blocked"."""
+    from .. import storage
+    from ..errors import NothingMeasured
+
+    found = run(db, run_id)
+    if storage.run_counts(db, run_id):
+        return
+    why = {"offline": "the network looked offline (nothing answered), so nothing was stored",
+           "running": "it is still running, or was killed before storing a result",
+           "interrupted": "it was interrupted before storing a result",
+           "partial": "it stopped at --max-runtime before storing a result",
+           "disk-full": "the disk was full",
+           "captive": "a captive portal held the connection (log in first)"}.get(found["status"],
+                                                                                  f"it is {found['status']}")
+    resume = (f"; `probe run --resume {run_id} --db {path}` measures its {found['url_count'] or 0} URLs"
+              if found["status"] in storage.RESUMABLE else "")
+    raise NothingMeasured(f"run {run_id} measured nothing: {why}{resume}")
+
+
+def latest_methods(db: sqlite_utils.Database, run_id: int | None, since: str | None) -> list[str]:
+    """The methods (method.brief) the latest verdict of each URL comes from, among the runs `run_id`/`since` name:
+    more than one means counts that mix methods."""
+    runs_ = {r["id"]: r for r in runs(db, run_id=run_id, since=since)}
+    used = {m["run_id"] for m in latest_per_url(db, runs_.values())}
+    return sorted({method.brief(method.of_run(runs_[i])) for i in used})
+
