@@ -1,6 +1,10 @@
 """Running a list: scheduling, limits, signals, progress and the one writer task.
 
-`concurrency` slots measure the URLs (slots.py; each URL gets its own nursery in measure.py), shared
+`run_async` wires named parts, each holding its own state: the `Writer` (commits, off the trio loop), the
+`OfflineGate`, the `DiskCheck`, `Signals`, `Progress`; the writer task (`_write_batches`) passes every batch
+through them. Nothing is shared through closures.
+
+`concurrency` slots measure the URLs (slots.py; each URL gets its own nursery in url.py), shared
 among `--workers` processes (workers.py) that keep the run's limits together. Finished
 measurements go through a channel to a single writer that commits what arrives within BATCH_S in one
 transaction (WAL), so a SIGKILL loses only URLs still in flight and the last batch, and a signal or the runtime
@@ -437,6 +441,19 @@ async def run_async(
             summary.status = "disk-full"
         elif budget.cancelled_caught and summary.status == "done":
             summary.status = "partial"
+    await _settle(summary, gate, writer, failed_workers, signals)
+    storage.finish_run(db, run_id, summary.status)
+    if progress:
+        progress.finish()
+    _read_back(db, summary)
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+async def _settle(summary: RunSummary, gate: OfflineGate, writer: Writer, failed_workers: list[int],
+                  signals: Signals) -> None:
+    """The session's outcome once measuring stopped: what the offline gate still holds, workers that died, a
+    signal."""
     if gate.held and not gate.attempted:
         await writer.store(gate.held)  # nothing was tried on the network (e.g. only non-public answers): no doubt
     elif gate.held:
@@ -453,16 +470,15 @@ async def run_async(
     summary.signal = signals.received
     if summary.signal is not None:
         summary.status = "interrupted"
-    storage.finish_run(db, run_id, summary.status)
-    if progress:
-        progress.finish()
-    run = storage.run_row(db, run_id) or {}
-    summary.run_counts = storage.run_counts(db, run_id)
+
+
+def _read_back(db: sqlite_utils.Database, summary: RunSummary) -> None:
+    """The whole run as the database now holds it (all its sessions)."""
+    run = storage.run_row(db, summary.run_id) or {}
+    summary.run_counts = storage.run_counts(db, summary.run_id)
     summary.run_measured = sum(summary.run_counts.values())
-    summary.line = storage.line_quality(db, run_id)
+    summary.line = storage.line_quality(db, summary.run_id)
     summary.run_total = run.get("url_count") or 0
-    summary.wall_s = time.monotonic() - started
-    return summary
 
 
 async def _survey(cfg: MeasureConfig, portal_check: str | None, into: list[NetworkView]) -> None:
