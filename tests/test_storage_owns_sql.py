@@ -108,3 +108,14 @@ def test_the_guard_sees_each_kind_of_write_and_passes_reads():
             'db.table("claims").rows_where("key = ?", [k])', 'hashlib.sha256().update(b"x")']
     for source in good:
         assert writes(source) == [], source
+
+
+def test_the_cli_runs_no_sql_at_all():
+    """The cli parses and prints: even its reads are the library's (research/queries.py, storage)."""
+    reads = {"query", "execute", "executemany", "executescript", "rows_where", "count_where", "pks_and_rows_where"}
+    modules = sorted((ROOT / "cli").glob("*.py"))
+    assert len(modules) > 5
+    for path in modules:
+        calls = [node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in reads]
+        assert calls == [], f"cli/{path.name} runs SQL at lines {calls}: ask research/queries.py or storage"
