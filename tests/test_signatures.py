@@ -8,6 +8,8 @@ import functools
 import http.server
 import io
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -234,3 +236,35 @@ def test_a_false_positive_signature_on_a_redirect_does_not_speak_for_the_chain(s
     # On the page the chain ends on, the same signature does speak: the site's own page, not a censor's.
     v = analyse(Observations(target=TARGET, http=(_page(TARGET.url, body),)), sigset.hits)
     assert v.rule == "server-side-page"
+
+
+def _signatures_test(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "probe", "signatures", "test", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_signatures_test_command_names_the_match_and_puts_false_positives_first(shared_data, served_sets,
+                                                                                    tmp_path):
+    """`probe signatures test`: exit 0 and the signature's id for a blockpage (page or DNS answer), exit 1 for a
+    page no censor signature knows, and a server-side page (false-positive signature) is never a blockpage even
+    when a censor's words are on it too: the false positive is listed first and said."""
+    cache, _ = served_sets
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "signatures").symlink_to(cache)  # where `probe signatures update` puts them
+    data_dir = str(tmp_path / "data")
+    page = shared_data / "pk-surf-safely-blockpage-censoredplanet-quack-2021-05-31.html"
+    proc = _signatures_test(str(page), "--data-dir", data_dir)
+    assert proc.returncode == 0 and proc.stdout.startswith("probe.pk.surf-safely: censor, hop 1 body"), proc.stdout
+    plain = tmp_path / "plain.html"
+    plain.write_text("<html><title>Recipes</title><body>Lentils, rice, onions.</body></html>")
+    proc = _signatures_test(str(plain), "--data-dir", data_dir)
+    assert proc.returncode == 1 and proc.stdout.startswith("no signature matches ("), proc.stdout
+    assert _signatures_test(str(plain), "--dns", "203.82.48.83", "--data-dir", data_dir).returncode == 0
+    both = tmp_path / "both.html"
+    both.write_bytes(page.read_bytes() + b"<p>Checking your browser before accessing</p>")
+    proc = _signatures_test(str(both), "--data-dir", data_dir)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and "FALSE POSITIVE" in lines[0] and "probe.pk.surf-safely: censor" in proc.stdout
+    assert lines[-1].startswith("a false-positive signature matches")
+    proc = _signatures_test(str(plain), "--header", "no colon", "--data-dir", data_dir)
+    assert proc.returncode == 1 and proc.stderr.strip() == "error: --header wants NAME:VALUE, got 'no colon'"

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from .. import signatures
 from .support import InputFile, signature_set
 
 
@@ -110,8 +109,6 @@ def signatures_test(file: str, headers: tuple[str, ...], addresses: tuple[str, .
 
         probe signatures test saved-page.html --header "Location: http://119.73.65.87:8080/redirect.html"
     """
-    from ..models import HttpHop
-
     sigset = signature_set(data_dir)
     assert sigset is not None
     pairs = []
@@ -119,23 +116,17 @@ def signatures_test(file: str, headers: tuple[str, ...], addresses: tuple[str, .
         name, sep, value = h.partition(":")
         if not sep:
             raise click.ClickException(f"--header wants NAME:VALUE, got {h!r}")
-        pairs.append((name.strip().lower(), value.strip()))
-    hop = HttpHop(url=f"file://{Path(file).resolve()}", headers=tuple(pairs), body=Path(file).read_bytes())
-    matches = sigset.match_hop(hop, 1)
-    for ip in addresses:
-        matches.extend(signatures.Match(s, "dns") for s in sigset.match_dns(ip))
-    censor = [m for m in matches if not m.signature.false_positive]
-    for m in sorted(matches, key=lambda m: not m.signature.false_positive):
+        pairs.append((name.strip(), value.strip()))
+    matches, blockpage = sigset.check_page(Path(file).read_bytes(), pairs, addresses, f"file://{Path(file).resolve()}")
+    for m in matches:
         kind = "FALSE POSITIVE (server-side page)" if m.signature.false_positive else (
             "weak (vague words)" if m.signature.weak else "censor")
         click.echo(f"{m.signature.id}: {kind}, {m.where}: {m.signature.kind} {m.signature.pattern[:80]!r}")
         click.echo(f"    {m.signature.name or m.signature.source} [{m.signature.origin}]")
     if not matches:
         click.echo(f"no signature matches ({len(sigset)} checked)")
-    fp_first = any(m.signature.false_positive for m in matches)
-    if fp_first:
+    if any(m.signature.false_positive for m in matches):
         click.echo("a false-positive signature matches: probe reports this page as server-side, not as a blockpage")
-    raise SystemExit(0 if censor and not fp_first else 1)
-
+    raise SystemExit(0 if blockpage else 1)
 
 COMMANDS = [signatures_group]

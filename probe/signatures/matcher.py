@@ -103,6 +103,19 @@ class SignatureSet:
                    for s in self.match_text(head + b"\r\n" + hop.body, hop.body))
         return out
 
+    def check_page(self, body: bytes, headers: Iterable[tuple[str, str]] = (), addresses: Iterable[str] = (),
+                   url: str = "") -> tuple[list[Match], bool]:
+        """`probe signatures test`: a saved page (with headers, DNS answers) against every signature. The matches,
+        false positives first, and whether analysis would call it a blockpage: a censor signature matches and no
+        false-positive one does (those are checked first and stop a match, as in `hits`)."""
+        hop = HttpHop(url=url, headers=tuple((name.lower(), value) for name, value in headers), body=body)
+        matches = self.match_hop(hop, 1)
+        for ip in addresses:
+            matches.extend(Match(s, "dns", ip) for s in self.match_dns(ip))
+        matches.sort(key=lambda m: not m.signature.false_positive)
+        server_side = any(m.signature.false_positive for m in matches)
+        return matches, not server_side and any(not m.signature.false_positive for m in matches)
+
     def match(self, obs: Observations) -> list[Match]:
         """Every match in a measurement: each hop's headers and body in every chain, each DNS answer."""
         out: list[Match] = []
