@@ -88,6 +88,22 @@ class TlsHandshake:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QuicHandshake:
+    """A QUIC handshake (HTTP/3's transport, UDP) to one address: steps/quic.py. Its verdict stands beside the
+    TCP/TLS one and never replaces it (a browser falls back to TCP), see analysis/quic.py."""
+
+    ip: str
+    port: int
+    sni: str
+    decoy: bool = False  # True when the SNI is the decoy, tried only after the real name failed
+    failure: str | None = None
+    alpn: str | None = None
+    peer_chain: tuple[dict[str, Any], ...] = ()  # as TlsHandshake's, kept even when unverified
+    t0: float = 0.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpHop:
     """One request of a redirect chain.
 
@@ -138,6 +154,9 @@ class ControlResult:
     http_headers: dict[str, str] = field(default_factory=dict)
     http_body_length: int | None = None
     http_body_sha256: str | None = None
+    # Our helper's extension (OONI's helpers and clients ignore it): "ip:port" -> {"failure": ...} for a QUIC
+    # handshake with the real name; {} when the helper did not try (OONI's, or an older one of ours).
+    quic_handshake: dict[str, dict[str, Any]] = field(default_factory=dict)
     t0: float = 0.0
     t: float = 0.0
 
@@ -151,6 +170,7 @@ class Observations:
     tcp: tuple[TcpConnect, ...] = ()
     tls: tuple[TlsHandshake, ...] = ()
     http: tuple[HttpHop, ...] = ()
+    quic: tuple[QuicHandshake, ...] = ()  # () for http:// URLs and runs without QUIC (--no-quic, older)
     control: ControlResult | None = None
     control_dns: tuple[DnsQuery, ...] = ()  # DoH answers from the control resolvers
     bogons: tuple[str, ...] = ()  # answers we refused to connect to
@@ -202,3 +222,6 @@ class Verdict:
     # Who answers for the signature the verdict rests on (signatures.model.SCOPES): state, isp, opt-in, ...
     scope: str | None = None
     flaky: bool = False  # a failure that a second try did not repeat was seen (never evidence)
+    # QUIC beside the verdict above, never instead of it (analysis/quic.py): ok, udp-blocked, sni-blocked,
+    # unavailable, failed, error; None when QUIC was not tried.
+    quic: str | None = None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..models import NetworkView, Observations, Verdict
+from . import quic
 from .facts import Facts, SignatureHit, derive
 from .rules import RULES, RULES_VERSION, Rule
 
@@ -30,6 +31,10 @@ def analyse(obs: Observations, matcher: Matcher | None = None, network: NetworkV
     facts = derive(obs, matcher(obs) if matcher else (), network)
     hit = facts.signature
     rule = first_rule(facts)
+    quic_verdict = quic.judge(obs)  # beside the verdict: it never changes status, layer or detail
+    evidence = _evidence(rule, facts)
+    if quic_verdict is not None:
+        evidence += "; " + quic.evidence(*quic_verdict)
     return Verdict(
         status=rule.status,
         layer=rule.layer_for(facts),
@@ -37,9 +42,10 @@ def analyse(obs: Observations, matcher: Matcher | None = None, network: NetworkV
         rule=rule.id,
         control=facts.control,
         fingerprint=hit.id if hit else None,
-        evidence=_evidence(rule, facts),
+        evidence=evidence,
         scope=(hit.scope or None) if hit else None,
         flaky=bool(facts.flaky),
+        quic=quic_verdict[0].value if quic_verdict else None,
     )
 
 

@@ -159,6 +159,8 @@ def parse_helper_reply(source: str, data: dict[str, Any], *, ip_literal: bool = 
         dns_failure=from_helper_dns(d.get("failure"), addrs, ip_literal=ip_literal),
         tcp_connect={str(k): dict(v) for k, v in (data.get("tcp_connect") or {}).items()},
         tls_handshake={str(k): dict(v) for k, v in (data.get("tls_handshake") or {}).items()},
+        quic_handshake={str(k): dict(v) for k, v in (data.get("x_quic_handshake") or {}).items()
+                        if isinstance(v, dict)},
         http_status=_positive_int(h.get("status_code")),
         http_failure=h.get("failure"),
         http_title=h.get("title") or None,

@@ -24,8 +24,9 @@ import trio
 
 from ..failures import REFUSED_PREFIX, TIMEOUT
 from ..measure.netpolicy import NetPolicy
-from ..measure.steps import dns, tcp, tls
+from ..measure.steps import dns, quic, tcp, tls
 from ..measure.steps.dns_socket import DnsSockets
+from ..measure.steps.quic import QuicTrust
 from ..measure.targets import TargetError, normalise
 from ..measure.url import MeasureConfig, measure_url
 from ..models import Observations, Target
@@ -45,6 +46,8 @@ class HelperConfig:
     timeout: float = 10.0
     body_cap: int = 512 * 1024
     dns_sockets: DnsSockets | None = None  # the server's sockets to its resolvers; None: one set per request
+    # QUIC handshakes for https URLs (our extension `x_quic_handshake`); None: not tried.
+    quic: QuicTrust | None = None
 
 
 class BadRequest(ValueError):
@@ -91,7 +94,7 @@ def parse_request(body: bytes) -> tuple[Target, list[tuple[str, int]]]:
 
 
 async def _endpoint(cfg: HelperConfig, target: Target, ip: str, port: int, out: dict[str, dict[str, Any]],
-                    tls_out: dict[str, dict[str, Any]]) -> None:
+                    tls_out: dict[str, dict[str, Any]], quic_out: dict[str, dict[str, Any]]) -> None:
     key = endpoint(ip, port)
     if not cfg.policy.is_public(ip):
         out[key] = {"status": False, "failure": REFUSED}
@@ -99,6 +102,25 @@ async def _endpoint(cfg: HelperConfig, target: Target, ip: str, port: int, out: 
 
     def clock() -> float:
         return 0.0
+
+    async with trio.open_nursery() as n:
+        if cfg.quic is not None and target.scheme == "https":
+            n.start_soon(_quic_endpoint, cfg, target, ip, port, quic_out)
+        await _tcp_tls_endpoint(cfg, target, ip, port, out, tls_out, clock)
+
+
+async def _quic_endpoint(cfg: HelperConfig, target: Target, ip: str, port: int,
+                         quic_out: dict[str, dict[str, Any]]) -> None:
+    assert cfg.quic is not None
+    hs = await quic.handshake(ip, port, target.hostname, trust=cfg.quic, timeout=cfg.timeout / 2,
+                              clock=lambda: 0.0)
+    _keep_success(quic_out, endpoint(ip, port),
+                  {"server_name": target.hostname, "status": hs.failure is None, "failure": hs.failure})
+
+
+async def _tcp_tls_endpoint(cfg: HelperConfig, target: Target, ip: str, port: int, out: dict[str, dict[str, Any]],
+                            tls_out: dict[str, dict[str, Any]], clock: Callable[[], float]) -> None:
+    key = endpoint(ip, port)
 
     conn, stream = await tcp.connect(ip, port, timeout=cfg.timeout, origin="probe", clock=clock)
     out[key] = {"status": conn.failure is None, "failure": conn.failure}
@@ -148,11 +170,12 @@ async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, i
                          late_window=0.0, body_cap=cfg.body_cap, decoy_sni=None, dns_sockets=cfg.dns_sockets)
     tcp_out: dict[str, dict[str, Any]] = {}
     tls_out: dict[str, dict[str, Any]] = {}
+    quic_out: dict[str, dict[str, Any]] = {}
     obs: Observations | None = None
     with trio.move_on_after(REQUEST_BUDGET):
         async with trio.open_nursery() as n:
             for ip, port in endpoints:
-                n.start_soon(_endpoint, cfg, target, ip, port, tcp_out, tls_out)
+                n.start_soon(_endpoint, cfg, target, ip, port, tcp_out, tls_out, quic_out)
             obs = await measure_url(target, mcfg)
     if obs is None:
         return {"dns": {"failure": TIMEOUT, "addrs": []}, "tcp_connect": tcp_out, "tls_handshake": tls_out,
@@ -167,8 +190,12 @@ async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, i
         if not h.decoy:
             _keep_success(tls_out, endpoint(h.ip, h.port),
                           {"server_name": h.sni, "status": h.failure is None, "failure": h.failure})
-    return {"dns": _dns_section(obs), "tcp_connect": tcp_out, "tls_handshake": tls_out,
-            "http_request": _http_section(obs), "ip_info": {}}
+    reply = {"dns": _dns_section(obs), "tcp_connect": tcp_out, "tls_handshake": tls_out,
+             "http_request": _http_section(obs), "ip_info": {}}
+    if cfg.quic is not None and target.scheme == "https":
+        # Ours (OONI's clients ignore it): QUIC to the endpoints the probe named, the addresses it tried QUIC at.
+        reply["x_quic_handshake"] = quic_out
+    return reply
 
 
 def _keep_success(out: dict[str, dict[str, Any]], key: str, entry: dict[str, Any]) -> None:
@@ -204,7 +231,8 @@ def build_config(*, resolvers: tuple[str, ...] = (), ca_file: str | None = None,
             raise ValueError("no resolver: give --resolver or configure /etc/resolv.conf")
         chosen = (system,)
     return HelperConfig(resolvers=chosen, policy=NetPolicy.from_cidrs(allow_net),
-                        contexts=tls.TlsContexts.build(ca_file), timeout=timeout)
+                        contexts=tls.TlsContexts.build(ca_file), timeout=timeout,
+                        quic=QuicTrust.build(ca_file))
 
 
 async def serve_forever(host: str, port: int, *, resolvers: tuple[str, ...] = (), ca_file: str | None = None,

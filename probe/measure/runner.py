@@ -71,6 +71,7 @@ class RunOptions:
     max_runtime: float | None = None
     allow_net: tuple[str, ...] = ()
     decoy_sni: str | None = "example.com"
+    quic: bool = True  # QUIC handshakes beside TCP/TLS for https URLs (--no-quic)
     body_cap: int = 512 * 1024
     keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
     min_free_mb: int = 64  # stop before the disk under the database is this full
@@ -399,7 +400,7 @@ async def run_async(
         resolvers=resolvers, allow_net=opts.allow_net, ca_file=opts.ca_file,
         helper=None if opts.no_control else opts.helper, doh=tuple(doh), timeout=opts.timeout,
         dns_timeout=opts.dns_timeout, late_window=opts.late_window, body_cap=opts.body_cap,
-        decoy_sni=opts.decoy_sni, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers)
+        decoy_sni=opts.decoy_sni, quic=opts.quic, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers)
     failed_workers: list[int] = []
     started = time.monotonic()
     gate, signals, stop = OfflineGate(), Signals(), trio.CancelScope()

@@ -23,11 +23,12 @@ import trio
 
 from ..analysis.pages import compare_helper
 from ..control.client import ControlClient
-from ..models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
+from ..models import ControlResult, DnsQuery, HttpHop, Observations, QuicHandshake, Target, TcpConnect, TlsHandshake
 from .netpolicy import NetPolicy, is_ip_literal
-from .steps import dns, http, tcp, tls
+from .steps import dns, http, quic, tcp, tls
 from .steps.dns import LateReplies
 from .steps.dns_socket import DnsSockets
+from .steps.quic import QuicTrust
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +48,8 @@ class MeasureConfig:
     dns_slots: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
     # The run's sockets to each resolver (see steps/dns_socket.py); None: measure_url opens its own.
     dns_sockets: DnsSockets | None = None
+    # QUIC handshakes for https URLs (steps/quic.py) with these trust anchors; None: not tried (--no-quic).
+    quic: QuicTrust | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +88,7 @@ class _Acc:
     control_dns: list[DnsQuery] = field(default_factory=list)
     tcp: list[TcpConnect] = field(default_factory=list)
     tls: list[TlsHandshake] = field(default_factory=list)
+    quic: list[QuicHandshake] = field(default_factory=list)
     chains: dict[str, tuple[HttpHop, ...]] = field(default_factory=dict)  # see HttpHop.chain
     control: ControlResult | None = None
     helper_done: trio.Event = field(default_factory=trio.Event)
@@ -183,6 +187,8 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
                 async with trio.open_nursery() as connects:
                     for ip in public:
                         connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
+                        if cfg.quic is not None and target.scheme == "https":
+                            connects.start_soon(_quic, cfg, target, ip, acc, clock)
                     connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
                     for chain, addrs in paths:
                         connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public],
@@ -208,6 +214,7 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
         dns=tuple(sorted(acc.dns, key=lambda q: (q.hostname != host, q.hostname, q.resolver, q.query_type))),
         tcp=tuple(sorted(acc.tcp, key=lambda c: (c.origin != "probe", order.get(c.ip, 99), c.ip))),
         tls=tuple(sorted(acc.tls, key=lambda h: (order.get(h.ip, 99), h.ip, h.decoy))),
+        quic=tuple(sorted(acc.quic, key=lambda h: (order.get(h.ip, 99), h.ip, h.decoy))),
         http=tuple(h for chain in sorted(acc.chains, key=_chain_order) for h in acc.chains[chain]),
         control=acc.control,
         control_dns=tuple(sorted(acc.control_dns, key=lambda q: (q.hostname != host, q.hostname, q.resolver,
@@ -360,6 +367,13 @@ async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal[
     acc.tls.extend(await tls.measure(stream, ip=ip, port=target.port, sni=target.hostname,
                                      decoy_sni=cfg.decoy_sni, contexts=cfg.contexts, timeout=cfg.timeout,
                                      clock=clock, reconnect=reconnect))
+
+
+async def _quic(cfg: MeasureConfig, target: Target, ip: str, acc: _Acc, clock) -> None:
+    """QUIC beside TCP and TLS, to the URL's port as browsers do (Alt-Svc aside)."""
+    assert cfg.quic is not None
+    acc.quic.extend(await quic.measure(ip, sni=target.hostname, decoy_sni=cfg.decoy_sni, trust=cfg.quic,
+                                       timeout=cfg.timeout, clock=clock, port=target.port))
 
 
 async def _control_dns(cfg: MeasureConfig, host: str, acc: _Acc, done: trio.Event, clock) -> None:

@@ -29,6 +29,7 @@ from .netpolicy import NetPolicy
 from .slots import Judged, measure_all
 from .steps import dns
 from .steps.dns_socket import DnsSockets
+from .steps.quic import QuicTrust
 from .steps.tls import TlsContexts
 from .url import MeasureConfig
 
@@ -65,6 +66,7 @@ class MeasureSpec:
     late_window: float = 0.5
     body_cap: int = 512 * 1024
     decoy_sni: str | None = "example.com"
+    quic: bool = True  # QUIC handshakes for https URLs (steps/quic.py)
     concurrency: int = 1  # URLs in flight, the whole run's
     dns_in_flight: int = 64  # queries awaiting a first reply per resolver, the whole run's
     workers: int = 1
@@ -85,7 +87,7 @@ async def open_measuring(spec: MeasureSpec, index: int = 0) -> AsyncIterator[Mea
             resolvers=spec.resolvers, policy=NetPolicy.from_cidrs(spec.allow_net), contexts=contexts,
             control=control_client if (spec.doh or spec.helper) else None, timeout=spec.timeout,
             dns_timeout=spec.dns_timeout, late_window=spec.late_window, body_cap=spec.body_cap,
-            decoy_sni=spec.decoy_sni, dns_sockets=sockets,
+            decoy_sni=spec.decoy_sni, dns_sockets=sockets, quic=QuicTrust.build(spec.ca_file) if spec.quic else None,
             dns_slots={r.label: trio.CapacityLimiter(spec.part(spec.dns_in_flight, index)) for r in spec.resolvers},
         )
 

@@ -37,6 +37,7 @@ from ..models import (
     HttpHop,
     NetworkView,
     Observations,
+    QuicHandshake,
     Target,
     TcpConnect,
     TlsHandshake,
@@ -51,6 +52,7 @@ STEP_TABLES: dict[str, type] = {
     "tls_handshakes": TlsHandshake,
     "http_hops": HttpHop,
     "control_results": ControlResult,
+    "quic_handshakes": QuicHandshake,
 }
 _NOT_STORED = {"body"}  # HttpHop.body lives in `bodies`
 
@@ -461,7 +463,7 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
         "rules_version": rules_version, "evidence": verdict.evidence, "runtime_s": obs.runtime_s,
         "started": obs.started, "bogons": json.dumps(obs.bogons), "scope": verdict.scope,
-        "flaky": int(verdict.flaky), "survey_id": survey_id,
+        "flaky": int(verdict.flaky), "survey_id": survey_id, "quic": verdict.quic,
     }
     if measurement_uuid:
         row["uuid"] = measurement_uuid
@@ -474,6 +476,7 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
         "tls_handshakes": obs.tls,
         "http_hops": obs.http,
         "control_results": (obs.control,) if obs.control else (),
+        "quic_handshakes": obs.quic,
     }
     for table, records in groups.items():
         rows = [_row(r, mid) for r in records]
@@ -505,7 +508,7 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts"}
+_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts", "quic_handshake"}
 
 
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:
@@ -527,6 +530,7 @@ def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) ->
         tls=tuple(step["tls_handshakes"]),
         http=tuple(hops),
         control=step["control_results"][0] if step["control_results"] else None,
+        quic=tuple(step["quic_handshakes"]),
         bogons=tuple(json.loads(measurement.get("bogons") or "[]")),
         started=measurement.get("started") or "",
         runtime_s=measurement.get("runtime_s") or 0.0,
@@ -547,7 +551,7 @@ def update_verdict(db: sqlite_utils.Database, measurement_id: int, verdict: Verd
         "status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
         "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
         "rules_version": rules_version, "evidence": verdict.evidence, "scope": verdict.scope,
-        "flaky": int(verdict.flaky),
+        "flaky": int(verdict.flaky), "quic": verdict.quic,
     })
 
 
@@ -600,7 +604,7 @@ def run_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
 
 
 VERDICT_COLUMNS = ("run_id", "url", "category", "status", "layer", "detail", "fingerprint", "control", "runtime_s",
-                   "rule", "evidence", "scope", "flaky")
+                   "rule", "evidence", "scope", "flaky", "quic")
 
 
 def verdicts(db: sqlite_utils.Database, measurement_ids: list[int]) -> list[dict[str, Any]]:
@@ -784,7 +788,7 @@ def m009_methods_and_verdict_history(db: sqlite_utils.Database) -> None:
 
 
 HISTORY_COLUMNS = ("status", "layer", "detail", "fingerprint", "control", "rule", "rules_version", "evidence", "scope",
-                   "flaky")
+                   "flaky", "quic")
 
 
 def replace_verdict(db: sqlite_utils.Database, measurement: dict[str, Any], verdict: Verdict, rules_version: str,
@@ -821,3 +825,18 @@ def m010_meta(db: sqlite_utils.Database) -> None:
     """Issue 22: facts about the database itself (when `PRAGMA quick_check` last passed)."""
     if not db.table("probe_meta").exists():  # made by a development build under another step name
         db.table("probe_meta").create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m012_quic(db: sqlite_utils.Database) -> None:
+    """Issue 20 (QUIC): the QUIC handshakes of https URLs, their verdict beside the TCP/TLS one (`quic`, kept in
+    the history too), and what our helper saw over QUIC. m011 and m013 are other parts of issue 20."""
+    if not db.table("quic_handshakes").exists():
+        db.table("quic_handshakes").create({
+            "id": int, "measurement_id": int, "ip": str, "port": int, "sni": str, "decoy": int, "failure": str,
+            "alpn": str, "peer_chain": str, "t0": float, "t": float,
+        }, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
+        db.table("quic_handshakes").create_index(["measurement_id"])
+    _add_column(db, "measurements", "quic", str)
+    _add_column(db, "verdict_history", "quic", str)
+    _add_column(db, "control_results", "quic_handshake", str)

@@ -154,5 +154,5 @@ def _nothing_to_write(dry_run: bool, m: dict[str, Any], verdict: Any) -> bool:
     new = {"status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
            "fingerprint": verdict.fingerprint, "control": verdict.control, "rule": verdict.rule,
            "rules_version": RULES_VERSION, "evidence": verdict.evidence, "scope": verdict.scope,
-           "flaky": int(verdict.flaky)}
+           "flaky": int(verdict.flaky), "quic": verdict.quic}
     return all(m.get(k) == v for k, v in new.items())

@@ -1,0 +1,121 @@
+"""The QUIC verdict: what happened to HTTP/3's handshake, beside the TCP/TLS verdict and never instead of it.
+
+A browser that cannot do QUIC falls back to TCP, and many sites do not speak QUIC at all, so a QUIC failure
+never makes a URL `blocked` (rules.py does not read QUIC) and a value here claims only what the handshakes
+show. Rules in order, first match wins; ids are stable (the evidence names the one that fired).
+
+    ok           a handshake with the real name completed, with a certificate valid for it
+    sni-blocked  the real name's handshake was lost (timed out) at an address where the decoy name's completed:
+                 the path drops QUIC Initials that carry this name
+    udp-blocked  both names failed here at an address where the control's QUIC handshake completed: UDP/443 to
+                 this site is dropped (or refused) on this network
+    unavailable  both names failed here, and the control's handshakes failed too: the site does no QUIC
+    failed       QUIC failed here, and no control tried QUIC (DoH only, or OONI's helper): not attributable;
+                 or QUIC got through and its TLS failed (a certificate, an alert)
+    error        our own fault (a local error): nothing measured
+None: not tried (http:// URLs, --no-quic, no address to try, runs stored before QUIC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ..failures import is_local
+from ..models import Observations, QuicHandshake
+
+QuicValue = Literal["ok", "sni-blocked", "udp-blocked", "unavailable", "failed", "error"]
+# Failures a filter on the path produces; a bad certificate or a refusal is the same for any name.
+_LOST = {"generic_timeout_error", "connection_reset"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuicFacts:
+    real: tuple[QuicHandshake, ...]  # with the real name
+    decoy: tuple[QuicHandshake, ...]
+    control: dict[str, str | None]  # "ip:port" -> the control's failure (None: it completed); {} if not tried
+
+    def completed(self) -> list[QuicHandshake]:
+        return [h for h in self.real if h.failure is None]
+
+    def sni_filtered(self) -> list[QuicHandshake]:
+        decoy_ok = {(h.ip, h.port) for h in self.decoy if h.failure is None}
+        return [h for h in self.real if h.failure in _LOST and (h.ip, h.port) in decoy_ok]
+
+    def _failed_both(self) -> list[str]:
+        """Addresses where the real name failed and so did the decoy (or no decoy was needed to know)."""
+        decoy_ok = {(h.ip, h.port) for h in self.decoy if h.failure is None}
+        return [endpoint(h.ip, h.port) for h in self.real
+                if h.failure is not None and not is_local(h.failure) and not h.failure.startswith("ssl_")
+                and (h.ip, h.port) not in decoy_ok]
+
+    def tls_failed(self) -> bool:
+        """A handshake got as far as TLS and failed there (a certificate, an alert): QUIC gets through."""
+        return any((h.failure or "").startswith("ssl_") for h in self.real)
+
+    def dropped_here(self) -> list[str]:
+        """Failed here at an address where the control's handshake completed."""
+        return [a for a in self._failed_both() if a in self.control and self.control[a] is None]
+
+    def unavailable(self) -> bool:
+        """Failed here, and the control tried and failed at every address it tried."""
+        return bool(self._failed_both()) and bool(self.control) and all(f is not None for f in self.control.values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuicRule:
+    id: str
+    when: Callable[[QuicFacts], bool]
+    value: QuicValue
+    explain: str
+
+
+QUIC_RULES: tuple[QuicRule, ...] = (
+    QuicRule(id="quic-ok", when=lambda f: bool(f.completed()), value="ok",
+             explain="a QUIC handshake with the real name completed, certificate valid"),
+    QuicRule(id="quic-local", when=lambda f: all(is_local(h.failure) for h in f.real), value="error",
+             explain="QUIC could not be tried: a fault on this machine"),
+    QuicRule(id="quic-sni", when=lambda f: bool(f.sni_filtered()), value="sni-blocked",
+             explain="the real name's QUIC handshake was lost where the decoy name's completed"),
+    QuicRule(id="quic-tls", when=lambda f: f.tls_failed(), value="failed",
+             explain="QUIC got through but its TLS failed (a certificate or an alert): no UDP or SNI filter's mark"),
+    QuicRule(id="quic-udp", when=lambda f: bool(f.dropped_here()), value="udp-blocked",
+             explain="QUIC failed here, with the decoy name too, where the control's QUIC handshake completed"),
+    QuicRule(id="quic-unavailable", when=lambda f: f.unavailable(), value="unavailable",
+             explain="QUIC failed here and at the control: the site does no QUIC"),
+    QuicRule(id="quic-failed", when=lambda f: True, value="failed",
+             explain="QUIC failed here and no control tried it: not attributable"),
+)
+
+
+def endpoint(ip: str, port: int) -> str:
+    """OONI's "ip:port" key (IPv6 in brackets), as the helper's response uses it."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def facts(obs: Observations) -> QuicFacts | None:
+    if not obs.quic:
+        return None
+    control: dict[str, str | None] = {}
+    if obs.control is not None and obs.control.failure is None:
+        control = {k: v.get("failure") for k, v in obs.control.quic_handshake.items() if isinstance(v, dict)}
+    return QuicFacts(real=tuple(h for h in obs.quic if not h.decoy), decoy=tuple(h for h in obs.quic if h.decoy),
+                     control=control)
+
+
+def judge(obs: Observations) -> tuple[QuicRule, QuicFacts] | None:
+    """The first QUIC rule that matches, with its facts; None when QUIC was not tried."""
+    f = facts(obs)
+    if f is None or not f.real:
+        return None
+    return next(r for r in QUIC_RULES if r.when(f)), f
+
+
+def evidence(rule: QuicRule, f: QuicFacts) -> str:
+    """The QUIC part of a verdict's evidence: the value, the rule, and every try."""
+    tries = ", ".join(f"{h.ip} {h.sni}{' (decoy)' if h.decoy else ''} {h.failure or 'ok'}" for h in (*f.real, *f.decoy))
+    text = f"quic {rule.value} ({rule.id}: {rule.explain}): {tries}"
+    if f.control:
+        text += "; control quic: " + ", ".join(f"{a} {fail or 'ok'}" for a, fail in f.control.items())
+    return text
