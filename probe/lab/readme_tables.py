@@ -32,7 +32,8 @@ def scenarios_table() -> str:
         what = s.censor if not s.redirect else f"none; the site redirects to `{s.redirect}`"
         if s.inject_to:
             what += f" → {s.inject_to}"
-        rows.append(f"| `{s.name}` | {s.scheme} | {what} | {s.control} | {s.expect} | {s.layer or '–'} |")
+        expect = s.expect + (f", quic `{s.quic}`" if s.quic else "")
+        rows.append(f"| `{s.name}` | {s.scheme} | {what} | {s.control} | {expect} | {s.layer or '–'} |")
     rows.append("| `clean1`…`clean12`, `secure1`…`secure12` | http, https | nothing | full | ok | – |"
                 if len(clean) == 24 else f"| {len(clean)} clean sites | http, https | nothing | full | ok | – |")
     return "\n".join(rows)

@@ -37,12 +37,14 @@ class Outcome:
     layer: str | None
     detail: str
     fingerprint: str | None
+    quic: str | None = None  # the QUIC value beside the status (analysis/quic.py)
 
     @property
     def correct(self) -> bool:
         s = self.scenario
         return (self.status == s.expect and self.layer == s.layer
-                and (s.fingerprint is None or self.fingerprint == s.fingerprint))
+                and (s.fingerprint is None or self.fingerprint == s.fingerprint)
+                and (s.quic is None or self.quic == s.quic))
 
     @property
     def false_positive(self) -> bool:
@@ -79,7 +81,7 @@ def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = N
         row = got.get(s.url)
         if row is None:
             raise LabError(f"no verdict for {s.url}")
-        outcomes.append(Outcome(s, row["status"], row["layer"], row["detail"], row["fingerprint"]))
+        outcomes.append(Outcome(s, row["status"], row["layer"], row["detail"], row["fingerprint"], row.get("quic")))
     return outcomes
 
 
@@ -99,8 +101,8 @@ def report(outcomes: list[Outcome]) -> str:
     lines = [f"{'scenario':24} {'control':8} {'expected':16} {'got':52}", "-" * 106]
     for o in outcomes:
         s = o.scenario
-        expected = f"{s.expect}/{s.layer or '-'}"
-        got = f"{o.status} {o.detail}"
+        expected = f"{s.expect}/{s.layer or '-'}" + (f" quic {s.quic}" if s.quic else "")
+        got = f"{o.status} {o.detail}" + (f" quic {o.quic}" if s.quic else "")
         lines.append(f"{s.name:24} {s.control:8} {expected:16} {got:52} {'✓' if o.correct else '✗'}")
     total = len(outcomes)
     correct = sum(o.correct for o in outcomes)

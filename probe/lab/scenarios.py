@@ -17,7 +17,9 @@ Censor = Literal["none", "dns-nxdomain", "dns-blockpage", "dns-bogon", "dns-inte
                  "proxy-302", "proxy-notice", "inject-302", "dns-inject", "down", "partial-drop",
                  # a real home network's troubles and the subtler censors (issue 19)
                  "loss", "flaky-syn", "dns-ghost", "dns-servfail-all", "keyword-rst", "tls-intercept",
-                 "iframe-notice", "transparent-cache", "cdn-inside"]
+                 "iframe-notice", "transparent-cache", "cdn-inside",
+                 # QUIC (issue 20): UDP/443 dropped for one site; QUIC Initials carrying the name dropped
+                 "udp-drop", "quic-sni"]
 # How the probe runs: with the lab's helper and DoH ("full"), with DoH alone (as most volunteers will), or with
 # a control that cannot be reached from this network ("down").
 Control = Literal["full", "doh", "down"]
@@ -59,6 +61,9 @@ class Scenario:
     exists: bool = True  # the name has an address in the lab's internet (False: NXDOMAIN for the control)
     repeat: bool = False  # flaky or lossy: run ten times in a row by the tests, the same verdict every time
     page: Page | None = None  # the site's own page when it is not a plain one (to everybody alike)
+    # The exact QUIC value the verdict must carry beside its status (analysis/quic.py); None: not checked.
+    quic: str | None = None
+    h3: bool = True  # an https site that also speaks QUIC (the lab's QUIC server on UDP/443)
 
     @property
     def host(self) -> str:
@@ -155,6 +160,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     # The control cannot be reached from this network: nothing is blocked without it.
     Scenario("ctl-down-clean", "http", ("198.18.14.60",), "none", "ok", None, control="down"),
     Scenario("ctl-down-drop", "http", ("198.18.14.61",), "tcp-drop", "error", None, control="down"),
+    # QUIC (issue 20): its value stands beside the TCP/TLS status, which stays `ok` (browsers fall back to TCP).
+    # QUIC working; UDP/443 dropped for one site by the ISP router (iptables); QUIC Initials that carry the name
+    # dropped (lab/quic_filter.py decrypts them); a site that does no QUIC at all (nobody gets a handshake);
+    # UDP/443 dropped with DoH alone as control: nobody says whether the site does QUIC, so no claim.
+    Scenario("quic-ok", "https", ("198.18.15.1",), "none", "ok", None, quic="ok"),
+    Scenario("quic-udp", "https", ("198.18.15.2",), "udp-drop", "ok", None, quic="udp-blocked"),
+    Scenario("quic-sni", "https", ("198.18.15.3",), "quic-sni", "ok", None, quic="sni-blocked"),
+    Scenario("quic-none", "https", ("198.18.15.4",), "none", "ok", None, quic="unavailable", h3=False),
+    Scenario("quic-udp-doh", "https", ("198.18.15.5",), "udp-drop", "ok", None, quic="failed", control="doh"),
 )
 
 

@@ -44,6 +44,7 @@ DNS_IP, DOH_IP, HELPER_IP, HELPER_PORT = "198.18.2.53", "198.18.2.54", "198.18.2
 CLIENT_IP, ISP_CLIENT_IP, ISP_NET_IP, NET_IP = "198.18.1.2", "198.18.1.1", "198.18.2.1", "198.18.2.2"
 PROXY_200_PORT, PROXY_302_PORT, PROXY_NOTICE_PORT = 8081, 8082, 8083
 IFRAME_PORT, CACHE_PORT, INTERCEPT_PORT = 8084, 8085, 8443
+QUIC_FILTER_PORT = 8600  # + k: the ISP's QUIC SNI filter, one relay port per filtered site (lab/quic_filter.py)
 # The ISP's other resolvers (NXDOMAIN hijacking; SERVFAIL for intercepted queries), on the router itself.
 HIJACK_DNS_IP, SERVFAIL_DNS_IP = "198.18.4.53", "198.18.4.54"
 CHECK_HOST, CHECK_IP = f"check.{DOMAIN}", "198.18.14.99"  # the connectivity check: answers 204
@@ -251,7 +252,20 @@ class Lab:
         for part in ("dns", "web"):
             pid = self._spawn(f"net-{part}", self.net, sys.executable, "-m", "probe.lab.serve", str(path), part)
             self._wait_ready(Path(f"{ready}.{part}"), pid, f"net-{part}", f"the lab's internet ({part})", 30)
+        self._start_quic(scenarios, cert, key)
         ready.touch()
+
+    def _start_quic(self, scenarios: tuple[Scenario, ...], cert: Path, key: Path) -> None:
+        """QUIC (HTTP/3's handshake) on UDP/443 of the https sites that speak it: one process for all."""
+        ips = sorted({ip for s in scenarios if s.exists and s.scheme == "https" and s.h3 and s.censor != "down"
+                      for ip in s.ips if _in_lab(ip)})
+        if not ips:
+            return
+        ready = self.state / "ready.quic"
+        path = self.state / "quic.json"
+        path.write_text(json.dumps({"ips": ips, "cert": str(cert), "key": str(key), "ready": str(ready)}))
+        pid = self._spawn("net-quic", self.net, sys.executable, "-m", "probe.lab.quic_server", str(path))
+        self._wait_ready(ready, pid, "net-quic", "the lab's QUIC server", 30)
 
     def _start_isp_dns(self) -> None:
         ready = self.state / "ready.isp-dns"
@@ -381,6 +395,13 @@ class Lab:
                 # socket the router already knows).
                 rules.append(["iptables", "-A", "FORWARD", "-i", inbound, "-p", "udp", "--dport", "53", "-m",
                               "string", "--algo", "kmp", "--hex-string", _qname(s.host), "-j", "DROP"])
+            elif s.censor == "udp-drop":  # UDP/443 to this site dropped: QUIC only, TCP untouched
+                rules.append(["iptables", "-A", "FORWARD", "-i", inbound, "-p", "udp", "-d", ip, "--dport", "443",
+                              "-j", "DROP"])
+            elif s.censor == "quic-sni":  # to the SNI filter's relay (it forwards what it does not drop)
+                filtered = [x for x in scenarios if x.censor == "quic-sni"]
+                rules.append([*nat, "-p", "udp", "-d", ip, "--dport", "443", "-j", "REDIRECT", "--to-ports",
+                              str(QUIC_FILTER_PORT + filtered.index(s))])
             elif s.censor == "dns-intercept":
                 # Transparent DNS interception: a query for this name to *any* resolver goes to the ISP's.
                 rules.append([*nat, "-p", "udp", "--dport", "53", "-m", "string", "--algo", "kmp", "--hex-string",
@@ -392,6 +413,18 @@ class Lab:
         dns_targets |= {s.host: "SERVFAIL" for s in scenarios if s.censor == "dns-servfail-all"}
         if targets or dns_targets:
             self._start_injector(targets, dns_targets)
+        self._start_quic_filter([s for s in scenarios if s.censor == "quic-sni"])
+
+    def _start_quic_filter(self, filtered: list[Scenario]) -> None:
+        if not filtered:
+            return
+        ready = self.state / "quic-filter.ready"
+        path = self.state / "quic-filter.json"
+        path.write_text(json.dumps({"ready": str(ready), "relays": [
+            {"listen": ISP_CLIENT_IP, "port": QUIC_FILTER_PORT + k, "upstream": s.ips[0], "names": [s.host]}
+            for k, s in enumerate(filtered)]}))
+        pid = self._spawn("quic-filter", self.isp, sys.executable, "-m", "probe.lab.quic_filter", str(path))
+        self._wait_ready(ready, pid, "quic-filter", "the ISP's QUIC SNI filter", 10)
 
     def _start_injector(self, targets: dict[str, str], dns_targets: dict[str, str]) -> None:
         ready = self.state / "injector.ready"
