@@ -21,6 +21,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 from aioquic.buffer import Buffer, BufferReadError
@@ -74,10 +75,10 @@ async def relay(listen: tuple[str, int], upstream: tuple[str, int], names: list[
     gets the bound port."""
     front = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     await front.bind(listen)
-    backs: dict[object, trio.socket.SocketType] = {}
+    backs: dict[Any, trio.socket.SocketType] = {}  # by client address
     blocked: set[bytes] = set()
 
-    async def back_to(client: object, back: trio.socket.SocketType) -> None:
+    async def back_to(client: Any, back: trio.socket.SocketType) -> None:
         while True:
             try:
                 data = await back.recv(65536)
