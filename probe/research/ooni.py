@@ -30,7 +30,17 @@ from ..measure.netpolicy import NetPolicy, is_ip_literal
 from ..measure.steps.dns_wire import parse_reply
 from ..measure.steps.http import extract_title
 from ..measure.targets import normalise
-from ..models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
+from ..models import (
+    ControlResult,
+    DnsQuery,
+    HttpHop,
+    Observations,
+    QuicHandshake,
+    Target,
+    TcpConnect,
+    TlsHandshake,
+    Verdict,
+)
 from ..verdicts import ooni_blocking
 
 TEST_VERSION = "0.5.28"
@@ -95,6 +105,11 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
             "no_tls_verify": h.decoy, "t0": h.t0, "t": h.t, "x_probe_decoy": h.decoy,
             "x_probe_peer_chain": list(h.peer_chain), "x_probe_attempt": h.attempt,
             "x_probe_first_failure": h.first_failure} for h in obs.tls]
+    # OONI's own key for QUIC (urlgetter's, the same record as a TLS handshake's); Web Connectivity has none yet.
+    quic = [{"address": _endpoint(h.ip, h.port), "server_name": h.sni, "failure": h.failure,
+             "tls_version": "TLSv1.3" if h.failure is None else None, "negotiated_protocol": h.alpn,
+             "alpn": ["h3"], "no_tls_verify": h.decoy, "t0": h.t0, "t": h.t, "x_probe_decoy": h.decoy,
+             "x_probe_peer_chain": list(h.peer_chain)} for h in obs.quic]
     def request(h: HttpHop) -> dict[str, Any]:
         hop = normalise(h.url) if h.url.startswith(("http://", "https://")) else t
         return {
@@ -122,6 +137,8 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                                     "failure": c.http_failure, "title": c.http_title or "",
                                     "headers": c.http_headers, "status_code": c.http_status or -1,
                                     "x_body_sha256": c.http_body_sha256}}
+        if c.quic_handshake:
+            control["x_quic_handshake"] = c.quic_handshake  # as our helper sends it
     dns_failure = next((q.failure for q in obs.dns if q.failure and not q.answers and q.query_type == "A"), None)
     blocking, accessible = ooni_blocking(verdict.status, verdict.layer, verdict.detail, verdict.rule)
     return {
@@ -141,6 +158,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
         "test_version": TEST_VERSION,
         "test_keys": {
             "queries": queries, "tcp_connect": tcp, "tls_handshakes": tls, "requests": requests,
+            **({"quic_handshakes": quic} if quic else {}),
             "x_probe_chains": extra_chains,
             "control": control, "control_failure": c.failure if c else None,
             "dns_experiment_failure": dns_failure,
@@ -148,7 +166,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
             "blocking": blocking, "accessible": accessible, "x_probe_status": verdict.status,
             "x_probe_verdict": {"status": verdict.status, "layer": verdict.layer, "detail": verdict.detail,
                                 "rule": verdict.rule, "fingerprint": verdict.fingerprint, "scope": verdict.scope,
-                                "flaky": verdict.flaky},
+                                "flaky": verdict.flaky, "quic": verdict.quic},
             "x_probe_bogons": list(obs.bogons), "x_probe_category": t.category,
             "x_probe_network": json.loads(run.get("network") or "null"),  # the run's survey (netview.py)
         },
@@ -285,6 +303,14 @@ def _tls(h: dict[str, Any], hostname: str) -> TlsHandshake:
                         version=h.get("tls_version"), cipher=h.get("cipher_suite"), alpn=h.get("negotiated_protocol"),
                         peer_chain=chain, attempt=int(h.get("x_probe_attempt") or 0),
                         first_failure=h.get("x_probe_first_failure"), t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
+
+
+def _quic(h: dict[str, Any], hostname: str) -> QuicHandshake:
+    ip, port = _split_endpoint(h.get("address") or "")
+    return QuicHandshake(ip=ip, port=port, sni=h.get("server_name") or hostname,
+                         decoy=bool(h.get("x_probe_decoy", False)), failure=h.get("failure"),
+                         alpn=h.get("negotiated_protocol"), peer_chain=tuple(h.get("x_probe_peer_chain") or ()),
+                         t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
 
 
 def _hop(r: dict[str, Any], chain: str = "") -> HttpHop:
@@ -506,6 +532,7 @@ def import_measurement(m: dict[str, Any]) -> Observations:
     dns_here += tuple(q for q in hop_lookups if not q.control)
     control_dns += tuple(q for q in hop_lookups if q.control)
     started = str(m.get("measurement_start_time") or "").replace(" ", "T")
-    return Observations(target=target, dns=dns_here, tcp=tuple(tcp), tls=tuple(tls), http=hops,
+    quic = tuple(_quic(h, target.hostname) for h in tk.get("quic_handshakes") or () if isinstance(h, dict))
+    return Observations(target=target, dns=dns_here, tcp=tuple(tcp), tls=tuple(tls), http=hops, quic=quic,
                         control=control, control_dns=control_dns, bogons=bogons,
                         started=started + "+00:00" if started else "", runtime_s=float(m.get("test_runtime") or 0.0))

@@ -76,9 +76,9 @@ class QuicTrust:
                 verify_certificate_ip_address(leaf, name)
             else:
                 verify_certificate_hostname(leaf, name)
-        except (service_identity.VerificationError, service_identity.CertificateError):
+        except service_identity.VerificationError:
             return "ssl_invalid_hostname"
-        except ValueError:  # extensions that do not parse
+        except (service_identity.CertificateError, ValueError):  # a malformed name or extension
             return "ssl_invalid_certificate"
         return None
 
