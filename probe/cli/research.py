@@ -125,16 +125,22 @@ def results(db_path: str, run_id: int | None, status: str | None, layer: str | N
         writer.writerow(RESULT_COLUMNS)
     elif not as_json:
         click.echo(f"{'status':8} {'detail':40} url")
+    quic: dict[str, int] = {}
     for m in sorted(storage.measurements(db, run_id), key=lambda m: m["url"]):
         if (wanted and m["status"] != wanted) or (layer and m["layer"] != layer):
             continue
-        row = {k: m[k] for k in RESULT_COLUMNS}
+        row = {k: m.get(k) for k in RESULT_COLUMNS}
+        if m.get("quic"):
+            quic[m["quic"]] = quic.get(m["quic"], 0) + 1
         if writer:
             writer.writerow(row.values())
         elif as_json:
             click.echo(json.dumps(row))
         else:
-            click.echo(f"{m['status']:8} {m['detail']:40} {m['url']}")
+            click.echo(f"{m['status']:8} {m['detail']:40} {m['url']}"
+                       + (f"  quic {m['quic']}" if m.get("quic") else ""))
+    if quic and not (as_json or as_csv):  # beside the statuses, never added to them (analysis/quic.py)
+        click.echo("quic: " + ", ".join(f"{n} {value}" for value, n in sorted(quic.items())), err=True)
 
 
 @click.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..analysis.quic import QUIC_RULES
 from ..analysis.rules import RULES
 from .scenarios import SCENARIOS
 
@@ -20,6 +21,12 @@ def rules_table() -> str:
     for i, r in enumerate(RULES, 1):
         layer = (r.layer.__doc__ or "?").strip().rstrip(".") if callable(r.layer) else (r.layer or "–")
         rows.append(f"| {i} | `{r.id}` | {r.status} | {layer} | {r.explain} |")
+    return "\n".join(rows)
+
+
+def quic_rules_table() -> str:
+    rows = ["| # | id | quic | when |", "|---|---|---|---|"]
+    rows += [f"| {i} | `{r.id}` | `{r.value}` | {r.explain} |" for i, r in enumerate(QUIC_RULES, 1)]
     return "\n".join(rows)
 
 
@@ -39,7 +46,7 @@ def scenarios_table() -> str:
     return "\n".join(rows)
 
 
-TABLES = {"rules": rules_table, "lab scenarios": scenarios_table}
+TABLES = {"rules": rules_table, "quic rules": quic_rules_table, "lab scenarios": scenarios_table}
 
 
 def render(text: str) -> str:
