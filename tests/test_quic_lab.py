@@ -82,6 +82,9 @@ def test_quic_values_survive_ooni_export_import_and_reanalysis(lab, tmp_path):
     con.close()
     assert set(before.values()) == {s.quic for s in QUIC}
     runner = CliRunner()
+    res = runner.invoke(cli, ["results", "--db", str(db), "--run", str(runs[0])])
+    assert res.exit_code == 0 and "  quic udp-blocked" in res.stdout, res.output
+    assert "quic: 1 ok, 1 sni-blocked, 1 udp-blocked, 1 unavailable" in res.stderr  # beside the statuses
     res = runner.invoke(cli, ["reanalyze", "--db", str(db)])
     assert res.exit_code == 0, res.output
     con = sqlite3.connect(db)
