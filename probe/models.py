@@ -99,6 +99,9 @@ class QuicHandshake:
     failure: str | None = None
     alpn: str | None = None
     peer_chain: tuple[dict[str, Any], ...] = ()  # as TlsHandshake's, kept even when unverified
+    # The real name's tries at one address are numbered 1, 2 (a lost handshake is tried again, beside the
+    # decoy's); the decoy's is 0.
+    attempt: int = 0
     t0: float = 0.0
     t: float = 0.0
 

@@ -52,7 +52,7 @@ async def test_a_working_handshake_is_the_only_one_at_its_address_and_its_certif
     trust = quic.QuicTrust.build(ca_file)
     tries = await quic.measure(LOOP, sni=NAME, decoy_sni="decoy.test", trust=trust, timeout=4, clock=clock,
                                port=quic_port)
-    assert [(h.sni, h.decoy, h.failure, h.alpn) for h in tries] == [(NAME, False, None, "h3")]
+    assert [(h.sni, h.decoy, h.failure, h.alpn, h.attempt) for h in tries] == [(NAME, False, None, "h3", 1)]
     assert tries[0].peer_chain and NAME in tries[0].peer_chain[0]["sans"]
     # A certificate that is not for the name, or from an authority nobody here trusts: OONI's ssl_* failures,
     # and no decoy (a certificate is the same for any name).
@@ -80,10 +80,11 @@ async def test_a_closed_port_is_refused_and_a_silent_one_times_out_then_the_deco
                                   port=silent.getsockname()[1])
     finally:
         silent.close()
-    assert [(h.sni, h.failure, h.decoy) for h in lost] == [(NAME, "generic_timeout_error", False),
-                                                           ("decoy.test", "generic_timeout_error", True)]
-    assert lost[1].t0 >= lost[0].t, "the decoy comes only after the real name failed"
-    assert lost[-1].t - lost[0].t0 <= 2 + 0.5, "both tries share one step's timeout"
+    assert [(h.sni, h.failure, h.decoy, h.attempt) for h in lost] == [
+        (NAME, "generic_timeout_error", False, 1), (NAME, "generic_timeout_error", False, 2),
+        ("decoy.test", "generic_timeout_error", True, 0)]
+    assert min(h.t0 for h in lost[1:]) >= lost[0].t, "the decoy and the second try come after the first failed"
+    assert max(h.t for h in lost) - lost[0].t0 <= 2 + 0.5, "all tries share one step's timeout"
 
 
 async def test_the_labs_filter_reads_the_name_in_an_encrypted_initial_and_drops_only_that_flow(
@@ -95,8 +96,9 @@ async def test_the_labs_filter_reads_the_name_in_an_encrypted_initial_and_drops_
     filtered = await quic.measure(LOOP, sni="blocked.test", decoy_sni="decoy.test", trust=trust, timeout=2,
                                   clock=clock, port=port)
     assert [h.failure for h in passed] == [None]
-    assert [(h.sni, h.failure) for h in filtered] == [("blocked.test", "generic_timeout_error"),
-                                                      ("decoy.test", None)]
+    assert [(h.sni, h.failure, h.attempt) for h in filtered] == [("blocked.test", "generic_timeout_error", 1),
+                                                                 ("blocked.test", "generic_timeout_error", 2),
+                                                                 ("decoy.test", None, 0)]
     obs = Observations(target=normalise("https://blocked.test/"), quic=tuple(filtered))
     assert analyse(obs).quic == "sni-blocked"
 

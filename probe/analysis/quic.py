@@ -5,8 +5,8 @@ never makes a URL `blocked` (rules.py does not read QUIC) and a value here claim
 show. Rules in order, first match wins; ids are stable (the evidence names the one that fired).
 
     ok           a handshake with the real name completed, with a certificate valid for it
-    sni-blocked  the real name's handshake was lost (timed out) at an address where the decoy name's completed:
-                 the path drops QUIC Initials that carry this name
+    sni-blocked  the real name's handshakes were lost (timed out, twice) at an address where the decoy name's
+                 completed: the path drops QUIC Initials that carry this name
     udp-blocked  both names failed here at an address where the control's QUIC handshake completed: UDP/443 to
                  this site is dropped (or refused) on this network
     unavailable  both names failed here, and the control's handshakes failed too: the site does no QUIC
@@ -39,16 +39,24 @@ class QuicFacts:
     def completed(self) -> list[QuicHandshake]:
         return [h for h in self.real if h.failure is None]
 
-    def sni_filtered(self) -> list[QuicHandshake]:
+    def sni_filtered(self) -> list[tuple[str, int]]:
+        """Addresses where every real-name try was lost and the decoy's completed."""
         decoy_ok = {(h.ip, h.port) for h in self.decoy if h.failure is None}
-        return [h for h in self.real if h.failure in _LOST and (h.ip, h.port) in decoy_ok]
+        lost: dict[tuple[str, int], bool] = {}
+        for h in self.real:
+            lost[(h.ip, h.port)] = lost.get((h.ip, h.port), True) and h.failure in _LOST
+        return [a for a, all_lost in lost.items() if all_lost and a in decoy_ok]
 
     def _failed_both(self) -> list[str]:
-        """Addresses where the real name failed and so did the decoy (or no decoy was needed to know)."""
+        """Addresses where the real name failed (every try, never on TLS) and so did the decoy (or no decoy was
+        needed to know)."""
         decoy_ok = {(h.ip, h.port) for h in self.decoy if h.failure is None}
-        return [endpoint(h.ip, h.port) for h in self.real
-                if h.failure is not None and not is_local(h.failure) and not h.failure.startswith("ssl_")
-                and (h.ip, h.port) not in decoy_ok]
+        failed: dict[tuple[str, int], bool] = {}
+        for h in self.real:
+            ok = (h.failure is not None and not is_local(h.failure) and not h.failure.startswith("ssl_"))
+            failed[(h.ip, h.port)] = failed.get((h.ip, h.port), True) and ok
+        return list(dict.fromkeys(endpoint(*a) for a, all_failed in failed.items()
+                                  if all_failed and a not in decoy_ok))
 
     def tls_failed(self) -> bool:
         """A handshake got as far as TLS and failed there (a certificate, an alert): QUIC gets through."""
@@ -114,7 +122,10 @@ def judge(obs: Observations) -> tuple[QuicRule, QuicFacts] | None:
 
 def evidence(rule: QuicRule, f: QuicFacts) -> str:
     """The QUIC part of a verdict's evidence: the value, the rule, and every try."""
-    tries = ", ".join(f"{h.ip} {h.sni}{' (decoy)' if h.decoy else ''} {h.failure or 'ok'}" for h in (*f.real, *f.decoy))
+    def said(h: QuicHandshake) -> str:
+        return f"{h.ip} {h.sni}{' (decoy)' if h.decoy else ' (again)' if h.attempt > 1 else ''} {h.failure or 'ok'}"
+
+    tries = ", ".join(said(h) for h in (*f.real, *f.decoy))
     text = f"quic {rule.value} ({rule.id}: {rule.explain}): {tries}"
     if f.control:
         text += "; control quic: " + ", ".join(f"{a} {fail or 'ok'}" for a, fail in f.control.items())

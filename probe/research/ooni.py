@@ -109,7 +109,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
     quic = [{"address": _endpoint(h.ip, h.port), "server_name": h.sni, "failure": h.failure,
              "tls_version": "TLSv1.3" if h.failure is None else None, "negotiated_protocol": h.alpn,
              "alpn": ["h3"], "no_tls_verify": h.decoy, "t0": h.t0, "t": h.t, "x_probe_decoy": h.decoy,
-             "x_probe_peer_chain": list(h.peer_chain)} for h in obs.quic]
+             "x_probe_peer_chain": list(h.peer_chain), "x_probe_attempt": h.attempt} for h in obs.quic]
     def request(h: HttpHop) -> dict[str, Any]:
         hop = normalise(h.url) if h.url.startswith(("http://", "https://")) else t
         return {
@@ -310,7 +310,7 @@ def _quic(h: dict[str, Any], hostname: str) -> QuicHandshake:
     return QuicHandshake(ip=ip, port=port, sni=h.get("server_name") or hostname,
                          decoy=bool(h.get("x_probe_decoy", False)), failure=h.get("failure"),
                          alpn=h.get("negotiated_protocol"), peer_chain=tuple(h.get("x_probe_peer_chain") or ()),
-                         t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
+                         attempt=int(h.get("x_probe_attempt") or 0), t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
 
 
 def _hop(r: dict[str, Any], chain: str = "") -> HttpHop:

@@ -834,7 +834,7 @@ def m012_quic(db: sqlite_utils.Database) -> None:
     if not db.table("quic_handshakes").exists():
         db.table("quic_handshakes").create({
             "id": int, "measurement_id": int, "ip": str, "port": int, "sni": str, "decoy": int, "failure": str,
-            "alpn": str, "peer_chain": str, "t0": float, "t": float,
+            "alpn": str, "peer_chain": str, "attempt": int, "t0": float, "t": float,
         }, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
         db.table("quic_handshakes").create_index(["measurement_id"])
     _add_column(db, "measurements", "quic", str)

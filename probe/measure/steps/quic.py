@@ -157,16 +157,29 @@ async def _close(conn: QuicConnection, sock: trio.socket.SocketType) -> None:
 
 async def measure(ip: str, *, sni: str, decoy_sni: str | None, trust: QuicTrust, timeout: float,
                   clock: Callable[[], float], port: int = PORT) -> list[QuicHandshake]:
-    """The real name's handshake; after a failure a filter could explain, one with the decoy name.
+    """The real name's handshake; after a failure a filter could explain, the decoy name and the real name
+    again, at the same time (as the TLS step confirms: a lost packet fails once, a filter every time).
 
-    Both together stay within one step's `timeout` (each gets half): QUIC runs beside TCP and TLS, and must not
-    make a URL take longer than its slowest TCP/TLS path would (a TLS handshake that times out, then its retry).
-    A working handshake takes a round trip or two; half the timeout leaves aioquic room for two retransmissions
-    of a lost Initial (its probe timeout starts near one second and doubles).
+    Everything stays within one step's `timeout` (the first try gets half, the two follow-ups the other half
+    together): QUIC runs beside TCP and TLS and must not make a URL take longer than its slowest TCP/TLS path
+    would (a TLS handshake that times out, then its retry). A working handshake takes a round trip or two; half
+    the timeout leaves aioquic room for two retransmissions of a lost Initial (its probe timeout starts near one
+    second and doubles). Where QUIC works, this is the address's only handshake.
     """
-    main = await handshake(ip, port, sni, trust=trust, timeout=timeout / 2, clock=clock)
+    main = replace(await handshake(ip, port, sni, trust=trust, timeout=timeout / 2, clock=clock), attempt=1)
     results = [main]
-    if main.failure in INTERFERENCE_FAILURES and decoy_sni and decoy_sni != sni:
+    if main.failure not in INTERFERENCE_FAILURES or not decoy_sni or decoy_sni == sni:
+        return results
+
+    async def again() -> None:
+        results.append(replace(await handshake(ip, port, sni, trust=trust, timeout=timeout / 2, clock=clock),
+                               attempt=2))
+
+    async def decoy() -> None:
         results.append(await handshake(ip, port, decoy_sni, trust=None, timeout=timeout / 2, clock=clock,
                                        decoy=True))
-    return results
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(decoy)
+        nursery.start_soon(again)
+    return sorted(results, key=lambda h: (h.decoy, h.attempt))
