@@ -85,7 +85,7 @@ QUIC_RULES: tuple[QuicRule, ...] = (
     QuicRule(id="quic-local", when=lambda f: all(is_local(h.failure) for h in f.real), value="error",
              explain="QUIC could not be tried: a fault on this machine"),
     QuicRule(id="quic-sni", when=lambda f: bool(f.sni_filtered()), value="sni-blocked",
-             explain="the real name's QUIC handshake was lost where the decoy name's completed"),
+             explain="the real name's QUIC handshakes (two) were lost where the decoy name's completed"),
     QuicRule(id="quic-tls", when=lambda f: f.tls_failed(), value="failed",
              explain="QUIC got through but its TLS failed (a certificate or an alert): no UDP or SNI filter's mark"),
     QuicRule(id="quic-udp", when=lambda f: bool(f.dropped_here()), value="udp-blocked",
