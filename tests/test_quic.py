@@ -233,3 +233,21 @@ def test_no_quic_in_probe_toml_and_on_the_command_line(internet, tmp_path):
         assert con.execute("select count(*) from quic_handshakes").fetchone()[0] == 0
         assert json.loads(con.execute("select options from runs").fetchone()[0])["quic"] is False
         con.close()
+
+
+async def test_our_helper_tries_quic_at_the_endpoints_the_probe_names_as_an_extension(net, nursery, cert_files,
+                                                                                     ca_file):
+    from probe.control.client import parse_helper_reply
+    from probe.control.helper_server import answer, build_config
+
+    await nursery.start(serve, [(LOOP, net.https_port)], *cert_files)
+    cfg = build_config(resolvers=(f"{LOOP}:{net.dns_port}",), ca_file=ca_file, allow_net=("127.0.0.0/8",),
+                       timeout=2.0)
+    target = normalise(net.https("ok.test"))
+    reply = await answer(cfg, target, [(LOOP, net.https_port), (LOOP, net.refused_port)])
+    key = f"{LOOP}:{net.https_port}"
+    assert reply["x_quic_handshake"][key] == {"server_name": "ok.test", "status": True, "failure": None}
+    assert reply["x_quic_handshake"][f"{LOOP}:{net.refused_port}"]["failure"] == "connection_refused"
+    assert parse_helper_reply("h", reply).quic_handshake == reply["x_quic_handshake"]
+    plain = await answer(cfg, normalise(net.http("ok.test")), [(LOOP, net.http_port)])
+    assert "x_quic_handshake" not in plain, "http:// URLs get no QUIC"
