@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 # what it needs (a worker never loads storage or sqlite-utils).
 _WHERE = {
     "RULES_VERSION": "analysis", "analyse": "analysis", "ProbeError": "errors",
-    **dict.fromkeys(("ControlResult", "DnsQuery", "HttpHop", "Observations", "Target", "TcpConnect",
-                     "TlsHandshake", "Verdict"), "models"),
+    **dict.fromkeys(("ControlResult", "DnsQuery", "HttpHop", "Observations", "QuicHandshake", "Target",
+                     "TcpConnect", "TlsHandshake", "Verdict"), "models"),
     "RunOptions": "measure.runner", "RunSummary": "measure.runner", "run_async": "measure.runner",
     "Session": "measure.session",
     "open_db": "storage",
@@ -42,7 +42,17 @@ if TYPE_CHECKING:
     from .measure.runner import RunOptions, RunSummary, run_async
     from .measure.session import Session
     from .measure.targets import ListWarning, TargetError, normalise, read_inputs
-    from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, Verdict
+    from .models import (
+        ControlResult,
+        DnsQuery,
+        HttpHop,
+        Observations,
+        QuicHandshake,
+        Target,
+        TcpConnect,
+        TlsHandshake,
+        Verdict,
+    )
     from .storage import open_db
 
 __all__ = [  # noqa: RUF022  (plain sorted order, checked by tests/test_docs.py)
@@ -52,6 +62,7 @@ __all__ = [  # noqa: RUF022  (plain sorted order, checked by tests/test_docs.py)
     "ListWarning",
     "Observations",
     "ProbeError",
+    "QuicHandshake",
     "RULES_VERSION",
     "RunOptions",
     "RunSummary",
