@@ -107,6 +107,28 @@ class QuicHandshake:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TtlProbe:
+    """One TTL-limited ClientHello of the locate step (steps/locate.py), sent after a TLS handshake with the
+    real name failed with a reset, EOF or timeout twice: how far it got tells where the interference sits."""
+
+    ip: str
+    port: int
+    sni: str
+    ttl: int  # the ClientHello's IP TTL (IPv6: hop limit); the connection itself used the normal one
+    # What came back on the TCP connection: None a reply (the server's, or whatever sits at its address),
+    # "host_unreachable" a router's ICMP (the ClientHello expired on the way), a reset, EOF or a timeout.
+    failure: str | None = None
+    failed_step: str | None = None  # "tcp": the fresh connection itself failed; "tls": after the ClientHello
+    reply_bytes: int = 0  # bytes of the reply read (a ServerHello, an alert)
+    # Who answered a UDP datagram with the same TTL to the same address (ICMP, read unprivileged, as tracepath
+    # does): the router at this hop ("time_exceeded"), or the address itself ("unreachable"); None: no ICMP.
+    router: str | None = None
+    icmp: str | None = None
+    t0: float = 0.0
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpHop:
     """One request of a redirect chain.
 
@@ -177,6 +199,7 @@ class Observations:
     control: ControlResult | None = None
     control_dns: tuple[DnsQuery, ...] = ()  # DoH answers from the control resolvers
     bogons: tuple[str, ...] = ()  # answers we refused to connect to
+    locate: tuple[TtlProbe, ...] = ()  # where a TLS failure sits on the path (steps/locate.py)
     started: str = ""  # ISO 8601, UTC
     runtime_s: float = 0.0
 

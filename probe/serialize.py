@@ -9,10 +9,10 @@ import base64
 import dataclasses
 from typing import Any
 
-from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake
+from .models import ControlResult, DnsQuery, HttpHop, Observations, Target, TcpConnect, TlsHandshake, TtlProbe
 
 _NESTED: dict[str, type] = {"dns": DnsQuery, "control_dns": DnsQuery, "tcp": TcpConnect, "tls": TlsHandshake,
-                            "http": HttpHop}
+                            "http": HttpHop, "locate": TtlProbe}
 
 
 def _plain(obj: Any) -> dict[str, Any]:

@@ -216,7 +216,7 @@ async def test_old_databases_are_migrated_in_a_copy_and_copies_agree(net, tmp_pa
     reports = list(merge(dest, [tmp_path / "old" / "old.db", copy]))
     assert [r.error for r in reports] == [None, None]
     assert reports[0].migrated == ("m007_uuids", "m008_attempts", "m009_methods_and_verdict_history", "m010_meta",
-                                   "m012_quic")
+                                   "m012_quic", "m013_locate")
     assert reports[0].added["runs"] == 2
     assert reports[0].added["measurements"] == 6
     # The copy taken before the second run holds the first run only, and its UUIDs, derived from the rows
@@ -277,6 +277,7 @@ async def test_parquet_loads_into_clickhouse_and_the_readme_queries_agree_with_s
         "measurements": _count(db, "measurements"), "dns_queries": _count(db, "dns_queries"),
         "tcp_connects": _count(db, "tcp_connects"), "tls_handshakes": _count(db, "tls_handshakes"),
         "http_hops": _count(db, "http_hops"), "claims": _count(db, "claims"), "claim_items": _count(db, "claim_items"),
+        "ttl_probes": _count(db, "ttl_probes"),
     }
     assert expected_rows["tls_handshakes"] > 0 and expected_rows["http_hops"] > 0
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{t.name}.parquet" for t in TABLES)

@@ -95,4 +95,6 @@ def _evidence(rule: Rule, f: Facts) -> str:
         parts.append(f"signature {f.signature.id} in {f.signature.where}")
     if f.flaky:
         parts.append("flaky (failed once, then worked): " + "; ".join(f.flaky))
+    if f.located:
+        parts.append("located: " + "; ".join(f.located))
     return "; ".join(parts)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..failures import is_local
 from ..models import ControlState, HttpHop, NetworkView, Observations, TlsHandshake
-from . import attempts, dnsfacts, pages
+from . import attempts, dnsfacts, locate, pages
 from .dnsfacts import DNS_LOOKUP_FAILURES
 from .httpdiff import HttpComparison
 from .pages import HopFailure
@@ -89,6 +89,7 @@ class Facts:
     cross_host_title_diff: bool  # redirected to another host, to a page whose title is not the control's
     signature: SignatureHit | None = None
     flaky: tuple[str, ...] = ()  # failures that a second try did not repeat: never evidence, counted apart
+    located: tuple[str, ...] = ()  # where a TLS failure sits on the path (analysis/locate.py): evidence only
 
 
 def control_state(obs: Observations) -> ControlState:
@@ -233,4 +234,5 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = (), network: Netw
             c is not None and c.http_status is not None and not c.http_failure and final is not None
             and not pages.is_page(final))),
         flaky=tcp.flaky + tls_outcome.flaky + attempts.http_flaky(obs.http),
+        located=tuple(where.sentence() for where in locate.locate(obs.locate)),
     )

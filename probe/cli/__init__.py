@@ -128,6 +128,9 @@ def _http_urls(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 @click.option("--decoy-sni", default="example.com", show_default=True,
               help="Name used to re-try a failed TLS handshake, to tell SNI filtering from IP blocking.")
 @click.option("--no-quic", is_flag=True, help="No QUIC (HTTP/3) handshakes beside TCP/TLS for https URLs.")
+@click.option("--locate/--no-locate", default=True, show_default=True,
+              help="After a TLS reset or timeout that reproduces, find the hop it comes from (TTL-limited "
+              "ClientHellos, as OONI's tlsmiddlebox).")
 @click.option("--keep-bodies", type=click.Choice(["all", "suspect", "none"]), default="suspect",
               show_default=True, help="Which response bodies to store (suspect: every verdict but ok).")
 @click.option("--no-signatures", is_flag=True, help="Do not match blockpage/censor-IP signatures.")
@@ -190,6 +193,7 @@ PARAM_FIELDS = {
     "allow_net": "allow_net", "decoy_sni": "decoy_sni", "keep_bodies": "keep_bodies", "min_free_mb": "min_free_mb",
     "ip_service": "ip_service", "no_vantage": "ip_service", "no_signatures": "signatures",
     "packs": "signature_packs", "data_dir": "data_dir", "portal_check": "portal_check", "no_quic": "quic",
+    "locate": "locate",
 }
 _GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.DEFAULT_MAP)
 
@@ -212,6 +216,7 @@ def _options(a: dict[str, Any]) -> RunOptions:
             late_window=a["late_window"], max_runtime=a["max_runtime"], allow_net=a["allow_net"],
             decoy_sni=a["decoy_sni"] or None, keep_bodies=a["keep_bodies"], min_free_mb=a["min_free_mb"],
             quic=not a["no_quic"],
+            locate=a["locate"],
             ip_service=None if a["no_vantage"] or a["ip_service"] in ("", "none") else a["ip_service"],
             signatures=not a["no_signatures"], signature_packs=tuple(str(Path(p).resolve()) for p in a["packs"]),
             data_dir=_absolute(a["data_dir"]),

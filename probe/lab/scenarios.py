@@ -19,7 +19,9 @@ Censor = Literal["none", "dns-nxdomain", "dns-blockpage", "dns-bogon", "dns-inte
                  "loss", "flaky-syn", "dns-ghost", "dns-servfail-all", "keyword-rst", "tls-intercept",
                  "iframe-notice", "transparent-cache", "cdn-inside",
                  # QUIC (issue 20): UDP/443 dropped for one site; QUIC Initials carrying the name dropped
-                 "udp-drop", "quic-sni"]
+                 "udp-drop", "quic-sni",
+                 # a censor one router further than the ISP, at the gateway (issue 20: where the censor sits)
+                 "gw-sni-rst", "gw-sni-drop"]
 # How the probe runs: with the lab's helper and DoH ("full"), with DoH alone (as most volunteers will), or with
 # a control that cannot be reached from this network ("down").
 Control = Literal["full", "doh", "down"]
@@ -40,6 +42,7 @@ BOGON = "10.10.34.35"
 GHOST_IP = "198.18.3.85"  # where the ISP's resolver sends a name that exists nowhere: nothing listens there
 AD_SERVER_IP = "198.18.3.86"  # the hijacking resolver's answer for names that do not exist: a search page
 CDN_INSIDE_IP = "198.18.13.1"  # a CDN node inside the ISP, serving the same site with valid TLS
+GATEWAY_NET = "198.18.16"  # sites behind the gateway, one router further than the ISP (lab/gateway.py)
 KEYWORD = "forbidden-keyword-7"  # a word the ISP's filter resets connections on when a response carries it
 
 
@@ -169,6 +172,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("quic-sni", "https", ("198.18.15.3",), "quic-sni", "ok", None, quic="sni-blocked"),
     Scenario("quic-none", "https", ("198.18.15.4",), "none", "ok", None, quic="unavailable", h3=False),
     Scenario("quic-udp-doh", "https", ("198.18.15.5",), "udp-drop", "ok", None, quic="failed", control="doh"),
+    # Where the censor sits (issue 20): these sites are reached through a second router, the gateway (see
+    # lab/gateway.py), which resets or drops ClientHellos naming them; `probe run` locates it by TTL.
+    # (Names that do not contain an ISP-filtered name: the ISP's string match would catch them first.)
+    Scenario("gwreset", "https", (f"{GATEWAY_NET}.7",), "gw-sni-rst", "blocked", "tls"),
+    Scenario("gwdrop", "https", (f"{GATEWAY_NET}.8",), "gw-sni-drop", "blocked", "tls"),
 )
 
 

@@ -1,10 +1,11 @@
-"""Building and tearing down the lab: three network namespaces and the processes in them.
+"""Building and tearing down the lab: four network namespaces and the processes in them.
 
     <p>-client 198.18.1.2 ──veth── 198.18.1.1 <p>-isp 198.18.2.1 ──veth── 198.18.2.2 <p>-net
     (the volunteer;                 (the censoring router: dnsmasq      (the internet: DNS 198.18.2.53, DoH
      resolv.conf -> the ISP)         resolver, iptables, nginx proxy,    .54, helper .80:8780, web sites on
                                      blockpage server 198.18.3.83)       198.18.10-12.x, ports 80 and 443)
 
+A fourth, <p>-gw, is a second router between the ISP and the internet for some sites only (gateway.py).
 Nothing is routed outside the namespaces: they have no link to the host's network. All state (pids, configs,
 certificates, logs) lives in one directory so `down` can remove everything, also after a crash.
 """
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import gateway
 from .pki import make_pki
 from .scenarios import (
     AD_SERVER_IP,
@@ -128,8 +130,12 @@ class Lab:
         return f"{self.prefix}-net"
 
     @property
-    def namespaces(self) -> tuple[str, str, str]:
-        return self.client, self.isp, self.net
+    def gateway(self) -> str:
+        return f"{self.prefix}-gw"  # a second router, for some sites only (gateway.py)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return self.client, self.isp, self.net, self.gateway
 
     @property
     def state(self) -> Path:
@@ -153,7 +159,7 @@ class Lab:
         return [n for n in names if n in self.namespaces]
 
     def is_up(self) -> bool:
-        return (len(self.existing_namespaces()) == 3 and (self.state / "ready").exists()
+        return (len(self.existing_namespaces()) == len(self.namespaces) and (self.state / "ready").exists()
                 and all(self._alive(p) for p in self._pids().values()))
 
     def status(self) -> dict[str, object]:
@@ -182,8 +188,8 @@ class Lab:
             raise
 
     def _network(self, scenarios: tuple[Scenario, ...]) -> None:
-        c, i, n = self.namespaces
-        for name in self.namespaces:
+        c, i, n = self.client, self.isp, self.net
+        for name in (c, i, n):
             _run("ip", "netns", "add", name)
             self.ns(name, "ip", "link", "set", "lo", "up")
         p = self.prefix
@@ -202,6 +208,7 @@ class Lab:
             self.ns(i, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
         for addr in sorted({DNS_IP, DOH_IP, HELPER_IP, CHECK_IP, CDN_INSIDE_IP, *_site_ips(scenarios)}):
             self.ns(n, "ip", "addr", "add", f"{addr}/32", "dev", "lo")
+        gateway.build(self)
         netns_etc = Path("/etc/netns") / c
         netns_etc.mkdir(parents=True, exist_ok=True)
         (netns_etc / "resolv.conf").write_text(f"nameserver {ISP_CLIENT_IP}\n")
@@ -408,6 +415,7 @@ class Lab:
                               _qname(s.host), "-j", "DNAT", "--to-destination", f"{ISP_CLIENT_IP}:53"])
             for rule in rules:
                 self.ns(self.isp, *rule)
+        gateway.censor(self, scenarios)
         targets = {s.host: s.inject_to for s in scenarios if s.censor == "inject-302" and s.inject_to}
         dns_targets = {s.host: s.inject_to for s in scenarios if s.censor == "dns-inject" and s.inject_to}
         dns_targets |= {s.host: "SERVFAIL" for s in scenarios if s.censor == "dns-servfail-all"}

@@ -45,7 +45,7 @@ from .slots import measure_all
 from .steps import dns
 from .steps.tls import TlsContexts
 from .url import MeasureConfig
-from .workers import MeasureSpec, default_workers, open_measuring, run_worker
+from .workers import LOCATE_FDS, MeasureSpec, default_workers, open_measuring, run_worker
 
 DNS_IN_FLIGHT = 64  # per resolver: what a home router's forwarder takes without dropping
 FDS_PER_URL = 16  # DNS sockets + a few TCP/TLS + HTTP; a generous bound so EMFILE stays out of reach
@@ -72,6 +72,7 @@ class RunOptions:
     allow_net: tuple[str, ...] = ()
     decoy_sni: str | None = "example.com"
     quic: bool = True  # QUIC handshakes beside TCP/TLS for https URLs (--no-quic)
+    locate: bool = True  # TTL-limited ClientHellos after a confirmed TLS reset or timeout (steps/locate.py)
     body_cap: int = 512 * 1024
     keep_bodies: str = "suspect"  # all | suspect (any status but ok) | none
     min_free_mb: int = 64  # stop before the disk under the database is this full
@@ -116,7 +117,9 @@ def raise_fd_limit() -> int:
 
 
 def default_concurrency(fd_limit: int) -> int:
-    return max(1, min(MAX_DEFAULT_CONCURRENCY, (fd_limit - 64) // FDS_PER_URL))
+    # The locate step's sockets (a few URLs at once, 32 each) come off the top, up to a quarter of a small limit.
+    spare = fd_limit - 64 - min(LOCATE_FDS, fd_limit // 4)
+    return max(1, min(MAX_DEFAULT_CONCURRENCY, spare // FDS_PER_URL))
 
 
 def json_line(stored: dict[str, Any]) -> str:
@@ -400,7 +403,8 @@ async def run_async(
         resolvers=resolvers, allow_net=opts.allow_net, ca_file=opts.ca_file,
         helper=None if opts.no_control else opts.helper, doh=tuple(doh), timeout=opts.timeout,
         dns_timeout=opts.dns_timeout, late_window=opts.late_window, body_cap=opts.body_cap,
-        decoy_sni=opts.decoy_sni, quic=opts.quic, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers)
+        decoy_sni=opts.decoy_sni, quic=opts.quic, concurrency=concurrency, dns_in_flight=DNS_IN_FLIGHT, workers=workers,
+        locate=opts.locate)
     failed_workers: list[int] = []
     started = time.monotonic()
     gate, signals, stop = OfflineGate(), Signals(), trio.CancelScope()

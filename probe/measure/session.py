@@ -38,7 +38,7 @@ OPTION_FLAGS: dict[str, str] = {
     "dns_timeout": "--dns-timeout", "late_window": "--late-window", "allow_net": "--allow-net",
     "decoy_sni": "--decoy-sni", "keep_bodies": "--keep-bodies", "signatures": "--no-signatures",
     "signature_packs": "--signatures", "data_dir": "--data-dir", "body_cap": "body_cap",
-    "ip_service": "--ip-service/--no-vantage", "quic": "--no-quic",
+    "ip_service": "--ip-service/--no-vantage", "quic": "--no-quic", "locate": "--no-locate",
 }
 
 

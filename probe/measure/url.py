@@ -13,6 +13,7 @@ result is a bundle of observations; judging them is analysis's job.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import urllib.parse
@@ -23,9 +24,19 @@ import trio
 
 from ..analysis.pages import compare_helper
 from ..control.client import ControlClient
-from ..models import ControlResult, DnsQuery, HttpHop, Observations, QuicHandshake, Target, TcpConnect, TlsHandshake
+from ..models import (
+    ControlResult,
+    DnsQuery,
+    HttpHop,
+    Observations,
+    QuicHandshake,
+    Target,
+    TcpConnect,
+    TlsHandshake,
+    TtlProbe,
+)
 from .netpolicy import NetPolicy, is_ip_literal
-from .steps import dns, http, quic, tcp, tls
+from .steps import dns, http, locate, quic, tcp, tls
 from .steps.dns import LateReplies
 from .steps.dns_socket import DnsSockets
 from .steps.quic import QuicTrust
@@ -43,6 +54,9 @@ class MeasureConfig:
     body_cap: int = 512 * 1024
     max_redirects: int = 10
     decoy_sni: str | None = "example.com"
+    locate: bool = True  # TTL-limited ClientHellos after a confirmed TLS reset or timeout (steps/locate.py)
+    # Locates in flight, the whole run's (each holds 2 sockets per TTL); None: no limit (one URL alone).
+    locate_slots: trio.CapacityLimiter | None = None
     max_addresses: int = 8  # per origin (probe / control), to bound work on names with huge answers
     # Queries awaiting a first reply, per resolver label (see steps/dns.py); shared by every URL of a run.
     dns_slots: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
@@ -89,6 +103,8 @@ class _Acc:
     tcp: list[TcpConnect] = field(default_factory=list)
     tls: list[TlsHandshake] = field(default_factory=list)
     quic: list[QuicHandshake] = field(default_factory=list)
+    locate: list[TtlProbe] = field(default_factory=list)
+    locating: list[str] = field(default_factory=list)  # addresses located (at most locate.ADDRESSES per URL)
     chains: dict[str, tuple[HttpHop, ...]] = field(default_factory=dict)  # see HttpHop.chain
     control: ControlResult | None = None
     helper_done: trio.Event = field(default_factory=trio.Event)
@@ -220,6 +236,7 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
         control_dns=tuple(sorted(acc.control_dns, key=lambda q: (q.hostname != host, q.hostname, q.resolver,
                                                                  q.query_type))),
         bogons=tuple(bogons),
+        locate=tuple(sorted(acc.locate, key=lambda p: (order.get(p.ip, 99), p.ip, p.ttl))),
         started=started,
         runtime_s=clock(),
     )
@@ -364,9 +381,15 @@ async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal[
         again, s = await tcp.connect(ip, target.port, timeout=cfg.timeout, origin=origin, clock=clock)
         return again.failure, s
 
-    acc.tls.extend(await tls.measure(stream, ip=ip, port=target.port, sni=target.hostname,
-                                     decoy_sni=cfg.decoy_sni, contexts=cfg.contexts, timeout=cfg.timeout,
-                                     clock=clock, reconnect=reconnect))
+    handshakes = await tls.measure(stream, ip=ip, port=target.port, sni=target.hostname, decoy_sni=cfg.decoy_sni,
+                                   contexts=cfg.contexts, timeout=cfg.timeout, clock=clock, reconnect=reconnect)
+    acc.tls.extend(handshakes)
+    if (cfg.locate and origin == "probe" and len(acc.locating) < locate.ADDRESSES
+            and locate.worth_locating(handshakes)):
+        acc.locating.append(ip)
+        async with cfg.locate_slots or contextlib.nullcontext():
+            acc.locate.extend(await locate.locate(ip, target.port, sni=target.hostname,
+                                                  context=cfg.contexts.noverify, timeout=cfg.timeout, clock=clock))
 
 
 async def _quic(cfg: MeasureConfig, target: Target, ip: str, acc: _Acc, clock) -> None:

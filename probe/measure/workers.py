@@ -27,13 +27,15 @@ from ..control.client import ControlClient
 from ..models import Target
 from .netpolicy import NetPolicy
 from .slots import Judged, measure_all
-from .steps import dns
+from .steps import dns, locate
 from .steps.dns_socket import DnsSockets
 from .steps.quic import QuicTrust
 from .steps.tls import TlsContexts
 from .url import MeasureConfig
 
 MAX_DEFAULT_WORKERS = 4  # beyond this the one writer, not measuring, is the bottleneck
+LOCATES_IN_FLIGHT = 8  # the whole run's (steps/locate.py): 2 sockets per TTL each, beside the URLs' own
+LOCATE_FDS = LOCATES_IN_FLIGHT * 2 * locate.MAX_TTL
 URLS_PER_EXTRA_WORKER = 250  # a worker's start-up (~0.4 s of CPU) pays off only on a list this long
 _FRAME = struct.Struct("!I")
 _WORKER = "from probe.measure.workers import main; main()"
@@ -67,6 +69,7 @@ class MeasureSpec:
     body_cap: int = 512 * 1024
     decoy_sni: str | None = "example.com"
     quic: bool = True  # QUIC handshakes for https URLs (steps/quic.py)
+    locate: bool = True
     concurrency: int = 1  # URLs in flight, the whole run's
     dns_in_flight: int = 64  # queries awaiting a first reply per resolver, the whole run's
     workers: int = 1
@@ -88,6 +91,8 @@ async def open_measuring(spec: MeasureSpec, index: int = 0) -> AsyncIterator[Mea
             control=control_client if (spec.doh or spec.helper) else None, timeout=spec.timeout,
             dns_timeout=spec.dns_timeout, late_window=spec.late_window, body_cap=spec.body_cap,
             decoy_sni=spec.decoy_sni, dns_sockets=sockets, quic=QuicTrust.build(spec.ca_file) if spec.quic else None,
+            locate=spec.locate,
+            locate_slots=trio.CapacityLimiter(spec.part(LOCATES_IN_FLIGHT, index)),
             dns_slots={r.label: trio.CapacityLimiter(spec.part(spec.dns_in_flight, index)) for r in spec.resolvers},
         )
 

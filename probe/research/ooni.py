@@ -42,6 +42,7 @@ from ..models import (
     Verdict,
 )
 from ..verdicts import ooni_blocking
+from . import ooni_locate
 
 TEST_VERSION = "0.5.28"
 _POLICY = NetPolicy()
@@ -168,6 +169,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                                 "rule": verdict.rule, "fingerprint": verdict.fingerprint, "scope": verdict.scope,
                                 "flaky": verdict.flaky, "quic": verdict.quic},
             "x_probe_bogons": list(obs.bogons), "x_probe_category": t.category,
+            "x_probe_iterative_trace": ooni_locate.export_trace(obs.locate),
             "x_probe_network": json.loads(run.get("network") or "null"),  # the run's survey (netview.py)
         },
     }
@@ -535,4 +537,5 @@ def import_measurement(m: dict[str, Any]) -> Observations:
     quic = tuple(_quic(h, target.hostname) for h in tk.get("quic_handshakes") or () if isinstance(h, dict))
     return Observations(target=target, dns=dns_here, tcp=tuple(tcp), tls=tuple(tls), http=hops, quic=quic,
                         control=control, control_dns=control_dns, bogons=bogons,
+                        locate=ooni_locate.import_trace(m.get("test_keys") or {}),
                         started=started + "+00:00" if started else "", runtime_s=float(m.get("test_runtime") or 0.0))

@@ -120,6 +120,14 @@ HTTP_HOPS = Table(name="http_hops", source="http_hops", order_by=_OBS_ORDER, doc
     _c("t0", "float"), _c("t", "float"),
 ))
 
+TTL_PROBES = Table(name="ttl_probes", source="ttl_probes", order_by=_OBS_ORDER,
+                   doc="one row per TTL-limited ClientHello of the locate step (issue 20)", columns=(*_KEYS,
+    _c("ip", "string", null=False), _c("port", "uint16", null=False), _c("sni", "string", null=False),
+    _c("ttl", "uint16", null=False), _c("failure", "lc"), _c("failed_step", "lc"), _c("reply_bytes", "int"),
+    _c("router", "string", doc="who answered a UDP datagram with that TTL (a public router as its /24)"),
+    _c("icmp", "lc"), _c("t0", "float"), _c("t", "float"),
+))
+
 # Regulators' claims travel with the measurements they are compared with (all of them, whatever the selection).
 CLAIMS = Table(name="claims", source="claims", order_by=("claim_key",), by_measurement=False,
                doc="a regulator's announcement", columns=(
@@ -133,4 +141,4 @@ CLAIM_ITEMS = Table(name="claim_items", source="claim_items", order_by=("claim_k
     _c("kind", "lc"), _c("date_published", "string"), _c("authority", "lc"),
 ))
 
-TABLES = (MEASUREMENTS, DNS_QUERIES, TCP_CONNECTS, TLS_HANDSHAKES, HTTP_HOPS, CLAIMS, CLAIM_ITEMS)
+TABLES = (MEASUREMENTS, DNS_QUERIES, TCP_CONNECTS, TLS_HANDSHAKES, HTTP_HOPS, TTL_PROBES, CLAIMS, CLAIM_ITEMS)

@@ -41,6 +41,7 @@ from ..models import (
     Target,
     TcpConnect,
     TlsHandshake,
+    TtlProbe,
     Verdict,
 )
 
@@ -53,6 +54,7 @@ STEP_TABLES: dict[str, type] = {
     "http_hops": HttpHop,
     "control_results": ControlResult,
     "quic_handshakes": QuicHandshake,
+    "ttl_probes": TtlProbe,  # m013_locate
 }
 _NOT_STORED = {"body"}  # HttpHop.body lives in `bodies`
 
@@ -477,6 +479,7 @@ def write_measurement(db: sqlite_utils.Database, run_id: int, obs: Observations,
         "http_hops": obs.http,
         "control_results": (obs.control,) if obs.control else (),
         "quic_handshakes": obs.quic,
+        "ttl_probes": obs.locate,
     }
     for table, records in groups.items():
         rows = [_row(r, mid) for r in records]
@@ -531,6 +534,7 @@ def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) ->
         http=tuple(hops),
         control=step["control_results"][0] if step["control_results"] else None,
         quic=tuple(step["quic_handshakes"]),
+        locate=tuple(step["ttl_probes"]),
         bogons=tuple(json.loads(measurement.get("bogons") or "[]")),
         started=measurement.get("started") or "",
         runtime_s=measurement.get("runtime_s") or 0.0,
@@ -841,3 +845,15 @@ def m012_quic(db: sqlite_utils.Database) -> None:
     _add_column(db, "control_results", "quic_handshake", str)
     if db.table("verdict_history").exists():  # (tests build older schemas with today's writer columns)
         _add_column(db, "verdict_history", "quic", str)
+
+
+@migrations()
+def m013_locate(db: sqlite_utils.Database) -> None:
+    """Issue 20: where on the path a TLS failure sits, one row per TTL-limited ClientHello (steps/locate.py)."""
+    if db.table("ttl_probes").exists():  # made by a development build under another step name
+        return
+    db.table("ttl_probes").create({
+        "id": int, "measurement_id": int, "ip": str, "port": int, "sni": str, "ttl": int, "failure": str,
+        "failed_step": str, "reply_bytes": int, "router": str, "icmp": str, "t0": float, "t": float,
+    }, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
+    db.table("ttl_probes").create_index(["measurement_id"])
