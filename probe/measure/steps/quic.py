@@ -58,11 +58,13 @@ _UNKNOWN_AUTHORITY = {2, 18, 19, 20, 21}
 # A try ended by the URL's cutoff (below), not by its own timeout: not evidence of loss.
 CUT_SHORT = "interrupted"
 # URLs in a row whose QUIC was lost everywhere while TCP worked, before the run cuts QUIC short; and the grace
-# after a URL's other steps. aioquic's first probe timeout is 0.2 s (initial RTT 0.1 s) and doubles: within
-# 1.5 s it has sent the Initial four times, and a working handshake completes in one to a few round trips.
+# after a URL's other steps. QUIC started with TCP, so by the time TCP, TLS and HTTP are done (three round trips
+# at least) a working handshake whose first Initial got through (one round trip) has completed; the grace covers
+# one lost Initial more (aioquic resends it after 0.2 s: its initial RTT is 0.1 s), or RTTS of the URL's slowest
+# TCP connect on a long path.
 LEARN_AFTER = 3
-GRACE = 1.5
-RTTS = 8  # the grace is at least this many of the URL's slowest TCP connects (a long path)
+GRACE = 0.5
+RTTS = 4
 
 
 class Cutoff:
