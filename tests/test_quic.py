@@ -135,6 +135,10 @@ CASES = {
     "quic-tls": ((hs(failure="ssl_invalid_hostname"),), helper(None), "failed"),
     "quic-udp": ((hs(failure=LOST), hs(failure=LOST, decoy=True)), helper(None), "udp-blocked"),
     "quic-unavailable": ((hs(failure="connection_refused"),), helper("connection_refused"), "unavailable"),
+    # A try the run cut short (UDP/443 dropped everywhere so far) is no evidence, even where the control's
+    # QUIC completed and the decoy was lost: failed, never udp-blocked.
+    "quic-cut": ((hs(failure=LOST), hs(failure="interrupted"), hs(failure=LOST, decoy=True)), helper(None),
+                 "failed"),
     "quic-failed": ((hs(failure=LOST), hs(failure=LOST, decoy=True)), helper(False), "failed"),
 }
 
@@ -251,3 +255,50 @@ async def test_our_helper_tries_quic_at_the_endpoints_the_probe_names_as_an_exte
     assert parse_helper_reply("h", reply).quic_handshake == reply["x_quic_handshake"]
     plain = await answer(cfg, normalise(net.http("ok.test")), [(LOOP, net.http_port)])
     assert "x_quic_handshake" not in plain, "http:// URLs get no QUIC"
+
+
+async def test_a_run_that_finds_udp443_dropped_everywhere_cuts_quic_short_after_the_other_steps(net, cert_files):
+    # UDP/443 dropped for every site: a UDP socket on the HTTPS port's number, bound and never read. One URL at
+    # a time, so the order is fixed: the first LEARN_AFTER URLs get every try in full (timed out, the decoy
+    # too), and each later one's first try ends a grace after its TCP/TLS/HTTP, recorded as cut short.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind((LOOP, net.https_port))
+    targets = [normalise(net.https("ok.test", f"/page{i}")) for i in range(quic.LEARN_AFTER + 2)]
+    db = storage.open_db(":memory:")
+    try:
+        summary = await run_async(db, targets, net.options(timeout=4.0, concurrency=1, workers=1), emit=None)
+    finally:
+        silent.close()
+    rows = {r["url"]: r for r in db.query("select * from measurements where run_id = ?", [summary.run_id])}
+    for i, target in enumerate(targets):
+        m = rows[target.url]
+        tries = db.execute("select sni, decoy, attempt, failure, t0, t from quic_handshakes "
+                           "where measurement_id = ? order by decoy, attempt", [m["id"]]).fetchall()
+        assert m["status"] == "ok", "QUIC never decides a status"
+        if i < quic.LEARN_AFTER:
+            assert [(t[1], t[2], t[3]) for t in tries] == [
+                (0, 1, "generic_timeout_error"), (0, 2, "generic_timeout_error"), (1, 0, "generic_timeout_error")]
+            assert m["quic"] == "failed" and "quic-failed" in m["evidence"]  # no control: not attributable
+        else:
+            assert [(t[0], t[1], t[2], t[3]) for t in tries] == [("ok.test", 0, 1, "interrupted")], \
+                "one try, kept, cut short and not followed up"
+            assert tries[0][5] - tries[0][4] < 4.0 / 2, "ended before its own timeout"
+            assert m["quic"] == "failed" and "quic-cut" in m["evidence"]
+
+
+def test_the_watch_learns_only_from_whole_losses_and_one_completed_handshake_unlearns_it():
+    watch = quic.QuicWatch()
+    lost = [hs(failure=LOST), hs(failure=LOST), hs(failure=LOST, decoy=True)]
+    for _ in range(quic.LEARN_AFTER - 1):
+        watch.close(watch.open(), lost, {IP})
+    watch.close(watch.open(), lost, set())  # TCP did not connect there either: the site is down, not UDP
+    assert watch.lost_in_a_row == 0 and not watch.dropped
+    watch.close(watch.open(), [hs(failure="interrupted")], {IP})  # no evidence either way: no change
+    for _ in range(quic.LEARN_AFTER):
+        watch.close(watch.open(), lost, {IP})
+    assert watch.dropped
+    watch.close(watch.open(), [hs(failure=LOST), hs(IP2)], {IP, IP2})
+    assert not watch.dropped and watch.completed
+    for _ in range(quic.LEARN_AFTER):
+        watch.close(watch.open(), lost, {IP})
+    assert not watch.dropped, "a network where QUIC completed once this run does not drop UDP/443 wholesale"

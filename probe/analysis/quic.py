@@ -11,7 +11,10 @@ show. Rules in order, first match wins; ids are stable (the evidence names the o
                  this site is dropped (or refused) on this network
     unavailable  both names failed here, and the control's handshakes failed too: the site does no QUIC
     failed       QUIC failed here, and no control tried QUIC (DoH only, or OONI's helper): not attributable;
-                 or QUIC got through and its TLS failed (a certificate, an alert)
+                 or QUIC got through and its TLS failed (a certificate, an alert); or QUIC's tries were cut
+                 short (`interrupted`) because the run had found UDP/443 dropped for every site so far
+                 (steps/quic.py's QuicWatch): a cut try is no evidence of a filter, so it never makes
+                 udp-blocked or sni-blocked
     error        our own fault (a local error): nothing measured
 None: not tried (http:// URLs, --no-quic, no address to try, runs stored before QUIC).
 """
@@ -28,6 +31,8 @@ from ..models import Observations, QuicHandshake
 QuicValue = Literal["ok", "sni-blocked", "udp-blocked", "unavailable", "failed", "error"]
 # Failures a filter on the path produces; a bad certificate or a refusal is the same for any name.
 _LOST = {"generic_timeout_error", "connection_reset"}
+# A try the run ended a grace after the URL's other steps (steps/quic.py's CUT_SHORT): neither loss nor success.
+_CUT = "interrupted"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,12 +56,16 @@ class QuicFacts:
         """Addresses where the real name failed (every try, never on TLS) and so did the decoy (or no decoy was
         needed to know)."""
         decoy_ok = {(h.ip, h.port) for h in self.decoy if h.failure is None}
-        failed: dict[tuple[str, int], bool] = {}
+        failed: dict[tuple[str, int], bool] = {(h.ip, h.port): False for h in self.cut()}
         for h in self.real:
             ok = (h.failure is not None and not is_local(h.failure) and not h.failure.startswith("ssl_"))
             failed[(h.ip, h.port)] = failed.get((h.ip, h.port), True) and ok
         return list(dict.fromkeys(endpoint(*a) for a, all_failed in failed.items()
                                   if all_failed and a not in decoy_ok))
+
+    def cut(self) -> list[QuicHandshake]:
+        """Tries cut short by the run (no evidence): an address with one proves neither a drop nor a filter."""
+        return [h for h in (*self.real, *self.decoy) if h.failure == _CUT]
 
     def tls_failed(self) -> bool:
         """A handshake got as far as TLS and failed there (a certificate, an alert): QUIC gets through."""
@@ -92,6 +101,9 @@ QUIC_RULES: tuple[QuicRule, ...] = (
              explain="QUIC failed here, with the decoy name too, where the control's QUIC handshake completed"),
     QuicRule(id="quic-unavailable", when=lambda f: f.unavailable(), value="unavailable",
              explain="QUIC failed here and at the control: the site does no QUIC"),
+    QuicRule(id="quic-cut", when=lambda f: bool(f.cut()), value="failed",
+             explain="QUIC was cut short after the URL's other steps (UDP/443 dropped for every site so far "
+                     "this run): no evidence of a filter"),
     QuicRule(id="quic-failed", when=lambda f: True, value="failed",
              explain="QUIC failed here and no control tried it: not attributable"),
 )

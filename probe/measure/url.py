@@ -39,7 +39,7 @@ from .netpolicy import NetPolicy, is_ip_literal
 from .steps import dns, http, locate, quic, tcp, tls
 from .steps.dns import LateReplies
 from .steps.dns_socket import DnsSockets
-from .steps.quic import QuicTrust
+from .steps.quic import RTTS, Cutoff, QuicTrust, QuicWatch
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +64,8 @@ class MeasureConfig:
     dns_sockets: DnsSockets | None = None
     # QUIC handshakes for https URLs (steps/quic.py) with these trust anchors; None: not tried (--no-quic).
     quic: QuicTrust | None = None
+    # What the run has learned of QUIC on this network (UDP/443 dropped wholesale?); shared by every URL.
+    quic_watch: QuicWatch = field(default_factory=QuicWatch)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,18 +201,28 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
             if cfg.control and cfg.control.helper_url:
                 nursery.start_soon(_helper, cfg, target, public, acc)
 
+            cut = cfg.quic_watch.open()
             try:
-                async with trio.open_nursery() as connects:
-                    for ip in public:
-                        connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
-                        if cfg.quic is not None and target.scheme == "https":
-                            connects.start_soon(_quic, cfg, target, ip, acc, clock)
-                    connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done, clock)
-                    for chain, addrs in paths:
-                        connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public],
-                                            acc, clock)
-                await _self_controls(cfg, target, paths, acc, clock)
+                # QUIC in a nursery of its own around the other steps: on a network that drops UDP/443 for
+                # everything, it can then end a grace after them (steps/quic.py's Cutoff) rather than hold the URL.
+                async with trio.open_nursery() as quics:
+                    async with trio.open_nursery() as connects:
+                        for ip in public:
+                            connects.start_soon(_tcp_tls, cfg, target, ip, "probe", acc, clock)
+                            if cfg.quic is not None and target.scheme == "https":
+                                quics.start_soon(_quic, cfg, target, ip, acc, clock, cut)
+                        connects.start_soon(_control_addresses, cfg, target, set(public), acc, control_dns_done,
+                                            clock)
+                        for chain, addrs in paths:
+                            connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public],
+                                                acc, clock)
+                    cfg.quic_watch.steps_done(cut, _grace(acc))
+                    await _self_controls(cfg, target, paths, acc, clock)
+                if cfg.quic is not None and target.scheme == "https" and public:
+                    cfg.quic_watch.close(cut, acc.quic, {c.ip for c in acc.tcp
+                                                         if c.origin == "probe" and c.failure is None})
             finally:
+                cfg.quic_watch.live.discard(cut)
                 spare, acc.spare = acc.spare, {}
                 for stream in spare.values():
                     await trio.aclose_forcefully(stream)
@@ -392,11 +404,18 @@ async def _tcp_tls(cfg: MeasureConfig, target: Target, ip: str, origin: Literal[
                                                   context=cfg.contexts.noverify, timeout=cfg.timeout, clock=clock))
 
 
-async def _quic(cfg: MeasureConfig, target: Target, ip: str, acc: _Acc, clock) -> None:
+async def _quic(cfg: MeasureConfig, target: Target, ip: str, acc: _Acc, clock, cut: Cutoff) -> None:
     """QUIC beside TCP and TLS, to the URL's port as browsers do (Alt-Svc aside)."""
     assert cfg.quic is not None
     acc.quic.extend(await quic.measure(ip, sni=target.hostname, decoy_sni=cfg.decoy_sni, trust=cfg.quic,
-                                       timeout=cfg.timeout, clock=clock, port=target.port))
+                                       timeout=cfg.timeout, clock=clock, port=target.port, cutoff=cut))
+
+
+def _grace(acc: _Acc) -> float:
+    """How long QUIC may go on after the URL's other steps, once UDP/443 looks dropped: GRACE, or RTTS of the
+    slowest TCP connect here (a long path's QUIC handshake needs its round trips too)."""
+    rtts = [c.t - c.t0 for c in acc.tcp if c.origin == "probe" and c.failure is None]
+    return max(quic.GRACE, RTTS * max(rtts, default=0.0))
 
 
 async def _control_dns(cfg: MeasureConfig, host: str, acc: _Acc, done: trio.Event, clock) -> None:
