@@ -22,6 +22,7 @@ from typing import Literal
 import trio
 
 from ..analysis.pages import compare_helper
+from ..analysis.throughput import REPEAT_CHAIN, worth_repeating
 from ..control.client import ControlClient
 from ..models import ControlResult, DnsQuery, HttpHop, Observations, QuicHandshake, Target, TcpConnect, TlsHandshake
 from .netpolicy import NetPolicy, is_ip_literal
@@ -193,7 +194,9 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
                     for chain, addrs in paths:
                         connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public],
                                             acc, clock)
-                await _self_controls(cfg, target, paths, acc, clock)
+                async with trio.open_nursery() as after:  # both wait on the helper: side by side
+                    after.start_soon(_self_controls, cfg, target, paths, acc, clock)
+                    after.start_soon(_repeat_if_slow, cfg, target, acc, clock)
             finally:
                 spare, acc.spare = acc.spare, {}
                 for stream in spare.values():
@@ -289,6 +292,19 @@ async def _self_controls(cfg: MeasureConfig, target: Target, paths: list[tuple[s
             host = f"[{target.hostname}]" if ":" in target.hostname else target.hostname
             n.start_soon(fetch_into, "https", urllib.parse.urlunsplit(("https", host, parts.path or "/",
                                                                      parts.query, "")), main[0].ip)
+
+
+async def _repeat_if_slow(cfg: MeasureConfig, target: Target, acc: _Acc, clock) -> None:
+    """The page once more, through the same address, when it came 10 times slower than at the helper: throttling
+    is judged on two fetches (a congested moment is one), and both are kept (chain "repeat"). Decided once the
+    helper has answered (it runs beside the URL's steps: mostly over by now), so only a suspect page costs a
+    second download; it runs beside the self-controls."""
+    main = acc.chains.get("")
+    if cfg.control is None or not cfg.control.helper_url or not main or not main[0].ip:
+        return
+    await acc.helper_done.wait()
+    if worth_repeating(main[-1], acc.control):
+        acc.chains[REPEAT_CHAIN] = await _fetch(cfg, target.url, target, main[0].ip, acc, clock, REPEAT_CHAIN)
 
 
 def _for_host(queries: list[DnsQuery], host: str) -> list[DnsQuery]:

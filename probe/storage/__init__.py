@@ -508,7 +508,8 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts", "quic_handshake"}
+_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts", "quic_handshake", "transfer",
+                      "http_transfer"}
 
 
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:
@@ -841,3 +842,12 @@ def m012_quic(db: sqlite_utils.Database) -> None:
     _add_column(db, "control_results", "quic_handshake", str)
     if db.table("verdict_history").exists():  # (tests build older schemas with today's writer columns)
         _add_column(db, "verdict_history", "quic", str)
+
+
+@migrations()
+def m011_transfer(db: sqlite_utils.Database) -> None:
+    """Issue 20: transfer evidence (steps/transfer.py) per HTTP hop and TLS handshake, and the helper's own.
+    (After m012_quic, which landed first: steps apply in file order.)"""
+    _add_column(db, "http_hops", "transfer", str)
+    _add_column(db, "tls_handshakes", "transfer", str)
+    _add_column(db, "control_results", "http_transfer", str)

@@ -26,6 +26,7 @@ from ...models import HttpHop
 from ..netpolicy import NetPolicy
 from ..targets import TargetError, normalise
 from .tls import TlsContexts
+from .transfer import Reads
 
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -143,6 +144,7 @@ class _Try:
     received: bool = False  # a byte of the response came
     head: trio.Event = field(default_factory=trio.Event)  # the response head arrived, or the try ended
     done: trio.Event = field(default_factory=trio.Event)  # ended by itself (not cancelled)
+    reads: Reads | None = None  # when the response's bytes came (see transfer.py)
 
     def record(self) -> dict[str, Any]:
         return {"failure": self.failure, "failed_step": self.phase if self.failure else None,
@@ -192,6 +194,7 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
                     await conn.stream.do_handshake()
                 t.phase = "http"
             await conn.stream.send_all(conn.h11.send(req.h11) + (conn.h11.send(h11.EndOfMessage()) or b""))
+            reads = t.reads = Reads(clock, sent=clock())
             decoder: BoundedDecoder | None = None
             while True:
                 event = conn.h11.next_event()
@@ -200,6 +203,7 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
                     if not chunk and t.status is None:
                         raise EOFError("the server closed the connection before answering")
                     t.received = True
+                    reads.read(len(chunk))
                     conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
                 elif isinstance(event, h11.Response):
                     t.status = event.status_code
@@ -299,6 +303,7 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
         title=extract_title(data, hdr.get("content-type")),
         failure=best.failure,
         attempts=tuple(t.record() for t in tries),
+        transfer=best.reads.record() if best.reads else {},
         t0=tries[0].t0,
         t=clock(),
         body=data,

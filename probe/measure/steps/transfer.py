@@ -1,0 +1,74 @@
+"""Transfer evidence: when the bytes of a response (or a TLS handshake) came, and how many.
+
+A throttled site answers, slowly: the page is the right page and every step succeeds, so only the timing tells.
+OONI's LTE records the same thing as `network_events` (each read with its byte count and time) and a download
+speed; its throttling analysis (design dd-007) compares speeds afterwards. We keep, per HTTP hop and per TLS
+handshake, the time to the first byte, the bytes read, the time from the first byte to the last, and the first
+reads (capped: a 512 KiB body is read in hundreds of pieces and the first ones show the shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+READ_EVENTS = 16  # the first reads kept with their times (OONI's LTE keeps the early ones too)
+
+
+@dataclass(slots=True)
+class Reads:
+    """Counts the reads of one response (or handshake); `clock` is the measurement's."""
+
+    clock: Callable[[], float]
+    sent: float | None = None  # when the request went out (HTTP); the time to the first byte counts from it
+    first: float | None = None
+    last: float | None = None
+    bytes: int = 0
+    events: list[list[float]] = field(default_factory=list)
+
+    def read(self, n: int) -> None:
+        if n <= 0:
+            return
+        now = self.clock()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.bytes += n
+        if len(self.events) < READ_EVENTS:
+            self.events.append([now, n])
+
+    def record(self) -> dict[str, Any]:
+        """The stored form (HttpHop.transfer): {} when nothing was read."""
+        if self.first is None or self.last is None:
+            return {}
+        out: dict[str, Any] = {"bytes": self.bytes, "duration": round(self.last - self.first, 4),
+                               "events": [list(e) for e in self.events]}
+        if self.sent is not None:
+            out["ttfb"] = round(self.first - self.sent, 4)
+        return out
+
+
+class CountingStream(trio.abc.Stream):
+    """A stream that tells `reads` about every read: under trio.SSLStream it sees the handshake's bytes."""
+
+    def __init__(self, inner: trio.abc.Stream, reads: Reads) -> None:
+        self.inner = inner
+        self.reads = reads
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.inner.receive_some(max_bytes)
+        self.reads.read(len(data))
+        return data
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
