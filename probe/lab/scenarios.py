@@ -19,7 +19,10 @@ Censor = Literal["none", "dns-nxdomain", "dns-blockpage", "dns-bogon", "dns-inte
                  "loss", "flaky-syn", "dns-ghost", "dns-servfail-all", "keyword-rst", "tls-intercept",
                  "iframe-notice", "transparent-cache", "cdn-inside",
                  # QUIC (issue 20): UDP/443 dropped for one site; QUIC Initials carrying the name dropped
-                 "udp-drop", "quic-sni"]
+                 "udp-drop", "quic-sni",
+                 # throttling (issue 20; shaping.py): a site slowed to ~1/300 for this network only, and a TLS
+                 # handshake whose server flight trickles in and stalls
+                 "throttle", "trickle-stall"]
 # How the probe runs: with the lab's helper and DoH ("full"), with DoH alone (as most volunteers will), or with
 # a control that cannot be reached from this network ("down").
 Control = Literal["full", "doh", "down"]
@@ -29,6 +32,8 @@ Resolver = Literal["isp", "hijacking"]
 # How a site answers the helper's datacenter (abroad) unlike this network: a localized edition here, a consent
 # wall or a refusal or a rate limit there, the site's own geo-block here, a CDN's challenge here.
 Vantage = Literal["localized", "consent", "datacenter", "ratelimit", "geoblock", "cdn-challenge"]
+# The volunteer's access line: "slow" is a thin line for everything (shaping.py), measured in a probe run of its own.
+Line = Literal["fast", "slow"]
 # Pages that sites serve everybody and that look like refusals: a server's defaults, a CDN's challenge, a page
 # that is all JavaScript, a redirect to https:// (bench/world.py fills a world with them).
 Page = Literal["nginx-default", "404", "403", "500", "cf-challenge", "js-only", "unavailable", "to-https"]
@@ -64,6 +69,10 @@ class Scenario:
     # The exact QUIC value the verdict must carry beside its status (analysis/quic.py); None: not checked.
     quic: str | None = None
     h3: bool = True  # an https site that also speaks QUIC (the lab's QUIC server on UDP/443)
+    size: int = 0  # the page's size in bytes (0: the usual ~17 KB); throttling needs a body large enough to time
+    rate: int = 0  # the site's own server sends at most this many bytes a second, to everybody (0: no limit)
+    line: Line = "fast"
+    detail: str | None = None  # the exact verdict detail, where the layer alone does not say it
 
     @property
     def host(self) -> str:
@@ -169,6 +178,28 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("quic-sni", "https", ("198.18.15.3",), "quic-sni", "ok", None, quic="sni-blocked"),
     Scenario("quic-none", "https", ("198.18.15.4",), "none", "ok", None, quic="unavailable", h3=False),
     Scenario("quic-udp-doh", "https", ("198.18.15.5",), "udp-drop", "ok", None, quic="failed", control="doh"),
+    # Throttling (issue 20). A site shaped to 64 KB/s for this network only (~1/300 of what the line carries from
+    # the helper), its 128 KiB page complete within the timeout: blocked, twice slow against the control and the
+    # line. A handshake whose server flight trickles in and stalls (each connection gets its first ~1.5 KB, then
+    # nothing): blocked, because it reproduces, the control's handshake completes and the survey found the line
+    # carrying bytes (a dropped ClientHello would read nothing). Not throttling: a server slow for everyone (the
+    # control is slow too), a big page on a slow access line (the line's speed explains it; a run of its own),
+    # a big page on a fast line.
+    Scenario("throttled", "http", ("198.18.15.21",), "throttle", "blocked", "http", size=128 * 1024, repeat=True,
+             detail="http/throttled"),
+    Scenario("throttled-https", "https", ("198.18.15.22",), "throttle", "blocked", "http", size=128 * 1024,
+             repeat=True, detail="http/throttled"),
+    Scenario("trickle-stall", "https", ("198.18.15.23",), "trickle-stall", "blocked", "tls", repeat=True,
+             detail="tls/throttled"),
+    Scenario("slow-everyone", "http", ("198.18.15.24",), "none", "ok", None, size=100 * 1024, rate=64 * 1024,
+             repeat=True),
+    Scenario("slow-everyone-https", "https", ("198.18.15.25",), "none", "ok", None, size=100 * 1024,
+             rate=64 * 1024, repeat=True),
+    Scenario("big-fast-line", "https", ("198.18.15.26",), "none", "ok", None, size=400 * 1024, repeat=True),
+    Scenario("big-slow-line", "http", ("198.18.15.27",), "none", "ok", None, size=400 * 1024, line="slow",
+             repeat=True),
+    Scenario("big-slow-line-https", "https", ("198.18.15.28",), "none", "ok", None, size=400 * 1024, line="slow",
+             repeat=True),
 )
 
 
