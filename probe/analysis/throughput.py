@@ -27,10 +27,14 @@ TIMEOUT = "generic_timeout_error"
 
 
 def rate(transfer: dict[str, Any]) -> float | None:
-    """Bytes per second from the first byte to the last; None when unknown or too quick to time."""
+    """Bytes per second from the first byte to the last; None when unknown or too quick to time. The first
+    read's bytes had arrived before the clock started: they are left out when the reads were recorded."""
     try:
         n, duration = int(transfer["bytes"]), float(transfer["duration"])
-    except (KeyError, TypeError, ValueError):
+        events = transfer.get("events") or ()
+        if events:
+            n -= int(events[0][1])
+    except (KeyError, TypeError, ValueError, IndexError):
         return None
     if n <= 0 or duration <= 0.001:  # one read, or a clock's resolution: no speed to speak of
         return None
