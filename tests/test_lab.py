@@ -184,7 +184,7 @@ def test_throttling_is_told_from_slow_sites_and_slow_lines_and_reanalysis_agrees
     import sqlite3
 
     from probe import storage
-    from probe.reanalysis import reanalyze
+    from probe.storage.reanalysis import reanalyze
 
     names = ("throttled", "throttled-https", "trickle-stall", "slow-everyone", "slow-everyone-https",
              "big-fast-line", "big-slow-line", "big-slow-line-https")
