@@ -200,8 +200,10 @@ def test_throttling_is_told_from_slow_sites_and_slow_lines_and_reanalysis_agrees
     chains = con.execute("select h.chain, h.transfer, c.http_transfer from http_hops h join measurements m on"
                          " m.id = h.measurement_id join control_results c on c.measurement_id = m.id"
                          " where m.url = 'http://throttled.lab.test/' order by h.id").fetchall()
-    assert [c for c, _, _ in chains] == ["", "repeat"]  # both fetches kept
-    for _, ours, theirs in chains:
+    assert [c for c, _, _ in chains] == ["", "repeat", "line"]  # both fetches kept, and the line's sample beside
+    line_now = json.loads(chains[2][1])
+    assert line_now["bytes"] >= 128 * 1024 and line_now["duration"] * 10 < json.loads(chains[1][1])["duration"]
+    for _, ours, theirs in chains[:2]:
         ours, theirs = json.loads(ours), json.loads(theirs)
         assert ours["bytes"] >= 128 * 1024 and ours["duration"] > 1.0 and ours["ttfb"] >= 0 and ours["events"]
         assert theirs["bytes"] >= 128 * 1024 and theirs["duration"] * 10 < ours["duration"]

@@ -230,9 +230,10 @@ RULES: tuple[Rule, ...] = (
     Rule(id="tls-throttled", when=lambda f: _tls_failed(f) and f.tls_trickle.reproduced and f.tls_trickle.line
          and bool(f.control_tls_ok or f.control_http_ok), status="blocked", layer="tls",
          detail=lambda f: "tls/throttled",
-         explain="every handshake with the real name reads some of the server's bytes and then nothing until the"
-                 " timeout (a dropped ClientHello reads none), while the control's handshake completes and the"
-                 " run's survey found this line carrying our helper's bytes: the handshake is starved here"),
+         explain="every handshake with the real name reads part of the server's flight (fewer bytes than the"
+                 " helper's complete handshake read) and then nothing until the timeout (a dropped ClientHello"
+                 " reads none), while the control's handshake completes and the run's survey found this line"
+                 " carrying our helper's bytes: the handshake is starved here"),
     Rule(id="tls-sni", when=lambda f: _tls_failed(f) and f.tls_failure in _INTERFERENCE and f.decoy_ok is True
          and f.tls_reproduced and _ctl_ok(f),
          status="blocked",
@@ -255,8 +256,8 @@ RULES: tuple[Rule, ...] = (
                  " the same address and name verifies"),
     Rule(id="tls-throttled-unverified", when=lambda f: _tls_failed(f) and f.tls_failure == _TIMEOUT
          and f.tls_trickle.tries > 0, status="anomaly", layer="tls", detail=lambda f: "tls/throttled",
-         explain="a handshake read some of the server's bytes and then stalled, but once only, or with no"
-                 " control or no measure of this line's speed to tell it from a slow line"),
+         explain="a handshake read part of the server's flight and then stalled, but once only, or with no"
+                 " measure of this line's speed to tell it from a slow line"),
     Rule(id="tls-unverified", when=_tls_failed, status="anomaly", layer="tls",
          detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake failed and neither control nor decoy tells why"),
@@ -297,12 +298,13 @@ RULES: tuple[Rule, ...] = (
     Rule(id="http-throttled", when=lambda f: f.final_is_page and f.speed.throttled, status="blocked",
          layer="http", detail=lambda f: "http/throttled",
          explain="the page came, but 10 times slower (or worse) than at the control and than this line carries"
-                 " (the run's survey of our helper), on two fetches, for a body of 64 KiB or more: neither the"
-                 " site nor the line explains it"),
-    Rule(id="http-throttled-once", when=lambda f: f.final_is_page and f.speed.suspect, status="anomaly",
-         layer="http", detail=lambda f: "http/throttled",
-         explain="the page came 10 times slower than at the control and than this line carries, but the second"
-                 " fetch that would confirm it is missing"),
+                 " (the run's survey of our helper), on two fetches, for a body of 64 KiB or more, the second"
+                 " also 10 times slower than the helper's bytes fetched beside it: neither the site, nor the"
+                 " line, nor a busy moment explains it"),
+    Rule(id="http-throttled-unconfirmed", when=lambda f: f.final_is_page and f.speed.unconfirmed,
+         status="anomaly", layer="http", detail=lambda f: "http/throttled",
+         explain="the page came 10 times slower than at the control and than this line carries, twice, but the"
+                 " sample of the line's speed beside the second fetch failed: a busy moment is not ruled out"),
     Rule(id="https-verified", when=_verified_page, status="ok", layer=None, detail=lambda f: "ok",
          explain="a page over verified TLS: what we got is what the site served (OONI's rule too)"),
     Rule(id="http-diff-https", when=lambda f: f.https_comparison is not None

@@ -26,10 +26,9 @@ from typing import Any
 
 import trio
 
-from ..control.client import LINE_PATH
 from ..models import DnsQuery, NetworkView
-from .netpolicy import is_ip_literal
 from .steps import dns, http
+from .steps import line as line_step
 from .url import MeasureConfig
 
 DEFAULT_PORTAL_CHECK = "http://connectivitycheck.gstatic.com/generate_204"
@@ -98,36 +97,16 @@ async def survey(cfg: MeasureConfig, portal_check: str | None) -> NetworkView:
 # each URL is done (the median is not known yet, and a run of a few URLs has none), while the survey comes
 # first, and being stored with the run it is there for `probe reanalyze` too (pure analysis, same verdict).
 # Sites sit at many distances; the helper is one fixed far end, like the control the site is compared with.
-LINE_BYTES = 256 * 1024  # enough for TCP to leave slow start on most lines, little enough to cost nothing
-
-
 async def line(cfg: MeasureConfig, clock: Any) -> dict[str, Any]:
-    """How fast bytes from our helper come down this line: {"bytes", "duration", "ttfb"} (steps/transfer.py),
-    or {"failure"}; {} without a helper. Never raises for network reasons."""
+    """How fast bytes from our helper come down this line: {"bytes", "duration", "ttfb", "events"}
+    (steps/transfer.py), or {"failure"}; {} without a helper. Never raises for network reasons."""
     helper = cfg.control.helper_url if cfg.control is not None else None
     if not helper:
         return {}
-    parts = urllib.parse.urlsplit(helper)
-    host = parts.hostname or ""
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, LINE_PATH, f"n={LINE_BYTES}", ""))
-    ip = host
-    if not is_ip_literal(host):
-        if not cfg.resolvers or cfg.dns_sockets is None:
-            return {"failure": "dns_no_answer"}
-        q, _ = await dns.query(cfg.resolvers[0], host, "A", sockets=cfg.dns_sockets, timeout=cfg.dns_timeout,
-                               late_window=0, clock=clock)
-        if not q.answers:
-            return {"failure": q.failure or "dns_no_answer"}
-        ip = q.answers[0]
-
-    async def no_redirects(name: str) -> tuple[str | None, list[str]]:
-        return "dns_no_answer", []
-
-    hops = await http.fetch(url, hostname=host, ip=ip, resolve=no_redirects, policy=cfg.policy,
-                            contexts=cfg.contexts, timeout=cfg.timeout, body_cap=LINE_BYTES, max_redirects=0,
-                            clock=clock)
-    hop = hops[0]
-    if hop.failure or hop.status != 200 or (hop.body_length or 0) < LINE_BYTES // 2:
+    hop = await line_step.fetch(helper, line_step.LINE_BYTES, resolver=cfg.resolvers[0] if cfg.resolvers else None,
+                                sockets=cfg.dns_sockets, policy=cfg.policy, contexts=cfg.contexts,
+                                timeout=cfg.timeout, dns_timeout=cfg.dns_timeout, clock=clock)
+    if not line_step.usable(hop, line_step.LINE_BYTES):
         return {"failure": hop.failure or f"HTTP {hop.status} ({hop.body_length} bytes)"}
     return dict(hop.transfer)
 
