@@ -68,6 +68,9 @@ def test_the_ooni_export_carries_transfer_evidence_and_the_import_reads_it_back(
     run = {"id": 1, "started": "2026-12-04T18:00:00+00:00", "vantage_asn": 64512, "vantage_network": "lab"}
     m = json.loads(json.dumps(export_measurement(obs, verdict, run, "test")))
     assert m["test_keys"]["control"]["http_request"]["x_transfer"]["bytes"] >= 128 * 1024
+    events = m["test_keys"]["network_events"]  # OONI's own field, for OONI's tools: the main chain's first reads
+    assert events and all(e["operation"] == "read" and e["num_bytes"] > 0 for e in events)
+    assert [[e["t"], e["num_bytes"]] for e in events] == obs.http[0].transfer["events"]
     back = import_measurement(m)
     assert [h.transfer for h in back.http] == [h.transfer for h in obs.http]
     assert {h.chain for h in back.http} == {"", "repeat", "line"}  # the page twice, the line's sample beside

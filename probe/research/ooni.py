@@ -159,6 +159,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
         "test_keys": {
             "queries": queries, "tcp_connect": tcp, "tls_handshakes": tls, "requests": requests,
             **({"quic_handshakes": quic} if quic else {}),
+            "network_events": _network_events(obs),
             "x_probe_chains": extra_chains,
             "control": control, "control_failure": c.failure if c else None,
             "dns_experiment_failure": dns_failure,
@@ -304,6 +305,18 @@ def _tls(h: dict[str, Any], hostname: str) -> TlsHandshake:
                         peer_chain=chain, attempt=int(h.get("x_probe_attempt") or 0),
                         first_failure=h.get("x_probe_first_failure"), transfer=_transfer(h.get("x_probe_transfer")),
                         t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
+
+
+def _network_events(obs: Observations) -> list[dict[str, Any]]:
+    """OONI's `network_events` (as Web Connectivity LTE writes them): the first reads of each hop of the main
+    chain, from our transfer evidence (all of it travels in `x_probe_transfer`; this is for OONI's tools)."""
+    out: list[dict[str, Any]] = []
+    for h in obs.chain():
+        address = _endpoint(h.ip, normalise(h.url).port) if h.ip and h.url.startswith(("http://", "https://")) \
+            else None
+        out.extend({"address": address, "failure": None, "num_bytes": int(n), "operation": "read", "proto": "tcp",
+                    "t": t} for t, n in h.transfer.get("events") or ())
+    return out
 
 
 def _transfer(v: Any) -> dict[str, Any]:
