@@ -61,6 +61,30 @@ async def test_a_paced_page_s_first_byte_bytes_duration_and_first_reads_are_reco
     assert fast_speed is None or fast_speed > DROP * speed
 
 
+async def test_a_stall_between_bursts_is_summed_apart_and_left_out_of_the_speed(nursery):
+    """Loss that only a retransmission timeout recovers: a burst, 0.5 s of nothing, the rest at full speed. The
+    hop's transfer says how long it stalled, and its speed is the speed between the stall's two sides."""
+    body = b"x" * (128 * 1024)
+
+    async def stalling(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:65536])
+        await trio.sleep(0.5)
+        await stream.send_all(body[65536:])
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, stalling, listeners)
+    hop = await _fetch(listeners[0].socket.getsockname()[1])
+    t = hop.transfer
+    assert hop.body_length == len(body) and t["duration"] >= 0.5
+    assert 0.5 <= t["stalled"] <= t["duration"]
+    speed = rate(t)
+    assert speed is not None and speed > 20 * len(body)  # far faster than 128 KiB over the 0.5 s
+
+
 def test_the_ooni_export_carries_transfer_evidence_and_the_import_reads_it_back():
     doc = json.loads((GOLDEN / "http-throttled--lab-throttled.json").read_text())
     obs = from_dict(doc["observations"])

@@ -35,12 +35,15 @@ QUICKEST = 0.001  # seconds: a transfer quicker than this is timed as this long 
 
 
 def rate(transfer: dict[str, Any]) -> float | None:
-    """Bytes per second from the first byte to the last; None when unknown. The first read's bytes had arrived
-    before the clock started: they are left out when the reads were recorded. A transfer too quick for the clock
-    (one read, or under QUICKEST) gets a lower bound of its speed: a fast line or control is never overstated,
-    and a page that came in one read can never look slow."""
+    """Bytes per second from the first byte to the last, stalls left out; None when unknown. The first read's
+    bytes had arrived before the clock started: they are left out when the reads were recorded. A stall (a gap of
+    200 ms or more between reads, steps/transfer.STALL) is how loss shows: a retransmission timeout between bursts
+    at the line's speed; throttling comes steadily. Left out on every side alike (page, control, line), a lossy
+    line is judged by its speed between losses, which is no drop. A transfer too quick for the clock (one read,
+    or under QUICKEST) gets a lower bound of its speed: a fast line or control is never overstated, and a page
+    that came in one read can never look slow."""
     try:
-        n, duration = int(transfer["bytes"]), float(transfer["duration"])
+        n, duration = int(transfer["bytes"]), float(transfer["duration"]) - float(transfer.get("stalled") or 0)
         events = transfer.get("events") or ()
         rest = n - int(events[0][1]) if events else n
     except (KeyError, TypeError, ValueError, IndexError):

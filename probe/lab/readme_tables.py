@@ -43,8 +43,8 @@ def scenarios_table() -> str:
             what += f"; the site's own server sends {s.rate // 1024} KiB/s to everybody"
         if s.size:
             what += f"; a {s.size // 1024} KiB page"
-        if s.line == "slow":
-            what += "; the volunteer's whole line is slow (a run of its own)"
+        if s.line != "fast":
+            what += f"; the volunteer's whole line is {s.line} (a run of its own)"
         expect = s.expect + (f" `{s.detail}`" if s.detail else "") + (f", quic `{s.quic}`" if s.quic else "")
         rows.append(f"| `{s.name}` | {s.scheme} | {what} | {s.control} | {expect} | {s.layer or '–'} |")
     rows.append("| `clean1`…`clean12`, `secure1`…`secure12` | http, https | nothing | full | ok | – |"

@@ -32,8 +32,9 @@ Resolver = Literal["isp", "hijacking"]
 # How a site answers the helper's datacenter (abroad) unlike this network: a localized edition here, a consent
 # wall or a refusal or a rate limit there, the site's own geo-block here, a CDN's challenge here.
 Vantage = Literal["localized", "consent", "datacenter", "ratelimit", "geoblock", "cdn-challenge"]
-# The volunteer's access line: "slow" is a thin line for everything (shaping.py), measured in a probe run of its own.
-Line = Literal["fast", "slow"]
+# The volunteer's access line: "slow" is a thin line for everything, "lossy" one that drops 5% of every packet
+# (shaping.py); each measured in a probe run of its own.
+Line = Literal["fast", "slow", "lossy"]
 # Pages that sites serve everybody and that look like refusals: a server's defaults, a CDN's challenge, a page
 # that is all JavaScript, a redirect to https:// (bench/world.py fills a world with them).
 Page = Literal["nginx-default", "404", "403", "500", "cf-challenge", "js-only", "unavailable", "to-https"]
@@ -200,6 +201,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              repeat=True),
     Scenario("big-slow-line-https", "https", ("198.18.15.28",), "none", "ok", None, size=400 * 1024, line="slow",
              repeat=True),
+    # A big page on a lossy line (5% of every packet dropped, both ways): retransmissions slow it far below the
+    # helper's fetch, but the line's own sample is slowed alike: ok.
+    Scenario("big-lossy-line", "http", ("198.18.15.29",), "none", "ok", None, size=128 * 1024, line="lossy",
+             repeat=True),
+    Scenario("big-lossy-line-https", "https", ("198.18.15.30",), "none", "ok", None, size=128 * 1024,
+             line="lossy", repeat=True),
 )
 
 

@@ -12,7 +12,9 @@ All of it sits on the ISP router's link to the volunteer (`<p>-i0`), on what the
   stalls. (Not tc and conntrack: the server's whole flight crosses the router as one offloaded packet, which a
   byte counter lets through or drops whole.)
 - the slow line (`line("slow")`): a catch-all filter, added for one probe run only, sends everything else
-  through a class limited to SLOW_LINE.
+  through a class limited to SLOW_LINE;
+- the lossy line (`line("lossy")`): for one probe run, iptables drops LOSSY_LINE of the volunteer's packets,
+  both ways, the ISP's own resolver included (as bench/world.py --loss does).
 
 This kernel has no netem (DESIGN.md): no delay or loss here, only rates, which tbf and HTB do.
 """
@@ -39,6 +41,7 @@ THROTTLE = "512kbit"  # 64 KB/s: the line carries ~300 times that from the helpe
 TRICKLE_BYTES, TRICKLE_PIECE, TRICKLE_EVERY = 600, 50, 0.2  # 250 B/s up to 600 bytes of the server's flight
 RELAY_PORT = 8444
 SLOW_LINE = "4mbit"  # 500 KB/s: a thin home line
+LOSSY_LINE = 0.05  # of the volunteer's packets, each way
 _LINE_CLASS, _LINE_PRIO = "1:1", "9"
 
 
@@ -138,12 +141,26 @@ def line(lab: Lab, speed: Line) -> Iterator[None]:
         yield
         return
     dev = _dev(lab)
+    if speed == "lossy":
+        _lossy(lab, on=True)
+        try:
+            yield
+        finally:
+            _lossy(lab, on=False)
+        return
     _tc(lab, "filter", "add", "dev", dev, "parent", "1:", "protocol", "all", "prio", _LINE_PRIO, "u32", "match",
         "u32", "0", "0", "flowid", _LINE_CLASS)
     try:
         yield
     finally:
         _tc(lab, "filter", "del", "dev", dev, "parent", "1:", "prio", _LINE_PRIO)
+
+
+
+def _lossy(lab: Lab, *, on: bool) -> None:
+    stat = ["-m", "statistic", "--mode", "random", "--probability", str(LOSSY_LINE), "-j", "DROP"]
+    for chain, way in (("FORWARD", "-i"), ("FORWARD", "-o"), ("INPUT", "-i"), ("OUTPUT", "-o")):
+        lab.ns(lab.isp, "iptables", "-I" if on else "-D", chain, way, _dev(lab), *stat)
 
 
 if __name__ == "__main__":

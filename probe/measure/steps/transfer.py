@@ -16,6 +16,10 @@ from typing import Any
 import trio
 
 READ_EVENTS = 16  # the first reads kept with their times (OONI's LTE keeps the early ones too)
+# A gap between two reads this long is a stall: Linux's shortest retransmission timeout is 200 ms, so a lost
+# packet that only a timeout recovers leaves a gap at least this long between bursts at the line's speed, while
+# a throttled flow comes steadily (a packet every few tens of ms). Stalls are summed apart ("stalled").
+STALL = 0.2
 
 
 @dataclass(slots=True)
@@ -27,6 +31,7 @@ class Reads:
     first: float | None = None
     last: float | None = None
     bytes: int = 0
+    stalled: float = 0.0  # the sum of the gaps of STALL or longer between reads
     events: list[list[float]] = field(default_factory=list)
 
     def read(self, n: int) -> None:
@@ -35,6 +40,8 @@ class Reads:
         now = self.clock()
         if self.first is None:
             self.first = now
+        elif self.last is not None and now - self.last >= STALL:
+            self.stalled += now - self.last
         self.last = now
         self.bytes += n
         if len(self.events) < READ_EVENTS:
@@ -48,13 +55,16 @@ class Reads:
                                "events": [list(e) for e in self.events]}
         if self.sent is not None:
             out["ttfb"] = round(self.first - self.sent, 4)
+        if self.stalled:
+            out["stalled"] = round(self.stalled, 4)
         return out
 
 
 class CountingStream(trio.abc.Stream):
-    """A stream that tells `reads` about every read: under trio.SSLStream it sees the handshake's bytes."""
+    """A stream that tells `reads` (when set) about every read: under trio.SSLStream it sees the bytes as they
+    come off the wire (a handshake's, a response's)."""
 
-    def __init__(self, inner: trio.abc.Stream, reads: Reads) -> None:
+    def __init__(self, inner: trio.abc.Stream, reads: Reads | None) -> None:
         self.inner = inner
         self.reads = reads
 
@@ -66,7 +76,8 @@ class CountingStream(trio.abc.Stream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         data = await self.inner.receive_some(max_bytes)
-        self.reads.read(len(data))
+        if self.reads is not None:
+            self.reads.read(len(data))
         return data
 
     async def aclose(self) -> None:
