@@ -83,6 +83,9 @@ class TlsHandshake:
     # As TcpConnect.attempt: the real-name handshakes at one address are numbered 1, 2 (a failure is tried
     # again on a fresh connection); the decoy's is 0.
     attempt: int = 0
+    # What came back while the handshake ran (steps/transfer.py): {"bytes", "duration", "events": [[t, n], ...]}:
+    # a handshake that trickles and stalls reads some bytes and then none; a dropped ClientHello reads none.
+    transfer: dict[str, Any] = field(default_factory=dict)
     t0: float = 0.0
     t: float = 0.0
 
@@ -158,6 +161,10 @@ class HttpHop:
     # try that got the response). A failed request is tried again on a fresh connection; the hop's own fields
     # are the first try that got a response, else the first failure. () where nothing was numbered (older).
     attempts: tuple[dict[str, Any], ...] = ()
+    # How the response came (steps/transfer.py; OONI's LTE records the same as network_events): {"ttfb",
+    # "bytes", "duration", "events": [[t, n], ...]}, the time to the first byte after the request was sent, the
+    # bytes read for the response and the time from its first byte to its last, the first reads. {} when none.
+    transfer: dict[str, Any] = field(default_factory=dict)
     t0: float = 0.0
     t: float = 0.0
     body: bytes = field(default=b"", repr=False, compare=False)  # capped; stored apart, by sha256
@@ -182,6 +189,7 @@ class ControlResult:
     # Our helper's extension (OONI's helpers and clients ignore it): "ip:port" -> {"failure": ...} for a QUIC
     # handshake with the real name; {} when the helper did not try (OONI's, or an older one of ours).
     quic_handshake: dict[str, dict[str, Any]] = field(default_factory=dict)
+    http_transfer: dict[str, Any] = field(default_factory=dict)  # the helper's own fetch (x_transfer), as HttpHop's
     t0: float = 0.0
     t: float = 0.0
 
@@ -221,6 +229,9 @@ class NetworkView:
     check: str | None = None  # what the connectivity check got: None when it got the expected answer
     control_reachable: bool | None = None  # the control answered (None: not asked, or no DoH to ask)
     captive: str | None = None  # why the network is taken for a captive portal
+    # How fast this line is: a sized body fetched from our own helper (netview.line): {"bytes", "duration",
+    # "ttfb", "failure"}; {} when not measured. Throttling verdicts compare a site's transfer with it.
+    line: dict[str, Any] = field(default_factory=dict)
     t: str = ""  # when (ISO 8601, UTC)
 
     @classmethod
@@ -231,7 +242,8 @@ class NetworkView:
         try:
             return cls(hijacking={str(k): tuple(v) for k, v in (d.get("hijacking") or {}).items()},
                        honest=tuple(d.get("honest") or ()), check=d.get("check"),
-                       control_reachable=d.get("control_reachable"), captive=d.get("captive"), t=d.get("t") or "")
+                       control_reachable=d.get("control_reachable"), captive=d.get("captive"),
+                       line=dict(d.get("line") or {}), t=d.get("t") or "")
         except (TypeError, AttributeError, ValueError):
             return None
 

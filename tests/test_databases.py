@@ -148,7 +148,7 @@ def test_a_fresh_database_has_a_column_for_every_stored_field(tmp_path):
     assert [m.name for m in storage.migrations.applied(db)] == [
         "m001_initial", "m002_vantage_failure", "m003_claims", "m004_tls_first_failure", "m005_paths_and_steps",
         "m006_ooni_failure_names", "m007_uuids", "m008_attempts", "m009_methods_and_verdict_history",
-        "m010_meta", "m012_quic", "m013_locate"]
+        "m010_meta", "m012_quic", "m013_locate", "m011_transfer"]  # (file order: m011 landed last)
     con = sqlite3.connect(tmp_path / "f.db")
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
 

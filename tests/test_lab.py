@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -88,10 +89,13 @@ def test_lossy_and_flaky_sites_give_the_same_verdict_ten_times_and_flaky_is_coun
     assert len(subset) >= 6
     seen: Counter[tuple[str, str, str | None]] = Counter()
     flaky: Counter[str] = Counter()
+    wrong: list[tuple[int, str, str]] = []  # the exact detail too, where a scenario names it (throttling's)
     for i in range(10):
         db = tmp_path / f"lossy{i}.db"
         for o in run_scenarios(lab, subset, db=db):
             seen[(o.scenario.name, o.status, o.layer)] += 1
+            if not o.correct:
+                wrong.append((i, o.scenario.name, o.detail))
         con = sqlite3.connect(db)
         flaky.update(url for url, in con.execute("select url from measurements where flaky = 1"))
         tries = con.execute("select count(*) from tcp_connects t join measurements m on m.id = t.measurement_id "
@@ -99,6 +103,7 @@ def test_lossy_and_flaky_sites_give_the_same_verdict_ten_times_and_flaky_is_coun
         assert tries == 1, "the refused first try (a RST to the SYN) is kept beside the second that connected"
         con.close()
     assert seen == {(s.name, s.expect, s.layer): 10 for s in subset}
+    assert wrong == []
     assert flaky["http://flaky.lab.test/"] == 10 and flaky["https://flaky-tls.lab.test/"] == 10
 
 
@@ -169,3 +174,45 @@ timeout = 4
 
     rows = dict(sqlite3.connect(tmp_path / "cron.db").execute("select url, detail from measurements").fetchall())
     assert rows == {"http://clean2.lab.test/": "ok", "https://snirst.lab.test/": "tls/connection_reset"}
+
+
+def test_throttling_is_told_from_slow_sites_and_slow_lines_and_reanalysis_agrees(lab, tmp_path):
+    """Issue 20. The throttled site is blocked http/throttled on two fetches (both kept, the helper's own transfer
+    beside them), the trickle-stall handshake blocked tls/throttled; a site slow for everyone and big pages on a
+    slow or a fast line are ok, with no throttling detail. `probe reanalyze` (pure analysis, with the run's stored
+    survey as the line's baseline) gives every verdict again. The ten runs in a row are the repeat test's."""
+    import sqlite3
+
+    from probe import storage
+    from probe.storage.reanalysis import reanalyze
+
+    names = ("throttled", "throttled-https", "trickle-stall", "slow-everyone", "slow-everyone-https",
+             "big-fast-line", "big-slow-line", "big-slow-line-https")
+    subset = tuple(s for s in SCENARIOS if s.name in names)
+    db = tmp_path / "throttle.db"
+    outcomes = run_scenarios(lab, subset, db=db)
+    assert {o.scenario.name: (o.status, o.detail) for o in outcomes} == {
+        "throttled": ("blocked", "http/throttled"), "throttled-https": ("blocked", "http/throttled"),
+        "trickle-stall": ("blocked", "tls/throttled"), "slow-everyone": ("ok", "ok"),
+        "slow-everyone-https": ("ok", "ok"), "big-fast-line": ("ok", "ok"), "big-slow-line": ("ok", "ok"),
+        "big-slow-line-https": ("ok", "ok")}
+    con = sqlite3.connect(db)
+    chains = con.execute("select h.chain, h.transfer, c.http_transfer from http_hops h join measurements m on"
+                         " m.id = h.measurement_id join control_results c on c.measurement_id = m.id"
+                         " where m.url = 'http://throttled.lab.test/' order by h.id").fetchall()
+    assert [c for c, _, _ in chains] == ["", "repeat", "line"]  # both fetches kept, and the line's sample beside
+    line_now = json.loads(chains[2][1])
+    assert line_now["bytes"] >= 128 * 1024 and line_now["duration"] * 10 < json.loads(chains[1][1])["duration"]
+    for _, ours, theirs in chains[:2]:
+        ours, theirs = json.loads(ours), json.loads(theirs)
+        assert ours["bytes"] >= 128 * 1024 and ours["duration"] > 1.0 and ours["ttfb"] >= 0 and ours["events"]
+        assert theirs["bytes"] >= 128 * 1024 and theirs["duration"] * 10 < ours["duration"]
+    lines = [json.loads(v)["line"] for v, in con.execute("select view from surveys")]
+    assert len(lines) == 2 and all(x["bytes"] >= 256 * 1024 for x in lines)  # one survey per line speed
+    handshakes = con.execute("select t.transfer from tls_handshakes t join measurements m on m.id = t.measurement_id"
+                             " where m.url = 'https://trickle-stall.lab.test/' and t.decoy = 0").fetchall()
+    assert len(handshakes) == 2 and all(0 < json.loads(t)["bytes"] < 2000 for t, in handshakes)
+    con.close()
+    sdb = storage.open_db(db)
+    changed, seen = reanalyze(sdb, None)
+    assert (changed, seen) == (0, len(names))

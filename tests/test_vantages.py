@@ -193,6 +193,7 @@ def _old_database(path: Path) -> sqlite_utils.Database:
     storage.migrations.apply(db, stop_before="m007_uuids")
     storage.m008_attempts(db)  # the columns today's writer fills (not recorded: a merge applies m008 again)
     storage.m012_quic(db)  # (and m012's)
+    storage.m011_transfer(db)  # (and m011's)
     return db
 
 
@@ -216,7 +217,7 @@ async def test_old_databases_are_migrated_in_a_copy_and_copies_agree(net, tmp_pa
     reports = list(merge(dest, [tmp_path / "old" / "old.db", copy]))
     assert [r.error for r in reports] == [None, None]
     assert reports[0].migrated == ("m007_uuids", "m008_attempts", "m009_methods_and_verdict_history", "m010_meta",
-                                   "m012_quic", "m013_locate")
+                                   "m012_quic", "m013_locate", "m011_transfer")
     assert reports[0].added["runs"] == 2
     assert reports[0].added["measurements"] == 6
     # The copy taken before the second run holds the first run only, and its UUIDs, derived from the rows

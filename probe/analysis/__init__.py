@@ -79,6 +79,10 @@ def _evidence(rule: Rule, f: Facts) -> str:
         parts.append("tcp: " + ", ".join(f"{ip} {fail}" for ip, fail in f.tcp_failures.items()))
     if f.tcp_once:
         parts.append("tcp, one try only: " + ", ".join(f"{ip} {fail}" for ip, fail in f.tcp_once.items()))
+    if f.tls_trickle.tries:
+        parts.append(f"tls: {f.tls_trickle.tries} handshake(s) read some bytes and then stalled")
+    if f.speed.repeated or f.speed.slow(f.speed.here):
+        parts.append("transfer: " + f.speed.describe())
     if f.tls_failure:
         decoy = "" if f.decoy_ok is None else f" (decoy SNI: {f.decoy_failure or 'ok'})"
         parts.append(f"tls: {f.tls_failure}{decoy}")

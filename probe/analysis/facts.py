@@ -7,14 +7,15 @@ DNS facts come from dnsfacts.py, the chains and pages from pages.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..failures import is_local
 from ..models import ControlState, HttpHop, NetworkView, Observations, TlsHandshake
-from . import attempts, dnsfacts, locate, pages
+from . import attempts, dnsfacts, locate, pages, throughput
 from .dnsfacts import DNS_LOOKUP_FAILURES
 from .httpdiff import HttpComparison
 from .pages import HopFailure
+from .throughput import Throughput, TlsTrickle
 
 __all__ = ["DNS_LOOKUP_FAILURES", "Facts", "HopFailure", "SignatureHit", "control_state", "derive"]
 
@@ -90,6 +91,9 @@ class Facts:
     signature: SignatureHit | None = None
     flaky: tuple[str, ...] = ()  # failures that a second try did not repeat: never evidence, counted apart
     located: tuple[str, ...] = ()  # where a TLS failure sits on the path (analysis/locate.py): evidence only
+    # Transfer speeds (throughput.py): the page here, again, at the control and on the line
+    speed: Throughput = field(default_factory=Throughput)
+    tls_trickle: TlsTrickle = field(default_factory=TlsTrickle)  # real-name handshakes that read some bytes and stalled
 
 
 def control_state(obs: Observations) -> ControlState:
@@ -235,4 +239,6 @@ def derive(obs: Observations, hits: tuple[SignatureHit, ...] = (), network: Netw
             and not pages.is_page(final))),
         flaky=tcp.flaky + tls_outcome.flaky + attempts.http_flaky(obs.http),
         located=tuple(where.sentence() for where in locate.locate(obs.locate)),
+        speed=throughput.throughput(obs, final, network),
+        tls_trickle=throughput.tls_trickle(obs, main_tls if tls_outcome.failure else None, network),
     )

@@ -112,7 +112,7 @@ def path_diffs(obs: Observations, refs: dict[str, Reference], control_addrs: tup
         return ()
     out = []
     for chain in dict.fromkeys(h.chain for h in obs.http):
-        if chain in ("control", "https"):
+        if chain in ("control", "https", "repeat", "line"):  # the page fetched again, and the line's sample
             continue
         hops = obs.chain(chain)
         final = hops[-1]

@@ -14,8 +14,9 @@ from ..models import Layer, Status
 from .attempts import CERT_FAILURES as _CERT
 from .facts import Facts
 
-RULES_VERSION = "2026.12.1"
+RULES_VERSION = "2026.12.2"  # 2026.12.2: throttling (http-throttled, tls-throttled; issue 20)
 
+_TIMEOUT = "generic_timeout_error"
 _INTERFERENCE = {"connection_reset", "connection_aborted", "eof_error", "generic_timeout_error"}
 _LOOKUP = {"dns_nxdomain_error", "dns_no_answer"}
 
@@ -226,6 +227,13 @@ RULES: tuple[Rule, ...] = (
          explain="TLS fails on an address only our DNS gave, our answers differ from the control's, and TLS"
                  " to the control's address verifies (from here or at the helper): the answer is at fault, not"
                  " TLS"),
+    Rule(id="tls-throttled", when=lambda f: _tls_failed(f) and f.tls_trickle.reproduced and f.tls_trickle.line
+         and bool(f.control_tls_ok or f.control_http_ok), status="blocked", layer="tls",
+         detail=lambda f: "tls/throttled",
+         explain="every handshake with the real name reads part of the server's flight (fewer bytes than the"
+                 " helper's complete handshake read) and then nothing until the timeout (a dropped ClientHello"
+                 " reads none), while the control's handshake completes and the run's survey found this line"
+                 " carrying our helper's bytes: the handshake is starved here"),
     Rule(id="tls-sni", when=lambda f: _tls_failed(f) and f.tls_failure in _INTERFERENCE and f.decoy_ok is True
          and f.tls_reproduced and _ctl_ok(f),
          status="blocked",
@@ -246,6 +254,10 @@ RULES: tuple[Rule, ...] = (
          status="blocked", layer="tls", detail=lambda f: f"tls/{f.tls_failure}",
          explain="the certificate presented here is not valid for the name, while the control's handshake with"
                  " the same address and name verifies"),
+    Rule(id="tls-throttled-unverified", when=lambda f: _tls_failed(f) and f.tls_failure == _TIMEOUT
+         and f.tls_trickle.tries > 0, status="anomaly", layer="tls", detail=lambda f: "tls/throttled",
+         explain="a handshake read part of the server's flight and then stalled, but once only, or with no"
+                 " measure of this line's speed to tell it from a slow line"),
     Rule(id="tls-unverified", when=_tls_failed, status="anomaly", layer="tls",
          detail=lambda f: f"tls/{f.tls_failure}",
          explain="the handshake failed and neither control nor decoy tells why"),
@@ -283,6 +295,16 @@ RULES: tuple[Rule, ...] = (
     Rule(id="redirect-unfinished", when=lambda f: f.stopped is not None, status="anomaly", layer="http",
          detail=lambda f: f"http/{f.stopped}",
          explain="the redirects end nowhere (a loop, too many, a non-public or non-HTTP target): no page"),
+    Rule(id="http-throttled", when=lambda f: f.final_is_page and f.speed.throttled, status="blocked",
+         layer="http", detail=lambda f: "http/throttled",
+         explain="the page came, but 10 times slower (or worse) than at the control and than this line carries"
+                 " (the run's survey of our helper), on two fetches, for a body of 64 KiB or more, the second"
+                 " also 10 times slower than the helper's bytes fetched beside it: neither the site, nor the"
+                 " line, nor a busy moment explains it"),
+    Rule(id="http-throttled-unconfirmed", when=lambda f: f.final_is_page and f.speed.unconfirmed,
+         status="anomaly", layer="http", detail=lambda f: "http/throttled",
+         explain="the page came 10 times slower than at the control and than this line carries, twice, but the"
+                 " sample of the line's speed beside the second fetch failed: a busy moment is not ruled out"),
     Rule(id="https-verified", when=_verified_page, status="ok", layer=None, detail=lambda f: "ok",
          explain="a page over verified TLS: what we got is what the site served (OONI's rule too)"),
     Rule(id="http-diff-https", when=lambda f: f.https_comparison is not None

@@ -185,6 +185,8 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
             click.echo(f"{network}: runs {h['runs']}; flapping: {flapping or 'none'}")
             for d in h["diffs"]:
                 click.echo(f"  {d['run_a']} -> {d['run_b']}: {d['headline']}\n    coverage: {d['coverage']}")
+                for c in d["speeds"]:
+                    click.echo(f"    speed {c['url']}: {c['before']} -> {c['after']} KiB/s")
         return
     if run_a is None or run_b is None:
         raise click.ClickException("give RUN_A and RUN_B, or --since DATE")
@@ -201,6 +203,8 @@ def diff(db_path: str, run_a: int | None, run_b: int | None, since: str | None, 
                                                           " (the same for both)"))
     for c in d.changes:
         click.echo(f"{c.kind:18} {c.url}\n{'':18}   {c.before} -> {c.after}")
+    for line in d.speed_lines():
+        click.echo(line)
     if d.changes:
         click.echo("\n" + "\n".join(f"{kind}: {CHANGES[kind]}" for kind in d.counts()))
 

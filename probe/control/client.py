@@ -30,6 +30,8 @@ from .transport import ReplyTooLarge, ServiceClient
 DEFAULT_DOH = ("https://dns.google/dns-query", "https://cloudflare-dns.com/dns-query")
 HELPER_TIMEOUT = 40.0  # the helper does TCP+TLS+HTTP itself, with its own 10 s bounds
 MAX_HELPER_REPLY = 4 * 1024 * 1024
+# Our helper's sized body (`GET /x/bytes?n=N`, helper_server.line_body): the survey's measure of the line's speed.
+LINE_PATH = "/x/bytes"
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -167,6 +169,7 @@ def parse_helper_reply(source: str, data: dict[str, Any], *, ip_literal: bool = 
         http_headers=headers,
         http_body_length=_positive_int(h.get("body_length"), zero_ok=True),
         http_body_sha256=h.get("x_body_sha256"),
+        http_transfer=dict(h["x_transfer"]) if isinstance(h.get("x_transfer"), dict) else {},
     )
 
 

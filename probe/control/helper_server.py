@@ -14,8 +14,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import os
 import re
 import signal
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,7 +32,7 @@ from ..measure.steps.quic import QuicTrust
 from ..measure.targets import TargetError, normalise
 from ..measure.url import MeasureConfig, measure_url
 from ..models import Observations, Target
-from .client import endpoint
+from .client import LINE_PATH, endpoint
 from .h11server import Request, Response, error
 
 MAX_ENDPOINTS = 32
@@ -48,6 +50,27 @@ class HelperConfig:
     dns_sockets: DnsSockets | None = None  # the server's sockets to its resolvers; None: one set per request
     # QUIC handshakes for https URLs (our extension `x_quic_handshake`); None: not tried.
     quic: QuicTrust | None = None
+
+
+# A sized body for the probe's survey of its own line (netview.line): how fast this helper's bytes reach the
+# volunteer is the baseline a throttled site is compared with. Not part of OONI's protocol (its helper has no such
+# path; the survey then records the failure and no throttling verdict is given).
+LINE_MAX = 1 << 20
+
+
+def line_body(path: str) -> Response:
+    """`GET /x/bytes?n=N`: N bytes (at most LINE_MAX) that do not compress."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    try:
+        n = min(int(query.get("n", ["0"])[0]), LINE_MAX)
+    except ValueError:
+        return error(400, "n must be a number of bytes")
+    return Response(200, _noise(max(n, 0)), (("content-type", "application/octet-stream"),))
+
+
+@functools.lru_cache(maxsize=4)
+def _noise(n: int) -> bytes:
+    return os.urandom(n)
 
 
 class BadRequest(ValueError):
@@ -100,8 +123,10 @@ async def _endpoint(cfg: HelperConfig, target: Target, ip: str, port: int, out: 
         out[key] = {"status": False, "failure": REFUSED}
         return
 
-    def clock() -> float:
-        return 0.0
+    start = trio.current_time()
+
+    def clock() -> float:  # the handshake's x_transfer times, from this endpoint's start
+        return round(trio.current_time() - start, 4)
 
     async with trio.open_nursery() as n:
         if cfg.quic is not None and target.scheme == "https":
@@ -134,7 +159,8 @@ async def _tcp_tls_endpoint(cfg: HelperConfig, target: Target, ip: str, port: in
         return
     hs = await tls.handshake(stream, ip=ip, port=port, sni=target.hostname, context=cfg.contexts.verify,
                              timeout=cfg.timeout, clock=clock)
-    tls_out[key] = {"server_name": target.hostname, "status": hs.failure is None, "failure": hs.failure}
+    tls_out[key] = {"server_name": target.hostname, "status": hs.failure is None, "failure": hs.failure,
+                    "x_transfer": hs.transfer}
 
 
 def _http_section(obs: Observations) -> dict[str, Any]:
@@ -155,6 +181,7 @@ def _http_section(obs: Observations) -> dict[str, Any]:
         "headers": dict(final.headers),
         "status_code": final.status or -1,
         "x_body_sha256": final.body_sha256,
+        "x_transfer": final.transfer,  # how the page came to the helper (steps/transfer.py): the throttling baseline
         "x_redirects": [{"url": h.url, "status": h.status, "location": h.location} for h in hops],
     }
 
@@ -191,8 +218,8 @@ async def answer(cfg: HelperConfig, target: Target, endpoints: list[tuple[str, i
         _keep_success(tcp_out, endpoint(c.ip, c.port), {"status": c.failure is None, "failure": c.failure})
     for h in obs.tls:
         if not h.decoy:
-            _keep_success(tls_out, endpoint(h.ip, h.port),
-                          {"server_name": h.sni, "status": h.failure is None, "failure": h.failure})
+            _keep_success(tls_out, endpoint(h.ip, h.port), {"server_name": h.sni, "status": h.failure is None,
+                                                            "failure": h.failure, "x_transfer": h.transfer})
     reply = {"dns": _dns_section(obs), "tcp_connect": tcp_out, "tls_handshake": tls_out,
              "http_request": _http_section(obs), "ip_info": {}}
     if cfg.quic is not None and target.scheme == "https":
@@ -211,6 +238,8 @@ def make_handler(cfg: HelperConfig):
     async def handle(req: Request) -> Response:
         if req.method == "GET" and req.path.split("?")[0] == "/ip":
             return Response(200, json.dumps({"ip": req.peer}).encode())  # what-is-my-IP, for the vantage lookup
+        if req.method == "GET" and req.path.split("?")[0] == LINE_PATH:
+            return line_body(req.path)
         if req.method != "POST":
             return error(405, "POST a Web Connectivity control request (JSON) to this URL")
         try:

@@ -39,7 +39,13 @@ def scenarios_table() -> str:
         what = s.censor if not s.redirect else f"none; the site redirects to `{s.redirect}`"
         if s.inject_to:
             what += f" → {s.inject_to}"
-        expect = s.expect + (f", quic `{s.quic}`" if s.quic else "")
+        if s.rate:
+            what += f"; the site's own server sends {s.rate // 1024} KiB/s to everybody"
+        if s.size:
+            what += f"; a {s.size // 1024} KiB page"
+        if s.line != "fast":
+            what += f"; the volunteer's whole line is {s.line} (a run of its own)"
+        expect = s.expect + (f" `{s.detail}`" if s.detail else "") + (f", quic `{s.quic}`" if s.quic else "")
         rows.append(f"| `{s.name}` | {s.scheme} | {what} | {s.control} | {expect} | {s.layer or '–'} |")
     rows.append("| `clean1`…`clean12`, `secure1`…`secure12` | http, https | nothing | full | ok | – |"
                 if len(clean) == 24 else f"| {len(clean)} clean sites | http, https | nothing | full | ok | – |")

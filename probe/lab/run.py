@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..verdicts import INTERFERENCE, STATUSES
+from . import shaping
 from .scenarios import Control, Resolver, Scenario
 from .topology import (
     CHECK_HOST,
@@ -44,7 +45,8 @@ class Outcome:
         s = self.scenario
         return (self.status == s.expect and self.layer == s.layer
                 and (s.fingerprint is None or self.fingerprint == s.fingerprint)
-                and (s.quic is None or self.quic == s.quic))
+                and (s.quic is None or self.quic == s.quic)
+                and (s.detail is None or self.detail == s.detail))
 
     @property
     def false_positive(self) -> bool:
@@ -73,9 +75,10 @@ def run_scenarios(lab: Lab, scenarios: tuple[Scenario, ...], db: Path | None = N
         lab.up()
     db = db or lab.state / "lab.db"
     got: dict[str, dict] = {}
-    for control, resolver in dict.fromkeys((s.control, s.resolver) for s in scenarios):
-        part = [s for s in scenarios if (s.control, s.resolver) == (control, resolver)]
-        got.update(_run_probe(lab, part, db, extra, control, resolver))
+    for control, resolver, speed in dict.fromkeys((s.control, s.resolver, s.line) for s in scenarios):
+        part = [s for s in scenarios if (s.control, s.resolver, s.line) == (control, resolver, speed)]
+        with shaping.line(lab, speed):  # a slow access line slows everything: a probe run of its own
+            got.update(_run_probe(lab, part, db, extra, control, resolver))
     outcomes = []
     for s in scenarios:
         row = got.get(s.url)

@@ -21,7 +21,10 @@ Censor = Literal["none", "dns-nxdomain", "dns-blockpage", "dns-bogon", "dns-inte
                  # QUIC (issue 20): UDP/443 dropped for one site; QUIC Initials carrying the name dropped
                  "udp-drop", "quic-sni",
                  # a censor one router further than the ISP, at the gateway (issue 20: where the censor sits)
-                 "gw-sni-rst", "gw-sni-drop"]
+                 "gw-sni-rst", "gw-sni-drop",
+                 # throttling (issue 20; shaping.py): a site slowed to ~1/300 for this network only, and a TLS
+                 # handshake whose server flight trickles in and stalls
+                 "throttle", "trickle-stall"]
 # How the probe runs: with the lab's helper and DoH ("full"), with DoH alone (as most volunteers will), or with
 # a control that cannot be reached from this network ("down").
 Control = Literal["full", "doh", "down"]
@@ -31,6 +34,9 @@ Resolver = Literal["isp", "hijacking"]
 # How a site answers the helper's datacenter (abroad) unlike this network: a localized edition here, a consent
 # wall or a refusal or a rate limit there, the site's own geo-block here, a CDN's challenge here.
 Vantage = Literal["localized", "consent", "datacenter", "ratelimit", "geoblock", "cdn-challenge"]
+# The volunteer's access line: "slow" is a thin line for everything, "lossy" one that drops 5% of every packet
+# (shaping.py); each measured in a probe run of its own.
+Line = Literal["fast", "slow", "lossy"]
 # Pages that sites serve everybody and that look like refusals: a server's defaults, a CDN's challenge, a page
 # that is all JavaScript, a redirect to https:// (bench/world.py fills a world with them).
 Page = Literal["nginx-default", "404", "403", "500", "cf-challenge", "js-only", "unavailable", "to-https"]
@@ -67,6 +73,10 @@ class Scenario:
     # The exact QUIC value the verdict must carry beside its status (analysis/quic.py); None: not checked.
     quic: str | None = None
     h3: bool = True  # an https site that also speaks QUIC (the lab's QUIC server on UDP/443)
+    size: int = 0  # the page's size in bytes (0: the usual ~17 KB); throttling needs a body large enough to time
+    rate: int = 0  # the site's own server sends at most this many bytes a second, to everybody (0: no limit)
+    line: Line = "fast"
+    detail: str | None = None  # the exact verdict detail, where the layer alone does not say it
 
     @property
     def host(self) -> str:
@@ -177,6 +187,34 @@ SCENARIOS: tuple[Scenario, ...] = (
     # (Names that do not contain an ISP-filtered name: the ISP's string match would catch them first.)
     Scenario("gwreset", "https", (f"{GATEWAY_NET}.7",), "gw-sni-rst", "blocked", "tls"),
     Scenario("gwdrop", "https", (f"{GATEWAY_NET}.8",), "gw-sni-drop", "blocked", "tls"),
+    # Throttling (issue 20). A site shaped to 64 KB/s for this network only (~1/300 of what the line carries from
+    # the helper), its 128 KiB page complete within the timeout: blocked, twice slow against the control and the
+    # line. A handshake whose server flight trickles in and stalls (each connection gets its first ~1.5 KB, then
+    # nothing): blocked, because it reproduces, the control's handshake completes and the survey found the line
+    # carrying bytes (a dropped ClientHello would read nothing). Not throttling: a server slow for everyone (the
+    # control is slow too), a big page on a slow access line (the line's speed explains it; a run of its own),
+    # a big page on a fast line.
+    Scenario("throttled", "http", ("198.18.15.21",), "throttle", "blocked", "http", size=128 * 1024, repeat=True,
+             detail="http/throttled"),
+    Scenario("throttled-https", "https", ("198.18.15.22",), "throttle", "blocked", "http", size=128 * 1024,
+             repeat=True, detail="http/throttled"),
+    Scenario("trickle-stall", "https", ("198.18.15.23",), "trickle-stall", "blocked", "tls", repeat=True,
+             detail="tls/throttled"),
+    Scenario("slow-everyone", "http", ("198.18.15.24",), "none", "ok", None, size=100 * 1024, rate=64 * 1024,
+             repeat=True),
+    Scenario("slow-everyone-https", "https", ("198.18.15.25",), "none", "ok", None, size=100 * 1024,
+             rate=64 * 1024, repeat=True),
+    Scenario("big-fast-line", "https", ("198.18.15.26",), "none", "ok", None, size=400 * 1024, repeat=True),
+    Scenario("big-slow-line", "http", ("198.18.15.27",), "none", "ok", None, size=400 * 1024, line="slow",
+             repeat=True),
+    Scenario("big-slow-line-https", "https", ("198.18.15.28",), "none", "ok", None, size=400 * 1024, line="slow",
+             repeat=True),
+    # A big page on a lossy line (5% of every packet dropped, both ways): retransmissions slow it far below the
+    # helper's fetch, but the line's own sample is slowed alike: ok.
+    Scenario("big-lossy-line", "http", ("198.18.15.29",), "none", "ok", None, size=128 * 1024, line="lossy",
+             repeat=True),
+    Scenario("big-lossy-line-https", "https", ("198.18.15.30",), "none", "ok", None, size=128 * 1024,
+             line="lossy", repeat=True),
 )
 
 

@@ -29,8 +29,9 @@ def _site(spec: dict[str, Any]) -> Site:
         return Site(status=204, body=b"", headers=())
     if spec.get("page"):
         return _server_page(spec["page"], host)
-    page = Site(title=f"{host} - home {spec.get('keyword') or ''}".strip(), paragraphs=600,
-                behaviour="dynamic" if spec.get("dynamic") else "normal")
+    page = Site(title=f"{host} - home {spec.get('keyword') or ''}".strip(),
+                paragraphs=max(600, (spec.get("size") or 0) // 28),  # 28 bytes a paragraph: `size` is the page's
+                behaviour="dynamic" if spec.get("dynamic") else "normal", rate=spec.get("rate") or 0)
     vantage = spec.get("vantage")
     if vantage is None:
         return page

@@ -258,6 +258,7 @@ class Site:
     paragraphs: int = 20  # page size: real pages are far bigger than blockpages
     abroad: Site | None = None  # what the site serves to `Sites.abroad_peers` (the helper's datacenter) instead
     https_redirect: bool = False  # plain http:// requests get a 301 to the https:// URL (the page is there)
+    rate: int = 0  # bytes per second the server sends its page at, to everybody (0: as fast as it can)
 
     def render(self, counter: int) -> bytes:
         if self.body is not None:
@@ -366,6 +367,8 @@ async def _respond(conn: h11.Connection, stream: trio.abc.Stream, site: Site, co
                 await trio.sleep(1)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
+    elif site.rate:
+        await _paced(conn, stream, site, counter)
     else:
         body = site.render(counter)
         headers.append(("content-length", str(len(body))))
@@ -378,6 +381,21 @@ async def _respond(conn: h11.Connection, stream: trio.abc.Stream, site: Site, co
         await stream.send_all(conn.send(h11.EndOfMessage()))
         await stream.aclose()
     except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+        pass
+
+
+async def _paced(conn: h11.Connection, stream: trio.abc.Stream, site: Site, counter: int) -> None:
+    """A server slow for everybody (busy, or on a thin uplink): its page at `site.rate` bytes a second."""
+    body = site.render(counter)
+    headers = [("content-type", "text/html; charset=utf-8"), ("server", "lab"), ("connection", "close"),
+               ("content-length", str(len(body))), *site.headers]
+    piece = max(1, site.rate // 10)
+    try:
+        await stream.send_all(conn.send(h11.Response(status_code=site.status, headers=headers)))
+        for i in range(0, len(body), piece):
+            await stream.send_all(conn.send(h11.Data(data=body[i:i + piece])))
+            await trio.sleep(0.1)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
 
 

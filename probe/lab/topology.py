@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gateway
+from . import gateway, shaping
 from .pki import make_pki
 from .scenarios import (
     AD_SERVER_IP,
@@ -243,7 +243,8 @@ class Lab:
             "helper": {"listen": HELPER_IP, "port": HELPER_PORT, "resolver": DNS_IP, "timeout": 4.0},
             "sites": [*({"ip": ip, "host": s.host, "dynamic": s.dynamic, "listen": s.censor != "down",
                          "redirect": url_of(s.redirect) if s.redirect else None, "vantage": s.vantage,
-                         "keyword": KEYWORD if s.censor == "keyword-rst" else None, "page": s.page}
+                         "keyword": KEYWORD if s.censor == "keyword-rst" else None, "page": s.page,
+                         "size": s.size, "rate": s.rate}
                         for s in scenarios if s.exists
                         for ip in (*s.ips, *((CDN_INSIDE_IP,) if s.censor == "cdn-inside" else ())) if _in_lab(ip)),
                       {"ip": CHECK_IP, "host": CHECK_HOST, "status": 204}],
@@ -416,6 +417,7 @@ class Lab:
             for rule in rules:
                 self.ns(self.isp, *rule)
         gateway.censor(self, scenarios)
+        shaping.install(self, scenarios)  # throttled sites and the access line (shaping.py)
         targets = {s.host: s.inject_to for s in scenarios if s.censor == "inject-302" and s.inject_to}
         dns_targets = {s.host: s.inject_to for s in scenarios if s.censor == "dns-inject" and s.inject_to}
         dns_targets |= {s.host: "SERVFAIL" for s in scenarios if s.censor == "dns-servfail-all"}

@@ -9,6 +9,7 @@ sites into "DNS blocking" and the second turns every site into either "blocked" 
   NXDOMAIN is *honest* (analysis then tells a ghost answer, which is censorship, from hijacking, which is not);
 - a connectivity check (`--portal-check URL`, a page that answers 204 with no body) is fetched through the
   system resolver; the control is asked too;
+- the line's speed: a sized body from our own helper (`line`), the baseline a throttled site is compared with;
 - a check served wrong, together with the system resolver answering both made-up names and the check's own
   name with the same address, or a control that cannot be reached, is a captive portal: the run measures
   nothing (`captive`, resumable).
@@ -27,6 +28,7 @@ import trio
 
 from ..models import DnsQuery, NetworkView
 from .steps import dns, http
+from .steps import line as line_step
 from .url import MeasureConfig
 
 DEFAULT_PORTAL_CHECK = "http://connectivitycheck.gstatic.com/generate_204"
@@ -55,6 +57,7 @@ async def survey(cfg: MeasureConfig, portal_check: str | None) -> NetworkView:
     check: list[str | None] = [None]
     check_answers: list[str] = []  # what the check's own name resolved to
     reachable: list[bool | None] = [None]
+    speed: dict[str, Any] = {}
 
     async def ask(resolver: dns.Resolver, name: str) -> None:
         q, _ = await dns.query(resolver, name, "A", sockets=sockets, timeout=cfg.dns_timeout, late_window=0,
@@ -70,20 +73,42 @@ async def survey(cfg: MeasureConfig, portal_check: str | None) -> NetworkView:
             got = await cfg.control.resolve(names[0], clock=clock)
             reachable[0] = any(q.rcode is not None for q in got)
 
+    async def line_speed() -> None:
+        speed.update(await line(cfg, clock))
+
     async with trio.open_nursery() as nursery:
         for resolver in cfg.resolvers:
             for name in names:
                 nursery.start_soon(ask, resolver, name)
         nursery.start_soon(portal)
         nursery.start_soon(control)
+        nursery.start_soon(line_speed)
     hijacking = {label: tuple(dict.fromkeys(a for q in qs for a in q.answers))
                  for label, qs in answers.items() if any(q.answers for q in qs)}
     honest = tuple(label for label, qs in answers.items()
                    if qs and all(q.failure == "dns_nxdomain_error" for q in qs))
     view = NetworkView(hijacking=hijacking, honest=honest, check=check[0], control_reachable=reachable[0],
-                       t=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+                       line=speed, t=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     system = answers.get(cfg.resolvers[0].label, []) if cfg.resolvers else []
     return replace(view, captive=captive(view, system, check_answers))
+
+
+# The line's baseline. Why our own helper and not the run's median speed on clean URLs: a verdict is given as
+# each URL is done (the median is not known yet, and a run of a few URLs has none), while the survey comes
+# first, and being stored with the run it is there for `probe reanalyze` too (pure analysis, same verdict).
+# Sites sit at many distances; the helper is one fixed far end, like the control the site is compared with.
+async def line(cfg: MeasureConfig, clock: Any) -> dict[str, Any]:
+    """How fast bytes from our helper come down this line: {"bytes", "duration", "ttfb", "events"}
+    (steps/transfer.py), or {"failure"}; {} without a helper. Never raises for network reasons."""
+    helper = cfg.control.helper_url if cfg.control is not None else None
+    if not helper:
+        return {}
+    hop = await line_step.fetch(helper, line_step.LINE_BYTES, resolver=cfg.resolvers[0] if cfg.resolvers else None,
+                                sockets=cfg.dns_sockets, policy=cfg.policy, contexts=cfg.contexts,
+                                timeout=cfg.timeout, dns_timeout=cfg.dns_timeout, clock=clock)
+    if not line_step.usable(hop, line_step.LINE_BYTES):
+        return {"failure": hop.failure or f"HTTP {hop.status} ({hop.body_length} bytes)"}
+    return dict(hop.transfer)
 
 
 def captive(view: NetworkView, system: list[DnsQuery], check_answers: list[str]) -> str | None:

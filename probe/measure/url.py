@@ -23,6 +23,7 @@ from typing import Literal
 import trio
 
 from ..analysis.pages import compare_helper
+from ..analysis.throughput import REPEAT_CHAIN, line_sample_size, worth_repeating
 from ..control.client import ControlClient
 from ..models import (
     ControlResult,
@@ -37,6 +38,7 @@ from ..models import (
 )
 from .netpolicy import NetPolicy, is_ip_literal
 from .steps import dns, http, locate, quic, tcp, tls
+from .steps import line as line_step
 from .steps.dns import LateReplies
 from .steps.dns_socket import DnsSockets
 from .steps.quic import RTTS, Cutoff, QuicTrust, QuicWatch
@@ -217,7 +219,9 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
                             connects.start_soon(_fetch_path, cfg, target, chain, [a for a in addrs if a in public],
                                                 acc, clock)
                     cfg.quic_watch.steps_done(cut, _grace(acc))
-                    await _self_controls(cfg, target, paths, acc, clock)
+                    async with trio.open_nursery() as after:  # both wait on the helper: side by side
+                        after.start_soon(_self_controls, cfg, target, paths, acc, clock)
+                        after.start_soon(_repeat_if_slow, cfg, target, acc, clock)
                 if cfg.quic is not None and target.scheme == "https" and public:
                     cfg.quic_watch.close(cut, acc.quic, {c.ip for c in acc.tcp
                                                          if c.origin == "probe" and c.failure is None})
@@ -256,7 +260,7 @@ async def measure_unsettled(target: Target, cfg: MeasureConfig) -> Unsettled:
 
 
 def _chain_order(chain: str) -> tuple[int, str]:
-    return ({"": 0, "control": 2, "https": 3}.get(chain, 1), chain)
+    return ({"": 0, "control": 2, "https": 3, "repeat": 4, "line": 5}.get(chain, 1), chain)
 
 
 async def _fetch_path(cfg: MeasureConfig, target: Target, chain: str, addrs: list[str], acc: _Acc,
@@ -318,6 +322,34 @@ async def _self_controls(cfg: MeasureConfig, target: Target, paths: list[tuple[s
             host = f"[{target.hostname}]" if ":" in target.hostname else target.hostname
             n.start_soon(fetch_into, "https", urllib.parse.urlunsplit(("https", host, parts.path or "/",
                                                                      parts.query, "")), main[0].ip)
+
+
+async def _repeat_if_slow(cfg: MeasureConfig, target: Target, acc: _Acc, clock) -> None:
+    """The page once more, through the same address, when it came 10 times slower than at the helper: throttling
+    is judged on two fetches (a congested moment is one), and both are kept (chain "repeat"). At the same time a
+    sample of the line's speed comes from our helper (chain "line", steps/line.py): a line busy at that moment
+    slows both alike. Decided once the helper has answered (it runs beside the URL's steps: mostly over by now),
+    so only a suspect page costs a second download; it runs beside the self-controls."""
+    main = acc.chains.get("")
+    if cfg.control is None or not cfg.control.helper_url or not main or not main[0].ip:
+        return
+    await acc.helper_done.wait()
+    if not worth_repeating(main[-1], acc.control):
+        return
+    helper, n, ip = cfg.control.helper_url, line_sample_size(main[-1]), main[0].ip
+
+    async def sample() -> None:
+        hop = await line_step.fetch(helper, n, resolver=cfg.resolvers[0] if cfg.resolvers else None,
+                                    sockets=cfg.dns_sockets, policy=cfg.policy, contexts=cfg.contexts,
+                                    timeout=cfg.timeout, dns_timeout=cfg.dns_timeout, clock=clock)
+        acc.chains[line_step.LINE_CHAIN] = (hop,)
+
+    async def again() -> None:
+        acc.chains[REPEAT_CHAIN] = await _fetch(cfg, target.url, target, ip, acc, clock, REPEAT_CHAIN)
+
+    async with trio.open_nursery() as n_:
+        n_.start_soon(sample)
+        n_.start_soon(again)
 
 
 def _for_host(queries: list[DnsQuery], host: str) -> list[DnsQuery]:

@@ -27,7 +27,8 @@ from ..verdicts import CHANGES, INTERFERENCE
 from . import queries
 from .queries import QueryError, network_of
 
-__all__ = ["Change", "DiffError", "RunDiff", "classify", "compare_runs", "history", "network_of"]
+__all__ = ["Change", "DiffError", "RunDiff", "SpeedChange", "classify", "compare_runs", "history", "network_of",
+           "speed_changes"]
 
 # Which change kinds make a URL flap, per kind of evidence: a URL flaps when it goes in and out twice or more.
 VERDICT_KEYS = ("status", "layer", "detail", "fingerprint")  # the order of queries.verdict_rows
@@ -46,6 +47,37 @@ class Change:
     after: str
 
 
+# A page that came this many times faster or slower than in the run before is shown (its speed is no verdict:
+# throttling is judged within one run, against the control and the line; this is the record over time). Lines at
+# home vary by 2x from hour to hour; 3x stands out.
+SPEED_CHANGE = 3.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeedChange:
+    url: str
+    before: float  # KiB/s
+    after: float
+
+    @property
+    def factor(self) -> float:
+        return self.after / self.before if self.before else 0.0
+
+
+def speed_changes(before: dict[str, float], after: dict[str, float]) -> list[SpeedChange]:
+    """Pages (queries.page_speeds) whose speed changed SPEED_CHANGE times or more between two runs."""
+    out = []
+    for url in sorted(before.keys() & after.keys()):
+        a, b = before[url], after[url]
+        if a > 0 and b > 0 and max(a / b, b / a) >= SPEED_CHANGE:
+            out.append(SpeedChange(url=url, before=round(a / 1024, 1), after=round(b / 1024, 1)))
+    return out
+
+
+def _kib(speed: float | None) -> float | None:
+    return None if speed is None else round(speed / 1024, 1)
+
+
 @dataclass(slots=True, kw_only=True)
 class RunDiff:
     run_a: int
@@ -61,6 +93,9 @@ class RunDiff:
     method_a: str = ""  # method.brief of each run
     method_b: str = ""
     method_changes: list[str] = field(default_factory=list)  # what differs between the two methods, in words
+    speeds: list[SpeedChange] = field(default_factory=list)  # pages that came far faster or slower
+    line_a: float | None = None  # KiB/s the line carried our helper's bytes at (the run's survey)
+    line_b: float | None = None
 
     def counts(self) -> dict[str, int]:
         """Changes per kind, in the vocabulary's order."""
@@ -73,7 +108,17 @@ class RunDiff:
                 "compared": self.compared, "coverage_a": self.coverage_a, "coverage_b": self.coverage_b,
                 "method_a": self.method_a, "method_b": self.method_b, "method_changes": self.method_changes,
                 "coverage": self.coverage_line(), "headline": self.headline(),
-                "changes": [asdict(c) for c in self.changes]}
+                "changes": [asdict(c) for c in self.changes],
+                "speeds": [asdict(c) for c in self.speeds], "line_a": self.line_a, "line_b": self.line_b}
+
+    def speed_lines(self) -> list[str]:
+        """The line's speed and each page's that changed, in words (empty when none was measured)."""
+        if self.line_a is None and self.line_b is None and not self.speeds:
+            return []
+        out = [f"line speed: {self.line_a if self.line_a is not None else '?'} -> "
+               f"{self.line_b if self.line_b is not None else '?'} KiB/s (our helper's bytes, each run's survey)"]
+        out += [f"speed {c.factor:6.2f}x {c.url}: {c.before} -> {c.after} KiB/s" for c in self.speeds]
+        return out
 
     def not_compared(self) -> str | None:
         """Why nothing could be compared (a side measured nothing), or None."""
@@ -161,7 +206,10 @@ def compare_runs(db: sqlite_utils.Database, run_a: int, run_b: int, *, across_ne
                         "censors (pass --across-networks to compare anyway)")
     va, vb = queries.verdicts(db, run_a), queries.verdicts(db, run_b)
     methods = {r["id"]: method.of_run(r) for r in (ra, rb)}
-    return _pair(ra, rb, na, nb, _with_method(va, ra), va, vb, across_methods, methods)
+    diff = _pair(ra, rb, na, nb, _with_method(va, ra), va, vb, across_methods, methods)
+    diff.speeds = speed_changes(queries.page_speeds(db, run_a), queries.page_speeds(db, run_b))
+    diff.line_a, diff.line_b = _kib(queries.line_speed(ra)), _kib(queries.line_speed(rb))
+    return diff
 
 
 def _changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
@@ -196,6 +244,7 @@ def history(db: sqlite_utils.Database, since: str | None, *, across_methods: boo
         methods = {r["id"]: method.of_run(r) for r in rs}
         keys = {rid: method.key(m) for rid, m in methods.items()}
         vb: dict[str, tuple[Any, ...]] | None = None
+        sb: dict[str, float] | None = None  # page speeds, each run's read once too
         for a, b in itertools.pairwise(rs):
             va = vb if vb is not None else queries.verdict_rows(db, a["id"])  # each run's verdicts read once
             known.update((u, (v, a["id"], keys[a["id"]])) for u, v in va.items())
@@ -211,6 +260,10 @@ def history(db: sqlite_utils.Database, since: str | None, *, across_methods: boo
                           "carried": known[u][1] != a["id"], "method": known[u][2]} for u in changed}
             after = {u: {**dict(zip(VERDICT_KEYS, vb[u], strict=True)), "method": keys[b["id"]]} for u in changed}
             diff.changes = _changes(before, after, across_methods)
+            sa = sb if sb is not None else queries.page_speeds(db, a["id"])
+            sb = queries.page_speeds(db, b["id"])
+            diff.speeds = speed_changes(sa, sb)
+            diff.line_a, diff.line_b = _kib(queries.line_speed(a)), _kib(queries.line_speed(b))
             diffs.append(diff)
         flapping = {}
         for status, kinds in FLAPS.items():

@@ -105,7 +105,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
             "tls_version": h.version, "cipher_suite": h.cipher, "negotiated_protocol": h.alpn,
             "no_tls_verify": h.decoy, "t0": h.t0, "t": h.t, "x_probe_decoy": h.decoy,
             "x_probe_peer_chain": list(h.peer_chain), "x_probe_attempt": h.attempt,
-            "x_probe_first_failure": h.first_failure} for h in obs.tls]
+            "x_probe_first_failure": h.first_failure, "x_probe_transfer": h.transfer} for h in obs.tls]
     # OONI's own key for QUIC (urlgetter's, the same record as a TLS handshake's); Web Connectivity has none yet.
     quic = [{"address": _endpoint(h.ip, h.port), "server_name": h.sni, "failure": h.failure,
              "tls_version": "TLSv1.3" if h.failure is None else None, "negotiated_protocol": h.alpn,
@@ -121,7 +121,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                 else None, "body_is_truncated": h.body_truncated},
             "x_probe_body_length": h.body_length, "x_probe_body_sha256": h.body_sha256,
             "x_probe_stopped": h.stopped, "x_probe_title": h.title, "x_probe_failed_step": h.failed_step,
-            "x_probe_attempts": list(h.attempts),
+            "x_probe_attempts": list(h.attempts), "x_probe_transfer": h.transfer,
         }
 
     # OONI lists the last request first. `requests` is the main chain (what OONI's own requests are); our
@@ -137,7 +137,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
                    "http_request": {"body_length": c.http_body_length if c.http_body_length is not None else -1,
                                     "failure": c.http_failure, "title": c.http_title or "",
                                     "headers": c.http_headers, "status_code": c.http_status or -1,
-                                    "x_body_sha256": c.http_body_sha256}}
+                                    "x_body_sha256": c.http_body_sha256, "x_transfer": c.http_transfer}}
         if c.quic_handshake:
             control["x_quic_handshake"] = c.quic_handshake  # as our helper sends it
     dns_failure = next((q.failure for q in obs.dns if q.failure and not q.answers and q.query_type == "A"), None)
@@ -160,6 +160,7 @@ def export_measurement(obs: Observations, verdict: Verdict, run: dict[str, Any],
         "test_keys": {
             "queries": queries, "tcp_connect": tcp, "tls_handshakes": tls, "requests": requests,
             **({"quic_handshakes": quic} if quic else {}),
+            "network_events": _network_events(obs),
             "x_probe_chains": extra_chains,
             "control": control, "control_failure": c.failure if c else None,
             "dns_experiment_failure": dns_failure,
@@ -304,7 +305,25 @@ def _tls(h: dict[str, Any], hostname: str) -> TlsHandshake:
                         decoy=bool(h.get("x_probe_decoy", False)), failure=h.get("failure"),
                         version=h.get("tls_version"), cipher=h.get("cipher_suite"), alpn=h.get("negotiated_protocol"),
                         peer_chain=chain, attempt=int(h.get("x_probe_attempt") or 0),
-                        first_failure=h.get("x_probe_first_failure"), t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
+                        first_failure=h.get("x_probe_first_failure"), transfer=_transfer(h.get("x_probe_transfer")),
+                        t0=h.get("t0") or 0.0, t=h.get("t") or 0.0)
+
+
+def _network_events(obs: Observations) -> list[dict[str, Any]]:
+    """OONI's `network_events` (as Web Connectivity LTE writes them): the first reads of each hop of the main
+    chain, from our transfer evidence (all of it travels in `x_probe_transfer`; this is for OONI's tools)."""
+    out: list[dict[str, Any]] = []
+    for h in obs.chain():
+        address = _endpoint(h.ip, normalise(h.url).port) if h.ip and h.url.startswith(("http://", "https://")) \
+            else None
+        out.extend({"address": address, "failure": None, "num_bytes": int(n), "operation": "read", "proto": "tcp",
+                    "t": t} for t, n in h.transfer.get("events") or ())
+    return out
+
+
+def _transfer(v: Any) -> dict[str, Any]:
+    """Transfer evidence (steps/transfer.py) as exported; {} for anything else (OONI's own measurements)."""
+    return dict(v) if isinstance(v, dict) else {}
 
 
 def _quic(h: dict[str, Any], hostname: str) -> QuicHandshake:
@@ -331,8 +350,8 @@ def _hop(r: dict[str, Any], chain: str = "") -> HttpHop:
         body_truncated=bool(resp.get("body_is_truncated")),
         title=r.get("x_probe_title") or extract_title(body, dict(headers).get("content-type")),
         failure=r.get("failure"), stopped=r.get("x_probe_stopped"), failed_step=r.get("x_probe_failed_step"),
-        chain=chain, attempts=tuple(r.get("x_probe_attempts") or ()), t0=r.get("t0") or 0.0, t=r.get("t") or 0.0,
-        body=body,
+        chain=chain, attempts=tuple(r.get("x_probe_attempts") or ()), transfer=_transfer(r.get("x_probe_transfer")),
+        t0=r.get("t0") or 0.0, t=r.get("t") or 0.0, body=body,
     )
 
 

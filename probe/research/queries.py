@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
+from ..analysis.throughput import MIN_BODY, rate
 from ..measure import method
 
 SINCE_FORMS = "YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS] with an optional UTC offset (default UTC)"
@@ -252,3 +253,27 @@ def latest_methods(db: sqlite_utils.Database, run_id: int | None, since: str | N
     used = {m["run_id"] for m in latest_per_url(db, runs_.values())}
     return sorted({method.brief(method.of_run(runs_[i])) for i in used})
 
+
+def page_speeds(db: sqlite_utils.Database, run_id: int) -> dict[str, float]:
+    """A run's page speed per URL, in bytes a second (analysis/throughput.py): the first fetch of the page its
+    main chain ends on, for pages large enough to time (MIN_BODY); URLs without one are left out."""
+    last: dict[str, tuple[str, int | None]] = {}
+    for url, transfer, length in db.execute(
+            "select m.url, h.transfer, h.body_length from http_hops h join measurements m on m.id = h.measurement_id"
+            " where m.run_id = ? and h.chain = '' and h.transfer is not null order by h.id", [run_id]):
+        last[url] = (transfer, length)  # the chain's last hop wins
+    out = {}
+    for url, (transfer, length) in last.items():
+        speed = rate(json.loads(transfer) or {}) if (length or 0) >= MIN_BODY else None
+        if speed is not None:
+            out[url] = speed
+    return out
+
+
+def line_speed(run: dict[str, Any]) -> float | None:
+    """How fast the run's line carried our helper's bytes (its latest survey, netview.line), bytes a second."""
+    try:
+        view = json.loads(run.get("network") or "null") or {}
+    except ValueError:
+        return None
+    return rate(view.get("line") or {}) if isinstance(view, dict) else None

@@ -300,7 +300,23 @@ def _changes(db: sqlite_utils.Database, runs: list[dict[str, Any]], limit: int |
                            f"<td>{e(c.url)}</td><td>{e(c.before)}</td><td>{e(c.after)}</td></tr>" for c in ranked)
             parts.append("<table class='changes'><thead><tr><th>change</th><th>URL</th><th>before</th><th>now</th>"
                          f"</tr></thead><tbody>{rows}</tbody></table>" + _more(len(ranked), len(every)))
+        parts.append(_speeds(d, limit))
     return "".join(parts)
+
+
+def _speeds(d: Any, limit: int | None) -> str:
+    """Page speeds that changed 3x or more between the two runs, and the line's speed in each (issue 20)."""
+    if d.line_a is None and d.line_b is None and not d.speeds:
+        return ""
+    line = (f"<p class='note'>line speed (our helper's bytes): {d.line_a if d.line_a is not None else '?'} → "
+            f"{d.line_b if d.line_b is not None else '?'} KiB/s</p>")
+    if not d.speeds:
+        return line
+    shown = sorted(d.speeds, key=lambda c: c.factor)[:limit]  # the largest drops first
+    rows = "".join(f"<tr><td>{e(c.url)}</td><td>{c.before}</td><td>{c.after}</td><td>{c.factor:.2f}×</td></tr>"
+                   for c in shown)
+    return (line + "<table class='speeds'><thead><tr><th>URL</th><th>KiB/s before</th><th>KiB/s now</th>"
+            f"<th>change</th></tr></thead><tbody>{rows}</tbody></table>" + _more(len(shown), len(d.speeds)))
 
 
 def _timelines(db: sqlite_utils.Database, runs: list[dict[str, Any]], interfering: list[dict[str, Any]],

@@ -511,7 +511,8 @@ def _record(cls: type, row: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts", "quic_handshake"}
+_DEFAULT_WHEN_NULL = {"chain", "retransmits", "attempt", "attempts", "quic_handshake", "transfer",
+                      "http_transfer"}
 
 
 def load_observations(db: sqlite_utils.Database, measurement: dict[str, Any]) -> Observations:
@@ -857,3 +858,11 @@ def m013_locate(db: sqlite_utils.Database) -> None:
         "failed_step": str, "reply_bytes": int, "router": str, "icmp": str, "t0": float, "t": float,
     }, pk="id", foreign_keys=[("measurement_id", "measurements", "id")])
     db.table("ttl_probes").create_index(["measurement_id"])
+
+
+def m011_transfer(db: sqlite_utils.Database) -> None:
+    """Issue 20: transfer evidence (steps/transfer.py) per HTTP hop and TLS handshake, and the helper's own.
+    (After m012_quic and m013_locate, which landed first: steps apply in file order.)"""
+    _add_column(db, "http_hops", "transfer", str)
+    _add_column(db, "tls_handshakes", "transfer", str)
+    _add_column(db, "control_results", "http_transfer", str)

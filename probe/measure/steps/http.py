@@ -26,6 +26,7 @@ from ...models import HttpHop
 from ..netpolicy import NetPolicy
 from ..targets import TargetError, normalise
 from .tls import TlsContexts
+from .transfer import CountingStream, Reads
 
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -105,6 +106,9 @@ class _Conn:
     stream: trio.abc.Stream
     h11: h11.Connection
     used: bool = False  # it carried a request already (the TCP step's connection has not)
+    # https: the TCP stream under TLS, counting for the try in progress. Reads are timed there, not as TLS
+    # records come out (a 16 KiB record of a throttled page comes out whole, seconds apart: not a stall).
+    counter: CountingStream | None = None
 
 
 class _Origins:
@@ -143,6 +147,7 @@ class _Try:
     received: bool = False  # a byte of the response came
     head: trio.Event = field(default_factory=trio.Event)  # the response head arrived, or the try ended
     done: trio.Event = field(default_factory=trio.Event)  # ended by itself (not cancelled)
+    reads: Reads | None = None  # when the response's bytes came (see transfer.py)
 
     def record(self) -> dict[str, Any]:
         return {"failure": self.failure, "failed_step": self.phase if self.failure else None,
@@ -187,11 +192,15 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
                 conn = _Conn(await trio.open_tcp_stream(req.ip, req.port), _client())
                 if req.scheme == "https":
                     t.phase = "tls"
-                    conn.stream = trio.SSLStream(conn.stream, origins.contexts.http, server_hostname=req.host,
+                    conn.counter = CountingStream(conn.stream, None)
+                    conn.stream = trio.SSLStream(conn.counter, origins.contexts.http, server_hostname=req.host,
                                                  https_compatible=True)
                     await conn.stream.do_handshake()
                 t.phase = "http"
             await conn.stream.send_all(conn.h11.send(req.h11) + (conn.h11.send(h11.EndOfMessage()) or b""))
+            reads = t.reads = Reads(clock, sent=clock())
+            if conn.counter is not None:
+                conn.counter.reads = reads  # the TLS connection's bytes, as they come off the wire
             decoder: BoundedDecoder | None = None
             while True:
                 event = conn.h11.next_event()
@@ -200,6 +209,8 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
                     if not chunk and t.status is None:
                         raise EOFError("the server closed the connection before answering")
                     t.received = True
+                    if conn.counter is None:
+                        reads.read(len(chunk))
                     conn.h11.receive_data(bytes(chunk))  # b"": closed (ends a close-delimited body)
                 elif isinstance(event, h11.Response):
                     t.status = event.status_code
@@ -217,6 +228,8 @@ async def _try(origins: _Origins, req: _Request, conn: _Conn | None, t: _Try, *,
                     break
                 elif isinstance(event, h11.ConnectionClosed):
                     raise EOFError("the server closed the connection before answering")
+            if conn.counter is not None:
+                conn.counter.reads = None  # the response is in: a kept connection counts for its next try only
             if not t.truncated and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
                 conn.h11.start_next_cycle()
                 conn.used = True
@@ -299,6 +312,7 @@ async def _hop(origins: _Origins, url: str, ip: str, *, timeout: float, body_cap
         title=extract_title(data, hdr.get("content-type")),
         failure=best.failure,
         attempts=tuple(t.record() for t in tries),
+        transfer=best.reads.record() if best.reads else {},
         t0=tries[0].t0,
         t=clock(),
         body=data,

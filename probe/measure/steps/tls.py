@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from ...failures import TIMEOUT, classify
 from ...models import TlsHandshake
+from .transfer import CountingStream, Reads
 
 CERT_FAILURES = {"ssl_invalid_hostname", "ssl_unknown_authority", "ssl_invalid_certificate"}
 # Failures that an SNI filter produces; only these are worth a decoy handshake.
@@ -126,12 +127,19 @@ async def handshake(
 ) -> TlsHandshake:
     """Handshake on `stream`, then close it. Never raises for network reasons."""
     base = TlsHandshake(ip=ip, port=port, sni=sni, decoy=decoy, t0=clock())
-    tls = trio.SSLStream(stream, context, server_hostname=sni)
+    reads = Reads(clock, sent=base.t0)
+    tls = trio.SSLStream(CountingStream(stream, reads), context, server_hostname=sni)
+
+    def transfer() -> dict[str, Any]:
+        # The handshake's own duration (not the first byte to the last, as for a response): a trickle that
+        # stalls shows as bytes that came early and a duration that ran to the timeout.
+        return {**reads.record(), "bytes": reads.bytes, "duration": round(clock() - base.t0, 4)}
+
     try:
         with trio.move_on_after(timeout) as scope:
             await tls.do_handshake()
         if scope.cancelled_caught:
-            return replace(base, failure=TIMEOUT, t=clock())
+            return replace(base, failure=TIMEOUT, transfer=transfer(), t=clock())
         # SSLStream forwards cipher() and version(), not the unverified chain: that needs the SSLObject itself.
         obj = tls._ssl_object
         cipher = obj.cipher()
@@ -141,10 +149,11 @@ async def handshake(
             cipher=cipher[0] if cipher else None,
             alpn=obj.selected_alpn_protocol(),
             peer_chain=_peer_chain(obj),
+            transfer=transfer(),
             t=clock(),
         )
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
-        return replace(base, failure=classify(e), t=clock())
+        return replace(base, failure=classify(e), transfer=transfer(), t=clock())
     finally:
         with trio.move_on_after(0.5) as cleanup:
             cleanup.shield = True
