@@ -860,6 +860,7 @@ def m013_locate(db: sqlite_utils.Database) -> None:
     db.table("ttl_probes").create_index(["measurement_id"])
 
 
+@migrations()
 def m011_transfer(db: sqlite_utils.Database) -> None:
     """Issue 20: transfer evidence (steps/transfer.py) per HTTP hop and TLS handshake, and the helper's own.
     (After m012_quic and m013_locate, which landed first: steps apply in file order.)"""
