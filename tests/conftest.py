@@ -6,6 +6,7 @@ public DoH service (every run below passes --resolver and either --no-control or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -286,7 +287,17 @@ def internet():
                   lambda task_status: serve_http(sites, task_status=task_status)) as servers:
         yield servers.ports[0], servers.ports[1], sites
 
+@contextlib.contextmanager
+def running_lab(prefix: str, scenarios: tuple | None = None) -> Iterator:
+    """A lab up for a module's tests (all scenarios, or these), always torn down."""
+    from probe.lab.topology import Lab
 
+    lab = Lab(prefix=prefix)
+    lab.up() if scenarios is None else lab.up(scenarios)
+    try:
+        yield lab
+    finally:
+        lab.down()
 
 
 from tests.control_world import world  # noqa: E402, F401  (the fixture, shared by control and research tests)

@@ -15,6 +15,7 @@ import pytest
 from probe.lab.run import report, run_scenarios
 from probe.lab.scenarios import SCENARIOS
 from probe.lab.topology import Lab, missing_requirements
+from tests.conftest import running_lab
 
 # Parallel checkouts on one machine each set their own prefix (namespaces are machine-wide).
 LAB_PREFIX = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")
@@ -25,12 +26,8 @@ pytestmark = [pytest.mark.lab,
 
 @pytest.fixture(scope="module")
 def lab():
-    the_lab = Lab(prefix=LAB_PREFIX)
-    the_lab.up()
-    try:
+    with running_lab(LAB_PREFIX) as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def leftovers(prefix: str) -> list[str]:

@@ -24,6 +24,7 @@ from probe.lab.topology import ISP_CLIENT_IP, Lab, missing_requirements
 from probe.measure.steps.locate import parse_error_queue, router_label
 from probe.models import TtlProbe
 from probe.research.ooni import export_measurement, import_measurement
+from tests.conftest import running_lab
 
 LAB_PREFIX = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")
 
@@ -161,12 +162,8 @@ def test_the_step_on_loopback_resets_replies_and_silence_unprivileged_calls_only
 # ----------------------------------------------------------------------------------------------- the lab
 @pytest.fixture(scope="module")
 def lab():
-    the_lab = Lab(prefix=LAB_PREFIX)
-    the_lab.up()
-    try:
+    with running_lab(LAB_PREFIX) as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def _located(db: Path) -> dict[str, tuple]:

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from probe.cli import cli
 from probe.lab.run import report, run_scenarios
 from probe.lab.scenarios import SCENARIOS
-from probe.lab.topology import Lab, missing_requirements
+from probe.lab.topology import missing_requirements
+from tests.conftest import running_lab
 
 # Our own prefix, derived from the checkout's (namespaces are machine-wide; test_lab.py uses the prefix itself).
 LAB_PREFIX = os.environ.get("PROBE_TEST_LAB_PREFIX", "plt")[:-1] + "q"
@@ -32,12 +33,8 @@ pytestmark = [pytest.mark.lab,
 
 @pytest.fixture(scope="module")
 def lab():
-    the_lab = Lab(prefix=LAB_PREFIX)
-    the_lab.up(QUIC + LOSSY)
-    try:
+    with running_lab(LAB_PREFIX, QUIC + LOSSY) as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
 
 
 def quic_rows(db) -> dict[str, list[tuple]]:
